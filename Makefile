@@ -1,0 +1,61 @@
+# Twoway developer commands. `make test` and `make demo` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+UV_VERSION := 0.13.8
+
+.PHONY: help install system-deps lint fmt test test-fast contract stack-up stack-down run clean
+
+help:
+	@echo "make run        start Kafka + PostgreSQL locally and run the three services"
+	@echo "make test       install everything and run every test (real Kafka and PostgreSQL)"
+	@echo "make test-fast  only the tests that need no broker or database"
+	@echo "make lint       ruff and mypy (strict)"
+	@echo "make contract   regenerate docs/contract (JSON Schema, AsyncAPI)"
+	@echo "make stack-up / stack-down   the local Kafka + PostgreSQL stack alone"
+
+# Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root).
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Please install:$$missing" >&2; exit 1; fi; \
+	fi
+
+install: system-deps
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	$(UV) sync --all-packages --frozen -q
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+fmt: install
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+test: install
+	$(UV) run pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(UV) run pytest -q -m "not infra"
+
+contract: install
+	$(UV) run python -m twoway_shared.contract.generate
+
+stack-up: install
+	$(UV) run twoway-stack up
+
+stack-down: install
+	$(UV) run twoway-stack down
+
+run: install
+	$(UV) run twoway-dev run
+
+clean:
+	-$(UV) run twoway-stack down
+	rm -rf .stack .demo

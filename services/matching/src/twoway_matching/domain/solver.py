@@ -1,0 +1,234 @@
+"""The optimal round: every eligible pair scored at once (numpy), then a min-cost max flow.
+
+The round first maximises the number of pairs, then the total score, exactly: OR-Tools'
+max-flow-with-min-cost on source -> mentee (1) -> mentor (1) -> sink (free capacity), with arc
+cost SCORE_UNITS - score. Integer costs make it exact; sorted inputs make it deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from ortools.graph.python import min_cost_flow
+
+from twoway_matching.domain.availability import first_week_intervals
+from twoway_matching.domain.model import (
+    SCORE_UNITS,
+    MatchingRules,
+    Participant,
+    Proposal,
+    RoundInput,
+)
+from twoway_matching.domain.rules import reasons
+
+IntArray = npt.NDArray[np.int64]
+# Elements of one block of the overlap computation (mentees x mentors x windows x windows).
+_BLOCK_ELEMENTS = 8_000_000
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Every eligible pair of a round: indexes into the sorted mentees and mentors."""
+
+    mentee: IntArray
+    mentor: IntArray
+    score: IntArray  # SCORE_UNITS
+    overlap: IntArray  # weekly overlap minutes
+
+    def __len__(self) -> int:
+        return len(self.mentee)
+
+
+def _codes(values: list[str]) -> IntArray:
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int64)
+
+
+def _incidence(sets: list[frozenset[str]], vocabulary: dict[str, int]) -> npt.NDArray[np.float32]:
+    matrix = np.zeros((len(sets), max(1, len(vocabulary))), dtype=np.float32)
+    for row, items in enumerate(sets):
+        for item in items:
+            matrix[row, vocabulary[item]] = 1.0
+    return matrix
+
+
+def _padded_intervals(people: tuple[Participant, ...], rules: MatchingRules) -> tuple[IntArray, IntArray]:
+    lists = [first_week_intervals(p.availability, p.timezone, rules.starts_on) for p in people]
+    width = max(1, *(len(x) for x in lists)) if lists else 1
+    starts = np.zeros((len(people), width), dtype=np.int64)
+    ends = np.zeros((len(people), width), dtype=np.int64)
+    for row, intervals in enumerate(lists):
+        for col, (start, end) in enumerate(intervals):
+            starts[row, col] = start
+            ends[row, col] = end
+    return starts, ends
+
+
+def eligible_edges(round_input: RoundInput) -> Edges:
+    """Rules 2-6 and 8 for every (mentor, mentee) of the round, with scores and overlaps."""
+    mentors, mentees, rules = round_input.mentors, round_input.mentees, round_input.rules
+    n_e, n_m = len(mentees), len(mentors)
+    empty = np.zeros(0, dtype=np.int64)
+    if n_e == 0 or n_m == 0:
+        return Edges(empty, empty, empty, empty)
+
+    grade_e = np.array([p.grade for p in mentees], dtype=np.int64)
+    grade_m = np.array([p.grade for p in mentors], dtype=np.int64)
+    departments = _codes([p.department_key for p in (*mentees, *mentors)])
+    dept_e, dept_m = departments[:n_e], departments[n_e:]
+
+    languages = {x: i for i, x in enumerate(sorted({x for p in (*mentees, *mentors) for x in p.languages}))}
+    tags = {
+        x: i
+        for i, x in enumerate(
+            sorted({t for p in (*mentees, *mentors) for t in (*p.offers, *p.wants)})
+        )
+    }
+    lang_e = _incidence([p.languages for p in mentees], languages)
+    lang_m = _incidence([p.languages for p in mentors], languages)
+    wants_e = _incidence([p.wants for p in mentees], tags)
+    offers_e = _incidence([p.offers for p in mentees], tags)
+    wants_m = _incidence([p.wants for p in mentors], tags)
+    offers_m = _incidence([p.offers for p in mentors], tags)
+    n_wants_e = np.array([len(p.wants) for p in mentees], dtype=np.float64)
+    n_wants_m = np.array([len(p.wants) for p in mentors], dtype=np.float64)
+
+    starts_e, ends_e = _padded_intervals(mentees, rules)
+    starts_m, ends_m = _padded_intervals(mentors, rules)
+
+    mentor_index = {p.participant_id: j for j, p in enumerate(mentors)}
+    mentee_index = {p.participant_id: i for i, p in enumerate(mentees)}
+    forbidden: list[tuple[int, int]] = []
+    for i, e in enumerate(mentees):
+        if e.manager_id in mentor_index:
+            forbidden.append((i, mentor_index[e.manager_id]))
+    for j, m in enumerate(mentors):
+        if m.manager_id in mentee_index:
+            forbidden.append((mentee_index[m.manager_id], j))
+    for mentor_id, mentee_id in round_input.never_again:
+        if mentor_id in mentor_index and mentee_id in mentee_index:
+            forbidden.append((mentee_index[mentee_id], mentor_index[mentor_id]))
+
+    per_row = max(1, n_m * starts_e.shape[1] * starts_m.shape[1])
+    block = max(1, _BLOCK_ELEMENTS // per_row)
+    parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
+    session = rules.session_minutes
+    for lo in range(0, n_e, block):
+        hi = min(n_e, lo + block)
+        ok = grade_m[None, :] + rules.min_grade_gap <= grade_e[lo:hi, None]
+        if rules.cross_department:
+            ok &= dept_m[None, :] != dept_e[lo:hi, None]
+        ok &= (lang_e[lo:hi] @ lang_m.T) > 0
+        if not ok.any():
+            continue
+        # Pairwise clipped overlap of every window of a mentee with every window of a mentor.
+        common = np.minimum(ends_e[lo:hi, None, :, None], ends_m[None, :, None, :]) - np.maximum(
+            starts_e[lo:hi, None, :, None], starts_m[None, :, None, :]
+        )
+        np.clip(common, 0, None, out=common)
+        overlap = common.sum(axis=(2, 3))
+        longest = common.max(axis=(2, 3))
+        ok &= longest >= session
+        rows, cols = np.nonzero(ok)
+        if len(rows) == 0:
+            continue
+        learn_e = np.divide(
+            (wants_e[lo:hi] @ offers_m.T)[rows, cols],
+            n_wants_e[lo:hi][rows],
+            out=np.zeros(len(rows)),
+            where=n_wants_e[lo:hi][rows] > 0,
+        )
+        learn_m = np.divide(
+            (offers_e[lo:hi] @ wants_m.T)[rows, cols],
+            n_wants_m[cols],
+            out=np.zeros(len(rows)),
+            where=n_wants_m[cols] > 0,
+        )
+        pair_overlap = overlap[rows, cols]
+        time_fit = np.minimum(1.0, pair_overlap / (4 * session))
+        score = np.rint((0.60 * learn_e + 0.25 * learn_m + 0.15 * time_fit) * SCORE_UNITS)
+        parts.append((rows + lo, cols, score.astype(np.int64), pair_overlap.astype(np.int64)))
+
+    if not parts:
+        return Edges(empty, empty, empty, empty)
+    mentee_idx = np.concatenate([p[0] for p in parts])
+    mentor_idx = np.concatenate([p[1] for p in parts])
+    scores = np.concatenate([p[2] for p in parts])
+    overlaps = np.concatenate([p[3] for p in parts])
+    if forbidden:
+        banned = {i * n_m + j for i, j in forbidden}
+        keep = ~np.isin(mentee_idx * n_m + mentor_idx, np.fromiter(banned, dtype=np.int64))
+        mentee_idx, mentor_idx = mentee_idx[keep], mentor_idx[keep]
+        scores, overlaps = scores[keep], overlaps[keep]
+    return Edges(mentee_idx, mentor_idx, scores, overlaps)
+
+
+def prune(edges: Edges, per_mentee: int) -> Edges:
+    """Keep each mentee's `per_mentee` best-scoring candidates (ties: lower mentor index)."""
+    order = np.lexsort((edges.mentor, -edges.score, edges.mentee))
+    mentee = edges.mentee[order]
+    first = np.searchsorted(mentee, mentee, side="left")
+    keep = order[(np.arange(len(mentee)) - first) < per_mentee]
+    keep.sort()
+    return Edges(edges.mentee[keep], edges.mentor[keep], edges.score[keep], edges.overlap[keep])
+
+
+def solve(edges: Edges, n_mentees: int, capacities: list[int]) -> list[int]:
+    """Indexes of the chosen edges: most pairs first, then the highest total score."""
+    if len(edges) == 0:
+        return []
+    n_mentors = len(capacities)
+    source, sink = 0, 1 + n_mentees + n_mentors
+    flow = min_cost_flow.SimpleMinCostFlow()
+    mentee_nodes = 1 + np.arange(n_mentees, dtype=np.int64)
+    mentor_nodes = 1 + n_mentees + np.arange(n_mentors, dtype=np.int64)
+    pair_arcs = flow.add_arcs_with_capacity_and_unit_cost(
+        mentee_nodes[edges.mentee],
+        mentor_nodes[edges.mentor],
+        np.ones(len(edges), dtype=np.int64),
+        SCORE_UNITS - edges.score,
+    )
+    flow.add_arcs_with_capacity_and_unit_cost(
+        np.full(n_mentees, source, dtype=np.int64),
+        mentee_nodes,
+        np.ones(n_mentees, dtype=np.int64),
+        np.zeros(n_mentees, dtype=np.int64),
+    )
+    flow.add_arcs_with_capacity_and_unit_cost(
+        mentor_nodes,
+        np.full(n_mentors, sink, dtype=np.int64),
+        np.asarray(capacities, dtype=np.int64),
+        np.zeros(n_mentors, dtype=np.int64),
+    )
+    flow.set_node_supply(source, n_mentees)
+    flow.set_node_supply(sink, -n_mentees)
+    status = flow.solve_max_flow_with_min_cost()
+    if status != flow.OPTIMAL:
+        raise RuntimeError(f"the matching solver failed with status {status}")
+    chosen = flow.flows(np.asarray(pair_arcs, dtype=np.int64))
+    return [int(k) for k in np.nonzero(chosen)[0]]
+
+
+def match_round(round_input: RoundInput, *, max_candidates: int | None = None) -> list[Proposal]:
+    """The optimal set of new pairs for a pool; deterministic for equal input."""
+    mentors = tuple(sorted(round_input.mentors, key=lambda p: p.participant_id))
+    mentees = tuple(sorted(round_input.mentees, key=lambda p: p.participant_id))
+    ordered = RoundInput(round_input.rules, mentors, mentees, round_input.never_again)
+    edges = eligible_edges(ordered)
+    if max_candidates is not None:
+        edges = prune(edges, max_candidates)
+    chosen = solve(edges, len(mentees), [m.capacity for m in mentors])
+    proposals = []
+    for k in chosen:
+        mentor, mentee = mentors[edges.mentor[k]], mentees[edges.mentee[k]]
+        proposals.append(
+            Proposal(
+                mentor_id=mentor.participant_id,
+                mentee_id=mentee.participant_id,
+                score_units=int(edges.score[k]),
+                reasons=reasons(mentor, mentee, int(edges.overlap[k])),
+            )
+        )
+    return sorted(proposals, key=lambda p: (p.mentee_id, p.mentor_id))

@@ -1,0 +1,1 @@
+"""Twoway notifications service."""

@@ -1,0 +1,1 @@
+"""Twoway scheduling service."""

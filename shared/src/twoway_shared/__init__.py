@@ -1,0 +1,1 @@
+"""Twoway shared contract and platform."""

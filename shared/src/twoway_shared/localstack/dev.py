@@ -1,0 +1,139 @@
+"""`twoway-dev run`: the local stack plus the three services as separate processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from twoway_shared.localstack.stack import LocalStack
+from twoway_shared.platform.roles import provision
+from twoway_shared.testing.infra import SERVICES, repo_root
+
+HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083}
+
+
+@dataclass
+class ServiceProcess:
+    """One running `twoway-<service> run` and where its logs go."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    http_port: int
+
+
+def service_env(kafka: str, dsn: str, http_port: int, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
+    env.update(
+        TWOWAY_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        TWOWAY_DATABASE_URL=dsn,
+        TWOWAY_HTTP_PORT=str(http_port),
+        **extra,
+    )
+    return env
+
+
+def command(service: str) -> str:
+    found = shutil.which(f"twoway-{service}")
+    if found is None:
+        raise SystemExit(f"twoway-{service} is not installed: run `make install` first")
+    return found
+
+
+def start_services(
+    kafka: str, dsns: dict[str, str], log_dir: Path, extra: dict[str, str]
+) -> list[ServiceProcess]:
+    """Migrate each service with its own role, then start it."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = []
+    for name in SERVICES:
+        env = service_env(kafka, dsns[name], HTTP_PORTS[name], extra)
+        subprocess.run([command(name), "migrate"], env=env, check=True)
+        log_path = log_dir / f"{name}.log"
+        log = log_path.open("ab")
+        process = subprocess.Popen([command(name), "run"], env=env, stdout=log, stderr=log)
+        started.append(ServiceProcess(name, process, log_path, HTTP_PORTS[name]))
+    return started
+
+
+def wait_ready(services: list[ServiceProcess], timeout: float = 90.0) -> None:
+    """Wait until every service's /readyz answers 200, or fail naming the one that did not."""
+    deadline = time.monotonic() + timeout
+    for svc in services:
+        url = f"http://127.0.0.1:{svc.http_port}/readyz"
+        while True:
+            if svc.process.poll() is not None:
+                raise SystemExit(
+                    f"twoway-{svc.name} exited with {svc.process.returncode}; see {svc.log_path}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"twoway-{svc.name} not ready after {timeout} s; see {svc.log_path}"
+                )
+            time.sleep(0.2)
+
+
+def stop_services(services: list[ServiceProcess], timeout: float = 60.0) -> int:
+    """SIGTERM every service, wait for each to drain; the worst exit code."""
+    for svc in services:
+        if svc.process.poll() is None:
+            svc.process.send_signal(signal.SIGTERM)
+    worst = 0
+    for svc in services:
+        try:
+            code = svc.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            svc.process.kill()
+            code = svc.process.wait()
+        print(f"  twoway-{svc.name} exited with {code}")
+        worst = worst or code
+    return worst
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="twoway-dev", description="Run Twoway locally: Kafka, PostgreSQL and the services."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start everything and wait for Ctrl-C")
+    run.add_argument("--once", action="store_true", help="stop again as soon as all are ready")
+    run.add_argument("--dir", type=Path, default=None, help="where the stack keeps its data")
+    run.add_argument("--kafka-port", type=int, default=9092)
+    run.add_argument("--pg-port", type=int, default=5432)
+    args = parser.parse_args(argv)
+
+    root = args.dir or repo_root() / ".stack" / "local"
+    stack = LocalStack(root, kafka_port=args.kafka_port, pg_port=args.pg_port)
+    print(f"Starting Kafka on {args.kafka_port} and PostgreSQL on {args.pg_port} ...")
+    info = stack.up()
+    dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+    services = start_services(info.kafka_bootstrap, dsns, root / "logs", {})
+    try:
+        wait_ready(services)
+        print("Twoway is running:")
+        for svc in services:
+            print(f"  {svc.name:<14} http://127.0.0.1:{svc.http_port}/readyz  logs {svc.log_path}")
+        if not args.once:
+            print("Press Ctrl-C to stop.")
+            # Blocked only now, after the children started, so they still receive SIGTERM.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        print("Stopping the services ...")
+        code = stop_services(services)
+    sys.exit(code)

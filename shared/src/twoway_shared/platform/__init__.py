@@ -1,0 +1,1 @@
+"""The platform every Twoway service runs on: settings, Kafka, PostgreSQL, outbox, HTTP."""

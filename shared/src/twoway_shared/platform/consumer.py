@@ -1,0 +1,121 @@
+"""The Kafka edge: parse a record, dedupe it, handle it in a unit of work, or dead-letter it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+from aiokafka.errors import KafkaError
+
+from twoway_shared.contract import Event, InvalidRecord, Topic, parse_record
+from twoway_shared.platform.deadletter import DeadLetters
+from twoway_shared.platform.inbox import Inbox
+from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.uow import Database, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
+
+# A record whose handler raises anything but an infrastructure error this many times in a row
+# is set aside in the dead-letter topic, so one bad record cannot stop the good ones.
+MAX_ATTEMPTS = 5
+_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, KafkaError)
+
+
+class Rejected(Exception):
+    """A valid record that breaks a business rule; it is dead-lettered with this reason."""
+
+
+class RecordProcessor:
+    """Everything that happens to one consumed record, independent of the Kafka client."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        topic_prefix: str,
+        consumes: list[Topic],
+        handlers: Mapping[str, Handler],
+        database: Database,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+    ) -> None:
+        self._service = service
+        self._topics = {f"{topic_prefix}{t.value}": t for t in consumes}
+        self._handlers = handlers
+        self._db = database
+        self._inbox = Inbox(database.schema)
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._attempts: dict[tuple[str, int, int], int] = {}
+
+    async def process(self, record: Any) -> bool:
+        """Handle one record; True when it is done (commit its offset), False to retry it."""
+        coordinates = (record.topic, record.partition, record.offset)
+        try:
+            await self._process(record)
+        except Exception as exc:
+            attempts = self._attempts.get(coordinates, 0) + 1
+            self._attempts[coordinates] = attempts
+            self._metrics.handler_failures.labels(record.topic).inc()
+            transient = isinstance(exc, _TRANSIENT)
+            if not transient and attempts >= MAX_ATTEMPTS:
+                log.exception("giving up on a record", extra=_where(record))
+                await self._dead_letters.send(
+                    record,
+                    f"The {self._service} service failed {attempts} times to process this "
+                    f"record ({type(exc).__name__}: {str(exc)[:300]}); it was set aside so the "
+                    "records after it go on. Fix the cause, then republish the record.",
+                )
+                del self._attempts[coordinates]
+                return True
+            log.warning(
+                "handler failed; the record will be processed again",
+                exc_info=not transient,
+                extra={**_where(record), "attempt": attempts, "error": str(exc)[:300]},
+            )
+            await asyncio.sleep(min(0.1 * 2**attempts, 10.0))
+            return False
+        self._attempts.pop(coordinates, None)
+        return True
+
+    async def _process(self, record: Any) -> None:
+        self._metrics.consumed.labels(record.topic).inc()
+        topic = self._topics.get(record.topic)
+        if topic is None:  # only possible with a misconfigured subscription
+            raise RuntimeError(f"{self._service} does not consume topic {record.topic}")
+        try:
+            event = parse_record(topic, record.value, record.key)
+        except InvalidRecord as exc:
+            await self._dead_letters.send(record, str(exc))
+            return
+        handler = self._handlers.get(event.type)
+        started = time.perf_counter()
+        try:
+            async with self._db.unit_of_work(cause=event) as uow:
+                claimed = await self._inbox.claim(
+                    uow.conn,
+                    source=event.envelope.source,
+                    event_id=event.envelope.id,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                if not claimed:
+                    self._metrics.duplicates.labels(record.topic).inc()
+                    return
+                if handler is not None:
+                    await handler(event, uow)
+        except Rejected as exc:
+            await self._dead_letters.send(record, str(exc))
+        finally:
+            self._metrics.handler_seconds.labels(event.type).observe(time.perf_counter() - started)
+
+
+def _where(record: Any) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}

@@ -1,0 +1,98 @@
+"""Kafka client set-up: security options, topic creation, the idempotent producer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from faststream.kafka.security import parse_security
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+
+from twoway_shared.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def security_of(settings: Settings) -> BaseSecurity | None:
+    """The FastStream security object for the configured protocol (None for PLAINTEXT)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        ssl_context = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
+        raise ValueError(
+            f"TWOWAY_KAFKA_SECURITY_PROTOCOL={protocol} needs TWOWAY_KAFKA_SASL_USERNAME "
+            "and TWOWAY_KAFKA_SASL_PASSWORD"
+        )
+    use_ssl = protocol == "SASL_SSL"
+    credentials = (settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value())
+    mechanisms: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    cls = mechanisms[settings.kafka_sasl_mechanism]
+    return cls(*credentials, ssl_context=ssl_context, use_ssl=use_ssl)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments shared by every aiokafka client of a service."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        **parse_security(security_of(settings)),
+    }
+
+
+async def ensure_topics(settings: Settings, names: list[str]) -> None:
+    """Create the topics a service uses when they are missing; existing ones stay as they are."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = sorted(set(names) - existing)
+        if not missing:
+            return
+        new = [
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
+            for name in missing
+        ]
+        try:
+            response = await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            return  # another instance won the race
+        for topic, code, *_ in response.topic_errors:
+            # 36 = TOPIC_ALREADY_EXISTS: another instance created it first.
+            if code not in (0, 36):
+                raise RuntimeError(f"could not create topic {topic}: Kafka error code {code}")
+        log.info("created topics", extra={"topics": missing})
+    finally:
+        await admin.close()
+
+
+def idempotent_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    """A producer that never duplicates or reorders a record on retry (acks=all, idempotence)."""
+    return AIOKafkaProducer(
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_request_size=2 * 1024 * 1024,
+        **client_options(settings),
+    )

@@ -1,0 +1,57 @@
+"""Prometheus metrics every service exposes on /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    """The service's own registry, so tests and several services in one process never clash."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter(
+            "twoway_records_consumed", "Records consumed, by topic.", ["topic"], registry=r
+        )
+        self.produced = Counter(
+            "twoway_records_produced", "Records produced, by topic.", ["topic"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "twoway_records_dead_lettered",
+            "Records sent to the dead-letter topic, by original topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "twoway_records_duplicate",
+            "Records skipped because their (source, id) was processed before.",
+            ["topic"],
+            registry=r,
+        )
+        self.handler_failures = Counter(
+            "twoway_handler_failures",
+            "Handler attempts that failed, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.handler_seconds = Histogram(
+            "twoway_handler_seconds",
+            "Time to handle one record, database commit included, by event type.",
+            ["event_type"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.outbox_backlog = Gauge(
+            "twoway_outbox_backlog", "Events committed but not yet published.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "twoway_consumer_lag",
+            "Records behind the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )

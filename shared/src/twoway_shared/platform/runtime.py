@@ -1,0 +1,280 @@
+"""Builds and runs a service: pool, producer, consumer, outbox relay, workers and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
+from starlette.routing import BaseRoute
+
+from twoway_shared.contract import Topic
+from twoway_shared.platform.consumer import Handler, RecordProcessor
+from twoway_shared.platform.db import create_pool
+from twoway_shared.platform.deadletter import DeadLetters
+from twoway_shared.platform.http import create_http_app
+from twoway_shared.platform.kafka import ensure_topics, idempotent_producer, security_of
+from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.migrations import (
+    Migration,
+    load_migrations,
+    migrate,
+    platform_migrations,
+)
+from twoway_shared.platform.outbox import OutboxRelay
+from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.uow import Clock, Database, utc_now
+
+log = logging.getLogger(__name__)
+
+Worker = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes one service: its topics, handlers, migrations, routes and workers."""
+
+    name: str
+    consumes: tuple[Topic, ...]
+    produces: tuple[Topic, ...]
+    handlers: Mapping[str, Handler]
+    migrations_dir: Path
+    routes: Callable[[Runtime], Sequence[BaseRoute]] = field(default=lambda _: ())
+    workers: tuple[Worker, ...] = ()
+
+    @property
+    def schema(self) -> str:
+        return self.name
+
+    def migrations(self) -> list[Migration]:
+        return [
+            *platform_migrations(self.schema),
+            *load_migrations(self.name, self.migrations_dir),
+        ]
+
+
+async def run_migrations(spec: ServiceSpec, settings: Settings) -> list[Migration]:
+    """Apply the platform's and the service's pending migrations."""
+    return await migrate(settings.database_url, spec.schema, spec.migrations())
+
+
+async def _raw_body(message: StreamMessage[Any]) -> Any:
+    # The edge parses the record itself (it must dead-letter what is not JSON), so FastStream
+    # hands over the bytes untouched.
+    return message.body
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The runtime owns SIGTERM: it stops consuming, drains, then stops HTTP.
+        yield
+
+
+class Runtime:
+    """The object graph of one running service instance."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings, *, clock: Clock = utc_now) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self.stopping = asyncio.Event()
+        self._relay_stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._worker_tasks: list[asyncio.Task[None]] = []
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._broker: KafkaBroker | None = None
+        self._server: _Server | None = None
+        self.database: Database | None = None
+        self.relay: OutboxRelay | None = None
+        self.processor: RecordProcessor | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the runtime is not started"
+        return self._pool
+
+    @property
+    def db(self) -> Database:
+        assert self.database is not None, "the runtime is not started"
+        return self.database
+
+    def topic(self, topic: Topic) -> str:
+        return self.settings.topic(topic)
+
+    async def start(self) -> None:
+        spec, settings = self.spec, self.settings
+        self._pool = await create_pool(settings.database_url)
+        topics = {*spec.consumes, *spec.produces, Topic.DEADLETTER}
+        await ensure_topics(settings, sorted(self.topic(t) for t in topics))
+        self._producer = idempotent_producer(settings, client_id=f"twoway-{spec.name}")
+        await self._producer.start()
+        self.database = Database(
+            self._pool,
+            schema=spec.schema,
+            source=f"/twoway/{spec.name}",
+            topic_prefix=settings.topic_prefix,
+            clock=self.clock,
+        )
+        dead_letters = DeadLetters(
+            self._pool,
+            spec.schema,
+            self._producer,
+            topic=self.topic(Topic.DEADLETTER),
+            consumer=spec.name,
+            metrics=self.metrics,
+        )
+        self.processor = RecordProcessor(
+            service=spec.name,
+            topic_prefix=settings.topic_prefix,
+            consumes=list(spec.consumes),
+            handlers=spec.handlers,
+            database=self.database,
+            dead_letters=dead_letters,
+            metrics=self.metrics,
+        )
+        self.relay = OutboxRelay(settings.database_url, spec.schema, self._producer, self.metrics)
+        self._tasks.append(asyncio.create_task(self.relay.run(self._relay_stopping)))
+        for worker in spec.workers:
+            self._worker_tasks.append(asyncio.create_task(worker(self, self.stopping)))
+        if spec.consumes:
+            await self._start_consumer()
+        await self._start_http()
+        log.info("service started", extra={"service": spec.name})
+
+    async def _start_consumer(self) -> None:
+        settings, processor = self.settings, self.processor
+        assert processor is not None
+        self._broker = broker = KafkaBroker(
+            settings.kafka_bootstrap_servers.split(","),
+            security=security_of(settings),
+            client_id=f"twoway-{self.spec.name}",
+            consumer_only=True,
+            graceful_timeout=30.0,
+            logger=logging.getLogger(f"twoway.{self.spec.name}.kafka"),
+        )
+
+        # Ack policy MANUAL: the offset is committed only after the record's unit of work
+        # committed in PostgreSQL (or the record was dead-lettered); a failed attempt seeks
+        # back so the same record is processed again. Never ACK_FIRST (at-most-once).
+        @broker.subscriber(
+            *(self.topic(t) for t in self.spec.consumes),
+            group_id=settings.consumer_group(self.spec.name),
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            decoder=_raw_body,
+            max_poll_records=200,
+        )
+        async def on_record(body: Any, message: KafkaMessage) -> None:
+            if await processor.process(message.raw_message):
+                await message.ack()
+            else:
+                await message.nack()
+
+        await broker.start()
+
+    async def _start_http(self) -> None:
+        app = create_http_app(
+            service=self.spec.name,
+            metrics=self.metrics,
+            checks={"postgresql": self._check_postgres, "kafka": self._check_kafka},
+            before_metrics=self._update_lag,
+            routes=self.spec.routes(self),
+        )
+        config = uvicorn.Config(
+            app,
+            host="0.0.0.0",
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = _Server(config)
+        self._tasks.append(asyncio.create_task(self._server.serve()))
+        while not self._server.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises the bind error
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def _check_postgres(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def _check_kafka(self) -> None:
+        assert self._producer is not None
+        if not await self._producer.client.ready(self._producer.client.get_random_node()):
+            raise ConnectionError("no Kafka broker answers")
+
+    async def _update_lag(self) -> None:
+        consumer = self._consumer()
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except Exception:
+                continue
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                max(0, highwater - position)
+            )
+
+    def _consumer(self) -> Any:
+        if self._broker is None:
+            return None
+        for subscriber in self._broker.subscribers:
+            return getattr(subscriber, "consumer", None)
+        return None
+
+    async def stop(self) -> None:
+        """Stop consuming (in-flight records finish), stop workers, drain the outbox, exit."""
+        log.info("service stopping", extra={"service": self.spec.name})
+        self.stopping.set()
+        if self._broker is not None:
+            await self._broker.stop()
+        if self._worker_tasks:
+            await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        self._relay_stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=30)
+            for task in pending:
+                task.cancel()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service stopped", extra={"service": self.spec.name})
+
+    async def serve_until_stopped(self, stop: asyncio.Event) -> bool:
+        """Start, run until `stop` is set (SIGTERM), then shut down; False if a task failed."""
+        await self.start()
+        clean = True
+        try:
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, *self._tasks, *self._worker_tasks}, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            for task in (*self._tasks, *self._worker_tasks):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    clean = False
+                    log.error("a service task failed", exc_info=task.exception())
+        finally:
+            await self.stop()
+        return clean

@@ -1,0 +1,51 @@
+"""Service settings read from the TWOWAY_* environment variables (CONTRACT.md section 7)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from twoway_shared.contract.topics import Topic, topic_name
+
+
+class Settings(BaseSettings):
+    """Everything a Twoway service reads from its environment; nothing else reads it."""
+
+    model_config = SettingsConfigDict(env_prefix="TWOWAY_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", description="Comma-separated Kafka bootstrap servers (host:port)."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism for the SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle (PEM) for SSL and SASL_SSL.")
+    topic_prefix: str = Field("twoway.", description="Prefix of every topic name.")
+    topic_partitions: int = Field(6, ge=1, le=10_000, description="Partitions of created topics.")
+    topic_replication_factor: int = Field(
+        -1, description="Replication factor of created topics; -1 takes the broker's default."
+    )
+    database_url: str = Field(
+        "postgresql://localhost/twoway",
+        description="PostgreSQL DSN of this service's own least-privileged role.",
+    )
+    http_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics.")
+    portal_url: str = Field("http://localhost:8080", description="Base URL of links in messages.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Level of the JSON logs written to stdout."
+    )
+
+    def topic(self, topic: Topic) -> str:
+        """The full name of a contract topic under this deployment's prefix."""
+        return topic_name(self.topic_prefix, topic)
+
+    def consumer_group(self, service: str) -> str:
+        """The consumer group of a service, e.g. `twoway.scheduling`."""
+        return f"{self.topic_prefix}{service}"

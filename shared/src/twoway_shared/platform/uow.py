@@ -1,0 +1,120 @@
+"""The unit of work: one transaction holding a handler's writes, its outbox rows and inbox row."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from twoway_shared.contract import (
+    CONTENT_TYPE,
+    CloudEvent,
+    Event,
+    Topic,
+    encode,
+    event_type_of,
+    new_event,
+    partition_key,
+)
+from twoway_shared.platform.outbox import OutboxWriter, OutgoingRecord
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnitOfWork:
+    """What a handler gets: the transaction's connection, the clock, and `emit`.
+
+    Emitted events are buffered and written to the outbox just before the commit, so they
+    are published if and only if the handler's writes are committed.
+    """
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        source: str,
+        topic_prefix: str,
+        cause: Event[Any] | None,
+        now: datetime,
+    ) -> None:
+        self.conn = conn
+        self.cause = cause
+        self.now = now
+        self._source = source
+        self._prefix = topic_prefix
+        self._pending: list[OutgoingRecord] = []
+
+    def emit(
+        self,
+        topic: Topic,
+        data: BaseModel,
+        *,
+        event_id: str | None = None,
+        subject: str | None = None,
+    ) -> CloudEvent:
+        """Queue an event for publication when (and only if) this unit of work commits."""
+        key = partition_key(topic, data)
+        event = new_event(
+            data,
+            source=self._source,
+            subject=subject if subject is not None else key.decode(),
+            cause=self.cause,
+            event_id=event_id,
+            time=self.now,
+        )
+        self._pending.append(
+            OutgoingRecord(
+                topic=f"{self._prefix}{topic.value}",
+                key=key,
+                value=encode(event),
+                headers=(("content-type", CONTENT_TYPE),),
+                event_type=event_type_of(type(data)),
+            )
+        )
+        return event
+
+    @property
+    def pending(self) -> list[OutgoingRecord]:
+        return list(self._pending)
+
+
+class Database:
+    """Opens units of work on the service's pool."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        schema: str,
+        source: str,
+        topic_prefix: str,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.clock = clock
+        self._source = source
+        self._prefix = topic_prefix
+        self._outbox = OutboxWriter(schema)
+
+    @asynccontextmanager
+    async def unit_of_work(self, cause: Event[Any] | None = None) -> AsyncIterator[UnitOfWork]:
+        """A transaction; commits the writes and the emitted events together, or neither."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(
+                conn,
+                source=self._source,
+                topic_prefix=self._prefix,
+                cause=cause,
+                now=self.clock(),
+            )
+            yield uow
+            await self._outbox.append(conn, uow.pending)

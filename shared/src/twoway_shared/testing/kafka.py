@@ -1,0 +1,139 @@
+"""Kafka helpers for tests: publish records and wait, with a deadline, for what arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One record as a test sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+class TopicReader:
+    """Reads topics from their beginning into a list, in the background."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str]) -> None:
+        self.records: list[Received] = []
+        self._changed = asyncio.Condition()
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            metadata_max_age_ms=1000,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+    async def _read(self) -> None:
+        async for msg in self._consumer:
+            async with self._changed:
+                self.records.append(
+                    Received(
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        msg.key,
+                        msg.value,
+                        {k: v for k, v in (msg.headers or ())},
+                    )
+                )
+                self._changed.notify_all()
+
+    async def wait_for(
+        self,
+        condition: Callable[[list[Received]], bool],
+        *,
+        timeout: float = 30.0,
+        what: str = "the expected records",
+    ) -> list[Received]:
+        """Wait until `condition(records)` holds; fail with the records seen after `timeout` s."""
+
+        async def satisfied() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: condition(self.records))
+
+        try:
+            await asyncio.wait_for(satisfied(), timeout)
+        except TimeoutError:
+            seen = [(r.topic, r.key, (r.value or b"")[:120]) for r in self.records[-10:]]
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}; {len(self.records)} "
+                f"record(s) seen, the last: {seen}"
+            ) from None
+        return list(self.records)
+
+    def on(self, topic: str) -> list[Received]:
+        return [r for r in self.records if r.topic == topic]
+
+
+@dataclass(frozen=True)
+class ToSend:
+    """A record a test publishes."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+async def publish(bootstrap: str, records: Sequence[ToSend]) -> None:
+    """Publish records in order and wait until all are written."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, max_request_size=3 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(r.topic, value=r.value, key=r.key, headers=list(r.headers))
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    condition: Callable[[T], bool],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """Call `probe` until `condition` holds for its result, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = await probe()
+        if condition(last):
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(interval)

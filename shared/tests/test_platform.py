@@ -1,0 +1,292 @@
+"""The platform against the real broker and database: outbox, inbox, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from twoway_shared.contract import (
+    CONTENT_TYPE,
+    Event,
+    ProgrammeMatchingRequested,
+    Topic,
+    encode,
+    new_event,
+)
+from twoway_shared.platform.consumer import Rejected
+from twoway_shared.platform.kafka import ensure_topics
+from twoway_shared.platform.migrations import migrate
+from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
+from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.uow import UnitOfWork
+from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
+
+pytestmark = pytest.mark.infra
+
+EFFECTS_SQL = """
+CREATE TABLE matching.effects (
+    event_id text NOT NULL,
+    programme_id text NOT NULL,
+    handled_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"""
+
+
+class Recorder:
+    """A test handler: records each event it handles and can fail on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail_times: dict[str, int] = {}
+        self.reject: set[str] = set()
+
+    async def handle(self, event: Event[Any], uow: UnitOfWork) -> None:
+        programme_id = event.data.programme_id
+        self.calls.append(programme_id)
+        await uow.conn.execute(
+            "INSERT INTO matching.effects (event_id, programme_id) VALUES ($1, $2)",
+            event.envelope.id,
+            programme_id,
+        )
+        if programme_id in self.reject:
+            raise Rejected(f"programme {programme_id} is closed")
+        if self.fail_times.get(programme_id, 0) > 0:
+            self.fail_times[programme_id] -= 1
+            raise RuntimeError("simulated handler failure")
+        if not programme_id.endswith("-echo"):
+            # An effect of the handled event, published through the outbox.
+            uow.emit(
+                Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=f"{programme_id}-echo")
+            )
+
+
+def make_spec(tmp_path: Path, recorder: Recorder) -> ServiceSpec:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir(exist_ok=True)
+    (migrations / "0001_effects.sql").write_text(EFFECTS_SQL)
+    return ServiceSpec(
+        name="matching",
+        consumes=(Topic.PROGRAMMES,),
+        produces=(Topic.PROGRAMMES,),
+        handlers={"programme.matching_requested": recorder.handle},
+        migrations_dir=migrations,
+    )
+
+
+def settings_for(infra: Infra, dsn: str, prefix: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=dsn,
+        topic_prefix=prefix,
+        topic_partitions=3,
+        http_port=0,
+    )
+
+
+def record(programme_id: str, *, event_id: str | None = None, source: str = "/test") -> bytes:
+    data = ProgrammeMatchingRequested(programme_id=programme_id)
+    return encode(new_event(data, source=source, event_id=event_id))
+
+
+@pytest.fixture
+async def running(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[tuple[Runtime, Recorder]]:
+    recorder = Recorder()
+    spec = make_spec(tmp_path, recorder)
+    settings = settings_for(infra, service_dsns["matching"], topic_prefix)
+    await run_migrations(spec, settings)
+    runtime = Runtime(spec, settings)
+    await runtime.start()
+    try:
+        yield runtime, recorder
+    finally:
+        await runtime.stop()
+
+
+async def effects_from(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT programme_id FROM matching.effects ORDER BY handled_at")
+        return [r["programme_id"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def effects(runtime: Runtime) -> list[str]:
+    return await effects_from(runtime.settings.database_url)
+
+
+async def test_duplicate_record_has_no_effect(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    runtime, _ = running
+    topic = runtime.topic(Topic.PROGRAMMES)
+    same = record("p-dup", event_id="fixed-id")
+    await publish(
+        infra.kafka_bootstrap, [ToSend(topic, same, b"p-dup"), ToSend(topic, same, b"p-dup")]
+    )
+
+    async def duplicates() -> float:
+        return float(runtime.metrics.duplicates.labels(topic)._value.get())
+
+    await eventually(duplicates, lambda n: n == 1, what="the second copy seen as a duplicate")
+    assert (await effects(runtime)).count("p-dup") == 1
+    # The same id from another source is another event.
+    other = record("p-dup", event_id="fixed-id", source="/other")
+    await publish(infra.kafka_bootstrap, [ToSend(topic, other, b"p-dup")])
+    await eventually(
+        lambda: effects(runtime), lambda e: e.count("p-dup") == 2, what="the second source"
+    )
+
+
+async def test_failed_handler_is_retried_and_commits_once(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    runtime, recorder = running
+    recorder.fail_times["p-flaky"] = 2
+    topic = runtime.topic(Topic.PROGRAMMES)
+    await publish(infra.kafka_bootstrap, [ToSend(topic, record("p-flaky"), b"p-flaky")])
+    await eventually(lambda: effects(runtime), lambda e: "p-flaky" in e, what="p-flaky handled")
+    # Two failed attempts rolled back their writes; the third committed once.
+    assert recorder.calls.count("p-flaky") == 3
+    assert (await effects(runtime)).count("p-flaky") == 1
+
+
+async def test_offset_is_not_committed_before_success(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, tmp_path: Path
+) -> None:
+    """A record whose handler keeps failing is processed again by the next instance."""
+    recorder = Recorder()
+    recorder.fail_times["p-crash"] = 10**6
+    spec = make_spec(tmp_path, recorder)
+    dsn = service_dsns["matching"]
+    settings = settings_for(infra, dsn, topic_prefix)
+    await run_migrations(spec, settings)
+    first = Runtime(spec, settings)
+    await first.start()
+    topic = first.topic(Topic.PROGRAMMES)
+    await publish(infra.kafka_bootstrap, [ToSend(topic, record("p-crash"), b"p-crash")])
+
+    async def calls() -> int:
+        return len(recorder.calls)
+
+    await eventually(calls, lambda n: n >= 2, what="two failed attempts")
+    await first.stop()
+    assert await effects_from(dsn) == []
+
+    recorder.fail_times["p-crash"] = 0
+    second = Runtime(spec, settings)
+    await second.start()
+    try:
+        await eventually(
+            lambda: effects_from(dsn), lambda e: "p-crash" in e, what="the record redelivered"
+        )
+    finally:
+        await second.stop()
+
+
+async def test_invalid_record_is_dead_lettered_and_next_processed(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    runtime, recorder = running
+    recorder.reject.add("p-closed")
+    topic = runtime.topic(Topic.PROGRAMMES)
+    dlq = runtime.topic(Topic.DEADLETTER)
+    bad = [
+        ToSend(topic, b"{not json", b"k1", (("trace", b"abc"),)),
+        ToSend(topic, json.dumps({"specversion": "1.0"}).encode(), b"k2"),
+        ToSend(topic, record("p-closed"), b"p-closed"),
+    ]
+    await publish(infra.kafka_bootstrap, [*bad, ToSend(topic, record("p-good"), b"p-good")])
+    async with TopicReader(infra.kafka_bootstrap, [dlq]) as reader:
+        letters = await reader.wait_for(lambda r: len(r) >= 3, what="three dead letters")
+    await eventually(lambda: effects(runtime), lambda e: "p-good" in e, what="the good record")
+    assert "p-closed" not in await effects(runtime)  # a rejected handler's writes roll back
+    by_key = {r.key: r for r in letters}
+    assert set(by_key) == {b"k1", b"k2", b"p-closed"}
+    first = by_key[b"k1"]
+    assert first.value == b"{not json"
+    assert first.headers["trace"] == b"abc"  # the original headers are kept
+    assert first.headers["x-twoway-consumer"] == b"matching"
+    assert first.headers["x-original-topic"] == topic.encode()
+    assert int(first.headers["x-original-partition"]) >= 0
+    assert int(first.headers["x-original-offset"]) >= 0
+    assert b"JSON" in first.headers["x-twoway-error"]
+    assert b"closed" in by_key[b"p-closed"].headers["x-twoway-error"]
+
+
+async def test_outbox_relay_delivers_in_order_per_key(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    runtime, _ = running
+    keys = [f"prog-{i}" for i in range(5)]
+    for n in range(40):
+        async with runtime.db.unit_of_work() as uow:
+            for key in keys:
+                data = ProgrammeMatchingRequested(programme_id=f"{key}-echo")
+                uow.emit(Topic.PROGRAMMES, data, event_id=f"{key}-{n:03d}")
+    topic = runtime.topic(Topic.PROGRAMMES)
+    async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
+        seen = await reader.wait_for(lambda r: len(r) >= 200, what="200 outbox events")
+    for key in keys:
+        ids = [json.loads(r.value or b"")["id"] for r in seen if r.key == f"{key}-echo".encode()]
+        assert ids == [f"{key}-{n:03d}" for n in range(40)], key
+    assert seen[0].headers["content-type"] == CONTENT_TYPE.encode()
+    await eventually(
+        lambda: runtime.pool.fetchval("SELECT count(*) FROM matching.outbox"),
+        lambda n: n == 0,
+        what="an empty outbox",
+    )
+
+
+async def test_handler_effects_carry_causation(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    runtime, _ = running
+    topic = runtime.topic(Topic.PROGRAMMES)
+    cause = record("p-cause", event_id="cause-1")
+    await publish(infra.kafka_bootstrap, [ToSend(topic, cause, b"p-cause")])
+    async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
+        seen = await reader.wait_for(
+            lambda r: any(x.key == b"p-cause-echo" for x in r), what="the echo event"
+        )
+    echo = json.loads(next(r.value for r in seen if r.key == b"p-cause-echo") or b"")
+    assert echo["causationid"] == "cause-1"
+    assert echo["source"] == "/twoway/matching"
+    assert echo["type"] == "twoway.programme.matching_requested.v1"
+
+
+async def test_two_concurrent_migrations_both_succeed(
+    service_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    spec = make_spec(tmp_path, Recorder())
+    dsn = service_dsns["matching"]
+    runs = await asyncio.gather(*(migrate(dsn, "matching", spec.migrations()) for _ in range(2)))
+    assert sorted(len(r) for r in runs) == [0, len(spec.migrations())]
+    assert await migrate(dsn, "matching", spec.migrations()) == []
+
+
+async def test_topics_are_created_with_configured_partitions(
+    infra: Infra, topic_prefix: str
+) -> None:
+    settings = Settings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, topic_partitions=4
+    )
+    names = [settings.topic(Topic.PAIRS), settings.topic(Topic.SESSIONS)]
+    await ensure_topics(settings, names)
+    await ensure_topics(settings, names)  # idempotent
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert {d["topic"]: len(d["partitions"]) for d in described} == dict.fromkeys(names, 4)
