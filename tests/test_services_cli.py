@@ -11,7 +11,6 @@ import sys
 
 import httpx
 import pytest
-
 from twoway_shared.testing.infra import SERVICES, Infra
 from twoway_shared.testing.kafka import eventually
 

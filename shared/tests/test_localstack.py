@@ -141,3 +141,20 @@ def test_cli_status_of_a_stopped_stack_exits_3(
 
     assert exited.value.code == 3
     assert "stopped" in capsys.readouterr().out
+
+
+def test_cli_uses_the_ports_a_stack_was_started_with(tmp_path: Path) -> None:
+    fresh = cli.stack_for(cli.parser().parse_args(["up", "--dir", str(tmp_path)]))
+    assert (fresh.kafka_port, fresh.pg_port) == (9092, 5432)
+
+    (tmp_path / "stack.json").write_text('{"kafka_port": 19192, "pg_port": 15532}\n')
+
+    status = cli.stack_for(cli.parser().parse_args(["status", "--dir", str(tmp_path)]))
+    up = cli.stack_for(cli.parser().parse_args(["up", "--dir", str(tmp_path)]))
+    told = cli.stack_for(
+        cli.parser().parse_args(["env", "--dir", str(tmp_path), "--pg-port", "15000"])
+    )
+
+    assert (status.kafka_port, status.pg_port) == (19192, 15532)
+    assert (up.kafka_port, up.pg_port) == (19192, 15532)
+    assert (told.kafka_port, told.pg_port) == (19192, 15000)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from twoway_shared.platform.roles import (
     scram_verifier,
     service_dsns,
 )
-from twoway_shared.testing.infra import unique_name
+from twoway_shared.testing.infra import Infra, unique_name
 
 
 def test_identifiers_are_checked_before_they_reach_ddl() -> None:
@@ -61,11 +60,8 @@ def test_db_setup_cli_requires_an_admin_url(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.fixture
-def admin_dsn() -> str:
-    dsn = os.environ.get("TWOWAY_TEST_ADMIN_DSN")
-    if not dsn:
-        pytest.skip("TWOWAY_TEST_ADMIN_DSN is not set")
-    return dsn
+def admin_dsn(infra: Infra) -> str:
+    return infra.admin_dsn
 
 
 def with_database(dsn: str, database: str) -> str:

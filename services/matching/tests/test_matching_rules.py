@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-
 from twoway_matching.domain.availability import first_week_intervals
 from twoway_matching.domain.model import MatchingRules, Participant, RoundInput, Window
 from twoway_matching.domain.rules import evaluate, reasons
@@ -49,7 +48,9 @@ MENTEE = Participant(
 RULES = MatchingRules(starts_on=date(2027, 1, 4), session_minutes=30)
 
 
-def why_not(mentor: Participant = MENTOR, mentee: Participant = MENTEE, **rules: object) -> str | None:
+def why_not(
+    mentor: Participant = MENTOR, mentee: Participant = MENTEE, **rules: object
+) -> str | None:
     return evaluate(mentor, mentee, replace(RULES, **rules))[0]  # type: ignore[arg-type]
 
 
@@ -135,7 +136,9 @@ def test_overlap_follows_dst_when_only_one_side_changed() -> None:
     [("Asia/Kolkata", "18:30", "19:30"), ("Asia/Kathmandu", "18:45", "19:45")],
 )
 def test_half_and_quarter_hour_offsets(zone: str, start: str, end: str) -> None:
-    berlin = replace(MENTOR, timezone="Europe/Berlin", availability=(window(MON, "14:00", "15:00"),))
+    berlin = replace(
+        MENTOR, timezone="Europe/Berlin", availability=(window(MON, "14:00", "15:00"),)
+    )
     asia = replace(MENTEE, timezone=zone, availability=(window(MON, start, end),))
     assert evaluate(berlin, asia, RULES)[2] == 60  # both are 13:00-14:00 UTC in January
 
@@ -151,7 +154,9 @@ def test_week_starts_on_the_programme_date_and_24_00_ends_the_day() -> None:
 
 def test_spring_forward_window_has_its_real_length() -> None:
     # 00:00-03:00 on the night the UK skips 01:00-02:00 lasts two real hours.
-    intervals = first_week_intervals((window(6, "00:00", "03:00"),), "Europe/London", date(2027, 3, 22))
+    intervals = first_week_intervals(
+        (window(6, "00:00", "03:00"),), "Europe/London", date(2027, 3, 22)
+    )
     assert [end - start for start, end in intervals] == [120]
 
 

@@ -6,7 +6,6 @@ import random
 from datetime import date
 
 import pytest
-
 from twoway_matching.domain.model import MatchingRules, Participant, RoundInput, Window
 from twoway_matching.domain.rules import evaluate
 from twoway_matching.domain.solver import eligible_edges, match_round
@@ -81,7 +80,11 @@ def test_solver_matches_brute_force(seed: int) -> None:
     per_mentor: dict[str, int] = {}
     for p in proposals:
         per_mentor[p.mentor_id] = per_mentor.get(p.mentor_id, 0) + 1
-    assert all(per_mentor[m.participant_id] <= m.capacity for m in mentors if m.participant_id in per_mentor)
+    assert all(
+        per_mentor[m.participant_id] <= m.capacity
+        for m in mentors
+        if m.participant_id in per_mentor
+    )
     assert len({p.mentee_id for p in proposals}) == len(proposals)
 
 

@@ -65,12 +65,12 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
         missing = sorted(set(names) - existing)
         if not missing:
             return
+        replication = settings.topic_replication_factor
+        if replication is None:
+            cluster = await admin.describe_cluster()
+            replication = max(1, min(3, len(cluster["brokers"])))
         new = [
-            NewTopic(
-                name,
-                num_partitions=settings.topic_partitions,
-                replication_factor=settings.topic_replication_factor,
-            )
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=replication)
             for name in missing
         ]
         try:

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle (PEM) for SSL and SASL_SSL.")
     topic_prefix: str = Field("twoway.", description="Prefix of every topic name.")
     topic_partitions: int = Field(6, ge=1, le=10_000, description="Partitions of created topics.")
-    topic_replication_factor: int = Field(
-        -1, description="Replication factor of created topics; -1 takes the broker's default."
+    topic_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replication factor of created topics; unset: 3, or fewer brokers if fewer.",
     )
     database_url: str = Field(
         "postgresql://localhost/twoway",

@@ -21,7 +21,9 @@ def _utc_minute(day: date, minute: int, zone: ZoneInfo) -> int:
     return int((local - _EPOCH).total_seconds() // 60)
 
 
-def first_week_intervals(windows: Iterable[Window], timezone: str, starts_on: date) -> list[Interval]:
+def first_week_intervals(
+    windows: Iterable[Window], timezone: str, starts_on: date
+) -> list[Interval]:
     """The windows on the 7 dates from `starts_on`, each converted to UTC on its date, merged."""
     zone = ZoneInfo(timezone)
     by_weekday: dict[int, list[Window]] = {}

@@ -41,7 +41,9 @@ def ineligibility(
     return None
 
 
-def score_units(mentor: Participant, mentee: Participant, overlap: int, session_minutes: int) -> int:
+def score_units(
+    mentor: Participant, mentee: Participant, overlap: int, session_minutes: int
+) -> int:
     """The pair's score in millionths: 0.60 learn_e + 0.25 learn_m + 0.15 time."""
     learn_e = len(mentee.wants & mentor.offers) / len(mentee.wants) if mentee.wants else 0.0
     learn_m = len(mentor.wants & mentee.offers) / len(mentor.wants) if mentor.wants else 0.0

@@ -54,7 +54,9 @@ def _incidence(sets: list[frozenset[str]], vocabulary: dict[str, int]) -> npt.ND
     return matrix
 
 
-def _padded_intervals(people: tuple[Participant, ...], rules: MatchingRules) -> tuple[IntArray, IntArray]:
+def _padded_intervals(
+    people: tuple[Participant, ...], rules: MatchingRules
+) -> tuple[IntArray, IntArray]:
     lists = [first_week_intervals(p.availability, p.timezone, rules.starts_on) for p in people]
     width = max(1, *(len(x) for x in lists)) if lists else 1
     starts = np.zeros((len(people), width), dtype=np.int64)
@@ -79,7 +81,9 @@ def eligible_edges(round_input: RoundInput) -> Edges:
     departments = _codes([p.department_key for p in (*mentees, *mentors)])
     dept_e, dept_m = departments[:n_e], departments[n_e:]
 
-    languages = {x: i for i, x in enumerate(sorted({x for p in (*mentees, *mentors) for x in p.languages}))}
+    languages = {
+        x: i for i, x in enumerate(sorted({x for p in (*mentees, *mentors) for x in p.languages}))
+    }
     tags = {
         x: i
         for i, x in enumerate(
