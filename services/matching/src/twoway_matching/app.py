@@ -7,6 +7,9 @@ from pathlib import Path
 from twoway_shared.contract import Topic
 from twoway_shared.platform.runtime import ServiceSpec
 
+from twoway_matching import handlers, http
+from twoway_matching.workers import matching_worker
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
     MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -18,6 +21,15 @@ def create_spec() -> ServiceSpec:
         name="matching",
         consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
         produces=(Topic.PAIRS,),
-        handlers={},
+        handlers={
+            "programme.configured": handlers.configure_programme,
+            "programme.matching_requested": handlers.request_matching,
+            "participant.enrolled": handlers.enrol,
+            "participant.updated": handlers.enrol,
+            "participant.withdrawn": handlers.withdraw,
+            "pair.response_submitted": handlers.respond,
+        },
         migrations_dir=MIGRATIONS,
+        routes=http.routes,
+        workers=(matching_worker,),
     )

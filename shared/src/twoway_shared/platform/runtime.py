@@ -209,6 +209,12 @@ class Runtime:
                 raise RuntimeError("the HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
 
+    @property
+    def http_port(self) -> int:
+        """The port the HTTP server listens on (useful when configured as 0)."""
+        assert self._server is not None and self._server.servers, "HTTP is not started"
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
     async def _check_postgres(self) -> None:
         await self.pool.fetchval("SELECT 1")
 

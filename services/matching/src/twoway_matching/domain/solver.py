@@ -14,6 +14,7 @@ import numpy.typing as npt
 from ortools.graph.python import min_cost_flow
 
 from twoway_matching.domain.availability import first_week_intervals
+from twoway_matching.domain.explain import Unmatched, explain_unmatched
 from twoway_matching.domain.model import (
     SCORE_UNITS,
     MatchingRules,
@@ -215,7 +216,15 @@ def solve(edges: Edges, n_mentees: int, capacities: list[int]) -> list[int]:
     return [int(k) for k in np.nonzero(chosen)[0]]
 
 
-def match_round(round_input: RoundInput, *, max_candidates: int | None = None) -> list[Proposal]:
+@dataclass(frozen=True)
+class RoundResult:
+    """The pairs a round proposes and who stays unmatched, with why."""
+
+    proposals: list[Proposal]
+    unmatched: list[Unmatched]
+
+
+def run_round(round_input: RoundInput, *, max_candidates: int | None = None) -> RoundResult:
     """The optimal set of new pairs for a pool; deterministic for equal input."""
     mentors = tuple(sorted(round_input.mentors, key=lambda p: p.participant_id))
     mentees = tuple(sorted(round_input.mentees, key=lambda p: p.participant_id))
@@ -235,4 +244,15 @@ def match_round(round_input: RoundInput, *, max_candidates: int | None = None) -
                 reasons=reasons(mentor, mentee, int(edges.overlap[k])),
             )
         )
-    return sorted(proposals, key=lambda p: (p.mentee_id, p.mentor_id))
+    proposals.sort(key=lambda p: (p.mentee_id, p.mentor_id))
+    candidates: dict[str, int] = {}
+    for i, n in zip(*np.unique(edges.mentee, return_counts=True), strict=True):
+        candidates[mentees[int(i)].participant_id] = int(n)
+    for j, n in zip(*np.unique(edges.mentor, return_counts=True), strict=True):
+        candidates[mentors[int(j)].participant_id] = int(n)
+    return RoundResult(proposals, explain_unmatched(ordered, candidates, proposals))
+
+
+def match_round(round_input: RoundInput, *, max_candidates: int | None = None) -> list[Proposal]:
+    """The proposals of `run_round`."""
+    return run_round(round_input, max_candidates=max_candidates).proposals

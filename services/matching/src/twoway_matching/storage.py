@@ -1,0 +1,377 @@
+"""All SQL of the matching service (schema `matching`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from twoway_shared.contract import ProgrammeConfigured
+
+from twoway_matching.domain.model import MatchingRules, Participant, Window
+
+# Rounds in continuous mode wait this long for more changes, and run at most this often.
+ROUND_DEBOUNCE = timedelta(seconds=1)
+ROUND_MIN_INTERVAL = timedelta(seconds=3)
+
+
+@dataclass(frozen=True)
+class StoredParticipant:
+    participant_id: str
+    programme_id: str
+    role: str
+    revision: int
+    active: bool
+    erased: bool
+
+
+@dataclass(frozen=True)
+class Pair:
+    pair_id: str
+    programme_id: str
+    mentor_id: str
+    mentee_id: str
+    status: str
+    score: float
+    reasons: dict[str, Any]
+    proposed_at: datetime
+    expires_at: datetime | None
+    mentor_accepted: bool
+    mentee_accepted: bool
+    closed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Pair:
+        return cls(
+            pair_id=row["pair_id"],
+            programme_id=row["programme_id"],
+            mentor_id=row["mentor_id"],
+            mentee_id=row["mentee_id"],
+            status=row["status"],
+            score=row["score"],
+            reasons=json.loads(row["reasons"]),
+            proposed_at=row["proposed_at"],
+            expires_at=row["expires_at"],
+            mentor_accepted=row["mentor_accepted"],
+            mentee_accepted=row["mentee_accepted"],
+            closed_at=row["closed_at"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pair_id": self.pair_id,
+            "programme_id": self.programme_id,
+            "mentor_id": self.mentor_id,
+            "mentee_id": self.mentee_id,
+            "status": self.status,
+            "score": self.score,
+            "reasons": self.reasons,
+            "proposed_at": self.proposed_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+        }
+
+
+# ------------------------------------------------------------------ programmes
+
+
+async def save_programme(conn: asyncpg.Connection, programme: ProgrammeConfigured) -> None:
+    await conn.execute(
+        """INSERT INTO matching.programmes (programme_id, settings) VALUES ($1, $2::jsonb)
+           ON CONFLICT (programme_id)
+           DO UPDATE SET settings = EXCLUDED.settings, updated_at = now()""",
+        programme.programme_id,
+        programme.model_dump_json(),
+    )
+
+
+async def programme_settings(
+    conn: asyncpg.Connection, programme_id: str
+) -> ProgrammeConfigured | None:
+    raw = await conn.fetchval(
+        "SELECT settings FROM matching.programmes WHERE programme_id = $1", programme_id
+    )
+    return None if raw is None else ProgrammeConfigured.model_validate_json(raw)
+
+
+def rules_of(settings: ProgrammeConfigured | None, today: date) -> MatchingRules:
+    if settings is None:
+        return MatchingRules(starts_on=today)
+    return MatchingRules(
+        starts_on=settings.starts_on or today,
+        session_minutes=settings.session_minutes,
+        min_grade_gap=settings.matching.min_grade_gap,
+        cross_department=settings.matching.cross_department,
+    )
+
+
+# ------------------------------------------------------------------ participants
+
+
+async def participant(
+    conn: asyncpg.Connection, participant_id: str, *, lock: bool = False
+) -> StoredParticipant | None:
+    row = await conn.fetchrow(
+        """SELECT participant_id, programme_id, role, revision, active, profile IS NULL AS erased
+           FROM matching.participants WHERE participant_id = $1"""
+        + (" FOR UPDATE" if lock else ""),
+        participant_id,
+    )
+    return None if row is None else StoredParticipant(**dict(row))
+
+
+async def upsert_participant(
+    conn: asyncpg.Connection,
+    *,
+    participant_id: str,
+    programme_id: str,
+    role: str,
+    revision: int,
+    active: bool,
+    profile: dict[str, Any],
+) -> None:
+    await conn.execute(
+        """INSERT INTO matching.participants
+               (participant_id, programme_id, role, revision, active, profile)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+           ON CONFLICT (participant_id) DO UPDATE SET
+               revision = EXCLUDED.revision, active = EXCLUDED.active,
+               profile = EXCLUDED.profile, updated_at = now()""",
+        participant_id,
+        programme_id,
+        role,
+        revision,
+        active,
+        json.dumps(profile),
+    )
+
+
+async def withdraw_participant(
+    conn: asyncpg.Connection, participant_id: str, *, erase: bool
+) -> None:
+    await conn.execute(
+        """UPDATE matching.participants
+           SET active = false, updated_at = now(),
+               profile = CASE WHEN $2 THEN NULL ELSE profile END
+           WHERE participant_id = $1""",
+        participant_id,
+        erase,
+    )
+
+
+def to_domain(row: asyncpg.Record) -> Participant:
+    profile = json.loads(row["profile"])
+    return Participant(
+        participant_id=row["participant_id"],
+        role=row["role"],
+        grade=profile["grade"],
+        department=profile["department"],
+        timezone=profile["timezone"],
+        languages=frozenset(profile["languages"]),
+        availability=tuple(Window(*w) for w in profile["availability"]),
+        offers=frozenset(profile["offers"]),
+        wants=frozenset(profile["wants"]),
+        manager_id=profile["manager_id"],
+        capacity=profile["capacity"],
+    )
+
+
+async def lock_pool(conn: asyncpg.Connection, programme_id: str) -> list[asyncpg.Record]:
+    """The active participants of a programme, share-locked until the round commits.
+
+    The lock makes a withdrawal wait for a running round, so it sees the pairs the round made.
+    """
+    return list(
+        await conn.fetch(
+            """SELECT participant_id, role, profile FROM matching.participants
+               WHERE programme_id = $1 AND active AND profile IS NOT NULL
+               ORDER BY participant_id FOR SHARE""",
+            programme_id,
+        )
+    )
+
+
+# ------------------------------------------------------------------ pairs
+
+
+_PAIR_COLUMNS = """pair_id, programme_id, mentor_id, mentee_id, status, score, reasons,
+    proposed_at, expires_at, mentor_accepted, mentee_accepted, closed_at"""
+
+
+async def pair(conn: asyncpg.Connection, pair_id: str, *, lock: bool = False) -> Pair | None:
+    row = await conn.fetchrow(
+        f"SELECT {_PAIR_COLUMNS} FROM matching.pairs WHERE pair_id = $1"
+        + (" FOR UPDATE" if lock else ""),
+        pair_id,
+    )
+    return None if row is None else Pair.from_row(row)
+
+
+async def active_pairs_of(conn: asyncpg.Connection, participant_id: str) -> list[Pair]:
+    rows = await conn.fetch(
+        f"""SELECT {_PAIR_COLUMNS} FROM matching.pairs
+            WHERE (mentor_id = $1 OR mentee_id = $1) AND status IN ('proposed', 'confirmed')
+            ORDER BY pair_id FOR UPDATE""",
+        participant_id,
+    )
+    return [Pair.from_row(r) for r in rows]
+
+
+async def pairs_of_participant(conn: asyncpg.Connection, participant_id: str) -> list[Pair]:
+    rows = await conn.fetch(
+        f"""SELECT {_PAIR_COLUMNS} FROM matching.pairs
+            WHERE mentor_id = $1 OR mentee_id = $1 ORDER BY proposed_at, pair_id""",
+        participant_id,
+    )
+    return [Pair.from_row(r) for r in rows]
+
+
+async def pairs_of_programme(conn: asyncpg.Connection, programme_id: str) -> list[Pair]:
+    rows = await conn.fetch(
+        f"""SELECT {_PAIR_COLUMNS} FROM matching.pairs
+            WHERE programme_id = $1 ORDER BY proposed_at, pair_id""",
+        programme_id,
+    )
+    return [Pair.from_row(r) for r in rows]
+
+
+async def pair_history(conn: asyncpg.Connection, programme_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT mentor_id, mentee_id, status FROM matching.pairs WHERE programme_id = $1",
+            programme_id,
+        )
+    )
+
+
+async def insert_pair(conn: asyncpg.Connection, new: Pair) -> bool:
+    """False when the same two people already have a pair in the programme."""
+    inserted = await conn.fetchval(
+        """INSERT INTO matching.pairs (pair_id, programme_id, mentor_id, mentee_id, status,
+               score, reasons, proposed_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        new.pair_id,
+        new.programme_id,
+        new.mentor_id,
+        new.mentee_id,
+        new.status,
+        new.score,
+        json.dumps(new.reasons),
+        new.proposed_at,
+        new.expires_at,
+    )
+    return bool(inserted)
+
+
+async def set_acceptance(
+    conn: asyncpg.Connection, pair_id: str, *, mentor: bool, mentee: bool
+) -> None:
+    await conn.execute(
+        "UPDATE matching.pairs SET mentor_accepted = $2, mentee_accepted = $3 WHERE pair_id = $1",
+        pair_id,
+        mentor,
+        mentee,
+    )
+
+
+async def set_status(
+    conn: asyncpg.Connection, pair_id: str, status: str, now: datetime, by: str | None = None
+) -> None:
+    closes = status in ("declined", "expired", "ended")
+    await conn.execute(
+        """UPDATE matching.pairs SET status = $2,
+               closed_at = CASE WHEN $3 THEN $4 ELSE closed_at END,
+               closed_by = CASE WHEN $3 THEN $5 ELSE closed_by END
+           WHERE pair_id = $1""",
+        pair_id,
+        status,
+        closes,
+        now,
+        by,
+    )
+
+
+async def claim_expired(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[Pair]:
+    rows = await conn.fetch(
+        f"""SELECT {_PAIR_COLUMNS} FROM matching.pairs
+            WHERE status = 'proposed' AND expires_at <= $1
+            ORDER BY expires_at, pair_id LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [Pair.from_row(r) for r in rows]
+
+
+# ------------------------------------------------------------------ rounds
+
+
+async def request_round(
+    conn: asyncpg.Connection, programme_id: str, now: datetime, *, at_once: bool
+) -> None:
+    """Ask for a round; a round already due keeps its earlier time, so changes batch together."""
+    due = now if at_once else now + ROUND_DEBOUNCE
+    await conn.execute(
+        """INSERT INTO matching.rounds (programme_id, due_at) VALUES ($1, $2)
+           ON CONFLICT (programme_id) DO UPDATE SET due_at = LEAST(
+               COALESCE(matching.rounds.due_at, 'infinity'::timestamptz),
+               CASE WHEN $3 THEN EXCLUDED.due_at
+                    ELSE GREATEST(
+                        EXCLUDED.due_at,
+                        COALESCE(matching.rounds.last_run_at + $4::interval, EXCLUDED.due_at))
+               END)""",
+        programme_id,
+        due,
+        at_once,
+        ROUND_MIN_INTERVAL,
+    )
+
+
+async def claim_due_round(conn: asyncpg.Connection, now: datetime) -> str | None:
+    """Take one due round (clearing it), or None; other instances skip the locked row."""
+    programme_id: str | None = await conn.fetchval(
+        """UPDATE matching.rounds SET due_at = NULL, last_run_at = $1
+           WHERE programme_id = (
+               SELECT programme_id FROM matching.rounds WHERE due_at <= $1
+               ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING programme_id""",
+        now,
+    )
+    return programme_id
+
+
+async def lock_programme_round(conn: asyncpg.Connection, programme_id: str) -> None:
+    """Never two rounds for one programme at once, whichever instance runs them."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"twoway.matching.round.{programme_id}",
+    )
+
+
+async def save_round_summary(
+    conn: asyncpg.Connection, programme_id: str, summary: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "UPDATE matching.rounds SET summary = $2::jsonb WHERE programme_id = $1",
+        programme_id,
+        json.dumps(summary),
+    )
+
+
+async def round_summary(conn: asyncpg.Connection, programme_id: str) -> dict[str, Any] | None:
+    raw = await conn.fetchval(
+        "SELECT summary FROM matching.rounds WHERE programme_id = $1", programme_id
+    )
+    return None if raw is None else dict(json.loads(raw))
+
+
+async def programme_known(conn: asyncpg.Connection, programme_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM matching.programmes WHERE programme_id = $1)
+                   OR EXISTS (SELECT 1 FROM matching.participants WHERE programme_id = $1)""",
+            programme_id,
+        )
+    )

@@ -1,0 +1,55 @@
+"""Background work of the matching service: due rounds and expired proposals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from twoway_shared.platform.runtime import Runtime
+
+from twoway_matching import handlers, storage
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+
+
+async def matching_worker(runtime: Runtime, stopping: asyncio.Event) -> None:
+    """Expire proposals and run every due round, until the service stops."""
+    while not stopping.is_set():
+        try:
+            async with runtime.db.unit_of_work() as uow:
+                await handlers.expire_proposals(uow)
+            while not stopping.is_set() and await _run_one_round(runtime):
+                pass
+        except Exception:
+            log.exception("matching worker step failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), POLL_SECONDS)
+
+
+async def _run_one_round(runtime: Runtime) -> bool:
+    async with runtime.db.unit_of_work() as uow:
+        programme_id = await storage.claim_due_round(uow.conn, uow.now)
+    if programme_id is None:
+        return False
+    started = time.perf_counter()
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            result = await handlers.run_matching_round(uow, programme_id)
+    except Exception:
+        async with runtime.db.unit_of_work() as uow:  # try again later
+            await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
+        raise
+    log.info(
+        "matching round",
+        extra={
+            "programme_id": programme_id,
+            "pairs": len(result.proposals),
+            "unmatched": len(result.unmatched),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    return True

@@ -1,0 +1,317 @@
+"""The matching service on the real broker and database: events in, pairs out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import BaseModel
+from twoway_matching.app import create_spec
+from twoway_matching.config import MatchingSettings
+from twoway_shared.contract import (
+    PairResponseSubmitted,
+    ParticipantEnrolled,
+    ParticipantUpdated,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    Topic,
+    encode,
+    new_event,
+    partition_key,
+)
+from twoway_shared.platform.runtime import Runtime
+from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.service import MovableClock, running_service
+
+pytestmark = pytest.mark.infra
+
+PROGRAMME = "RM-TEST"
+
+
+def profile(pid: str, role: str, **changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "participant_id": pid,
+        "programme_id": PROGRAMME,
+        "role": role,
+        "display_name": f"Person {pid}",
+        "email": f"{pid.lower()}@example.com",
+        "grade": 4 if role == "mentor" else 20,
+        "department": "Digital" if role == "mentor" else "Finance",
+        "timezone": "Europe/London",
+        "languages": ["en"],
+        "offers": ["generative ai", "social media"] if role == "mentor" else ["strategy"],
+        "wants": ["strategy"] if role == "mentor" else ["Generative AI"],
+        "availability": [{"day": d, "start": "09:00", "end": "12:00"} for d in ("mon", "tue")],
+    }
+    base.update(changes)
+    return base
+
+
+class Harness:
+    """A running matching service, with a reader on pairs.v1 and helpers to publish."""
+
+    def __init__(self, runtime: Runtime, infra: Infra, reader: TopicReader, clock: MovableClock):
+        self.runtime = runtime
+        self.infra = infra
+        self.reader = reader
+        self.clock = clock
+        self.sent: list[ToSend] = []
+
+    async def send(self, topic: Topic, data: BaseModel) -> None:
+        record = ToSend(
+            self.runtime.topic(topic),
+            encode(new_event(data, source="/portal/test")),
+            partition_key(topic, data),
+        )
+        self.sent.append(record)
+        await publish(self.infra.kafka_bootstrap, [record])
+
+    async def enrol(self, pid: str, role: str, **changes: Any) -> None:
+        await self.send(
+            Topic.ENROLMENTS, ParticipantEnrolled.model_validate(profile(pid, role, **changes))
+        )
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        out = [json.loads(r.value or b"") for r in self.reader.records]
+        return [e for e in out if kind is None or e["type"] == f"twoway.pair.{kind}.v1"]
+
+    async def wait(self, kind: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        def enough(_: list[Received]) -> bool:
+            return len(self.events(kind)) >= count
+
+        await self.reader.wait_for(enough, timeout=timeout, what=f"{count} pair.{kind}")
+        return self.events(kind)
+
+
+@pytest.fixture
+async def harness(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+) -> AsyncIterator[Harness]:
+    settings = MatchingSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=service_dsns["matching"],
+        topic_prefix=topic_prefix,
+        topic_partitions=2,
+        http_port=0,
+    )
+    clock = MovableClock()
+    pairs_topic = settings.topic(Topic.PAIRS)
+    async with (
+        running_service(create_spec(), settings, clock) as runtime,
+        TopicReader(infra.kafka_bootstrap, [pairs_topic]) as reader,
+    ):
+        yield Harness(runtime, infra, reader, clock)
+
+
+def configure(**matching: Any) -> ProgrammeConfigured:
+    return ProgrammeConfigured.model_validate(
+        {"programme_id": PROGRAMME, "starts_on": "2027-01-04", "matching": matching}
+    )
+
+
+async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    for k in range(3):
+        await harness.enrol(f"M{k}", "mentor")
+        await harness.enrol(f"E{k}", "mentee")
+    await harness.enrol(
+        "E-LATE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
+    )
+    confirmed = await harness.wait("confirmed", 3)
+    proposed = harness.events("proposed")
+    assert len(proposed) == 3
+    assert len(confirmed) == 3
+    assert {e["data"]["mentee_id"] for e in proposed} == {"E0", "E1", "E2"}
+    first = proposed[0]["data"]
+    assert first["reasons"]["mentee_learns"] == ["generative-ai"]
+    assert first["reasons"]["mentor_learns"] == ["strategy"]
+    assert first["reasons"]["languages"] == ["en"]
+    assert first["reasons"]["weekly_overlap_minutes"] == 360
+    assert first["score"] == pytest.approx(0.60 + 0.25 + 0.15)
+    assert first["expires_at"] is None
+    # Each confirmation follows its proposal, keyed by pair id.
+    for event in confirmed:
+        assert event["subject"] == event["data"]["pair_id"]
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{harness.runtime.http_port}") as http:
+        listing = (await http.get(f"/programmes/{PROGRAMME}/pairs")).json()
+        assert len(listing["pairs"]) == 3
+        late = [u for u in listing["last_round"]["unmatched"] if u["participant_id"] == "E-LATE"]
+        assert late
+        assert late[0]["reason"] == "no eligible partner"
+        assert late[0]["blocking_rules"] == {"no time overlap": 3}
+        mine = (await http.get("/participants/E1/pair")).json()
+        assert mine["pair"]["status"] == "confirmed"
+        assert (await http.get("/participants/NOBODY/pair")).status_code == 404
+        assert (await http.get("/programmes/NOPE/pairs")).status_code == 404
+
+
+async def test_acceptance_flow_confirms_declines_and_never_repeats(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure(acceptance_required=True, proposal_ttl_hours=48))
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    (proposal,) = await harness.wait("proposed", 1)
+    pair_id = proposal["data"]["pair_id"]
+    assert proposal["data"]["expires_at"] is not None
+    await harness.send(
+        Topic.PAIR_RESPONSES,
+        PairResponseSubmitted(pair_id=pair_id, participant_id="E1", response="accept"),
+    )
+    await harness.send(
+        Topic.PAIR_RESPONSES,
+        PairResponseSubmitted(pair_id=pair_id, participant_id="M1", response="accept"),
+    )
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["pair_id"] == pair_id
+
+    await harness.enrol("M2", "mentor")
+    await harness.enrol("E2", "mentee")
+    proposals = await harness.wait("proposed", 2)
+    second = proposals[1]["data"]
+    assert (second["mentor_id"], second["mentee_id"]) == ("M2", "E2")
+    await harness.send(
+        Topic.PAIR_RESPONSES,
+        PairResponseSubmitted(
+            pair_id=second["pair_id"], participant_id="M2", response="decline", reason="busy"
+        ),
+    )
+    (declined,) = await harness.wait("declined", 1)
+    assert declined["data"]["reason"] == "declined"
+    assert declined["data"]["declined_by"] == "M2"
+    # A late accept of a declined pair has no effect; the two are never proposed again.
+    await harness.send(
+        Topic.PAIR_RESPONSES,
+        PairResponseSubmitted(pair_id=second["pair_id"], participant_id="E2", response="accept"),
+    )
+    await harness.enrol("M3", "mentor")
+    proposals = await harness.wait("proposed", 3)
+    assert (proposals[2]["data"]["mentor_id"], proposals[2]["data"]["mentee_id"]) == ("M3", "E2")
+    assert len(harness.events("confirmed")) == 1
+
+
+async def test_unanswered_proposal_expires_and_both_return_to_the_pool(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure(acceptance_required=True, proposal_ttl_hours=1))
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    (proposal,) = await harness.wait("proposed", 1)
+    harness.clock.advance(timedelta(hours=2))
+    (declined,) = await harness.wait("declined", 1)
+    assert declined["data"]["pair_id"] == proposal["data"]["pair_id"]
+    assert declined["data"]["reason"] == "expired"
+    assert declined["data"]["declined_by"] is None
+    await harness.enrol("M2", "mentor")
+    proposals = await harness.wait("proposed", 2)
+    assert proposals[1]["data"]["mentor_id"] == "M2"
+
+
+async def test_withdrawal_ends_the_pair_frees_the_partner_and_erases(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    (confirmed,) = await harness.wait("confirmed", 1)
+    await harness.send(
+        Topic.ENROLMENTS,
+        ParticipantWithdrawn(participant_id="E1", programme_id=PROGRAMME, erase=True),
+    )
+    (ended,) = await harness.wait("ended", 1)
+    assert ended["data"]["pair_id"] == confirmed["data"]["pair_id"]
+    assert ended["data"]["reason"] == "withdrawn"
+    assert ended["data"]["withdrawn_by"] == "E1"
+    await harness.enrol("E2", "mentee")
+    confirmations = await harness.wait("confirmed", 2)
+    assert (confirmations[1]["data"]["mentor_id"], confirmations[1]["data"]["mentee_id"]) == (
+        "M1",
+        "E2",
+    )
+    conn = await asyncpg.connect(harness.runtime.settings.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT active, profile FROM matching.participants WHERE participant_id = 'E1'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["active"] is False
+    assert row["profile"] is None
+
+
+async def test_batch_mode_waits_for_matching_requested(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure(mode="batch"))
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    # A later update is processed after the enrolments (same key, same partition) ...
+    await harness.send(
+        Topic.ENROLMENTS, ParticipantUpdated.model_validate(profile("E1", "mentee", revision=1))
+    )
+
+    async def handled() -> float:
+        metric = harness.runtime.metrics.handler_seconds.labels("participant.updated")
+        return float(metric._sum.get())
+
+    await eventually(handled, lambda s: s > 0, what="the update handled")
+    # ... and no round ran for it in batch mode.
+    assert harness.events() == []
+    await harness.send(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))
+    await harness.wait("confirmed", 1)
+
+
+async def test_replayed_records_create_no_new_pairs(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    for k in range(2):
+        await harness.enrol(f"M{k}", "mentor")
+        await harness.enrol(f"E{k}", "mentee")
+    await harness.wait("confirmed", 2)
+    before = len(harness.reader.records)
+    await publish(harness.infra.kafka_bootstrap, harness.sent)
+    topic = harness.runtime.topic(Topic.ENROLMENTS)
+
+    async def duplicates() -> float:
+        return float(harness.runtime.metrics.duplicates.labels(topic)._value.get())
+
+    await eventually(
+        duplicates, lambda n: n == 4, what="every replayed enrolment seen as a duplicate"
+    )
+    # A new enrolment forces one more round; once it ran, any pair a replay caused would show.
+    await harness.enrol("E-NEW", "mentee", languages=["de"])
+
+    async def last_round_saw_new() -> bool:
+        raw = await harness.runtime.pool.fetchval(
+            "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+        )
+        unmatched = json.loads(raw or "{}").get("unmatched", [])
+        return any(u["participant_id"] == "E-NEW" for u in unmatched)
+
+    await eventually(last_round_saw_new, lambda seen: seen, what="a round that saw E-NEW")
+    assert len(harness.reader.records) == before
+
+
+async def test_invalid_enrolments_are_dead_lettered_with_a_reason(harness: Harness) -> None:
+    await harness.enrol("M1", "mentor")
+    bad_grade = profile("E1", "mentee", grade=0)
+    data = ParticipantEnrolled.model_validate(profile("E1", "mentee"))
+    raw = json.loads(encode(new_event(data, source="/portal/test")))
+    raw["data"] = bad_grade
+    topic = harness.runtime.topic(Topic.ENROLMENTS)
+    await publish(harness.infra.kafka_bootstrap, [ToSend(topic, json.dumps(raw).encode(), b"E1")])
+    await harness.enrol("M1", "mentee", revision=1)  # a mentor may not become a mentee
+    await harness.enrol("E2", "mentee")
+    async with TopicReader(
+        harness.infra.kafka_bootstrap, [harness.runtime.topic(Topic.DEADLETTER)]
+    ) as dlq:
+        letters = await dlq.wait_for(lambda r: len(r) >= 2, what="two dead letters")
+    reasons = {r.key: r.headers["x-twoway-error"].decode() for r in letters}
+    assert "grade" in reasons[b"E1"]
+    assert "role and programme never change" in reasons[b"M1"]
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["mentee_id"] == "E2"
+
+
+def test_starts_on_default_is_processing_day() -> None:
+    assert configure().starts_on == date(2027, 1, 4)

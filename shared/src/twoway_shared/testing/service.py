@@ -1,0 +1,37 @@
+"""Run a service in the test process against the real broker and database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
+from twoway_shared.platform.settings import Settings
+
+
+class MovableClock:
+    """Real time plus an offset a test can move forward (e.g. past an expiry)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
+
+
+@asynccontextmanager
+async def running_service(
+    spec: ServiceSpec, settings: Settings, clock: MovableClock | None = None
+) -> AsyncIterator[Runtime]:
+    """Migrate, start, yield the runtime, then stop it cleanly."""
+    await run_migrations(spec, settings)
+    runtime = Runtime(spec, settings, clock=clock or MovableClock())
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
