@@ -88,13 +88,14 @@ def test_solver_matches_brute_force(seed: int) -> None:
     assert len({p.mentee_id for p in proposals}) == len(proposals)
 
 
+@pytest.mark.parametrize("method", ["auto", "windows"])
 @pytest.mark.parametrize("seed", range(30))
-def test_vectorised_edges_agree_with_reference_rules(seed: int) -> None:
+def test_vectorised_edges_agree_with_reference_rules(seed: int, method: str) -> None:
     rng = random.Random(1000 + seed)
     mentors = tuple(random_person(rng, f"m{k}", "mentor") for k in range(8))
     mentees = tuple(random_person(rng, f"e{k}", "mentee") for k in range(8))
     rules = MatchingRules(starts_on=date(2027, 10, 25), session_minutes=30)
-    edges = eligible_edges(RoundInput(rules, mentors, mentees))
+    edges = eligible_edges(RoundInput(rules, mentors, mentees), method)
     found = {
         (int(edges.mentee[k]), int(edges.mentor[k])): (int(edges.score[k]), int(edges.overlap[k]))
         for k in range(len(edges))

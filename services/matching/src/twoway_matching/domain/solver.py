@@ -8,17 +8,16 @@ cost SCORE_UNITS - score. Integer costs make it exact; sorted inputs make it det
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from ortools.graph.python import min_cost_flow
 
-from twoway_matching.domain.availability import first_week_intervals
+from twoway_matching.domain.availability import Interval, first_week_intervals
 from twoway_matching.domain.explain import Unmatched, explain_unmatched
 from twoway_matching.domain.model import (
     SCORE_UNITS,
-    MatchingRules,
-    Participant,
     Proposal,
     RoundInput,
 )
@@ -55,22 +54,99 @@ def _incidence(sets: list[frozenset[str]], vocabulary: dict[str, int]) -> npt.ND
     return matrix
 
 
-def _padded_intervals(
-    people: tuple[Participant, ...], rules: MatchingRules
-) -> tuple[IntArray, IntArray]:
-    lists = [first_week_intervals(p.availability, p.timezone, rules.starts_on) for p in people]
-    width = max(1, *(len(x) for x in lists)) if lists else 1
-    starts = np.zeros((len(people), width), dtype=np.int64)
-    ends = np.zeros((len(people), width), dtype=np.int64)
-    for row, intervals in enumerate(lists):
-        for col, (start, end) in enumerate(intervals):
-            starts[row, col] = start
-            ends[row, col] = end
-    return starts, ends
+FloatArray = npt.NDArray[np.float32]
+# Above this many distinct breakpoints in a week the segment matrices get too wide to pay off.
+_MAX_SEGMENTS = 4096
 
 
-def eligible_edges(round_input: RoundInput) -> Edges:
-    """Rules 2-6 and 8 for every (mentor, mentee) of the round, with scores and overlaps."""
+class _WindowOverlap:
+    """Overlap by clipping every window of a mentee against every window of a mentor."""
+
+    def __init__(self, mentees: list[list[Interval]], mentors: list[list[Interval]]) -> None:
+        self.starts_e, self.ends_e = self._padded(mentees)
+        self.starts_m, self.ends_m = self._padded(mentors)
+
+    @staticmethod
+    def _padded(lists: list[list[Interval]]) -> tuple[IntArray, IntArray]:
+        width = max(1, *(len(x) for x in lists)) if lists else 1
+        starts = np.zeros((len(lists), width), dtype=np.int64)
+        ends = np.zeros((len(lists), width), dtype=np.int64)
+        for row, intervals in enumerate(lists):
+            for col, (start, end) in enumerate(intervals):
+                starts[row, col], ends[row, col] = start, end
+        return starts, ends
+
+    def rows_per_block(self, n_mentors: int) -> int:
+        per_row = int(n_mentors * self.starts_e.shape[1] * self.starts_m.shape[1])
+        return max(1, _BLOCK_ELEMENTS // max(1, per_row))
+
+    def block(self, lo: int, hi: int, session: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        common = np.minimum(self.ends_e[lo:hi, None, :, None], self.ends_m[None, :, None, :])
+        common -= np.maximum(self.starts_e[lo:hi, None, :, None], self.starts_m[None, :, None, :])
+        np.clip(common, 0, None, out=common)
+        return common.sum(axis=(2, 3)), common.max(axis=(2, 3)) >= session
+
+
+class _SegmentOverlap:
+    """Overlap as a matrix product over the week cut at every window edge.
+
+    Each person is a 0/1 row over the elementary segments; the weekly overlap is the
+    length-weighted dot product of two rows. "Some common stretch holds a session" is the same
+    product over each person's eroded windows [start, end - session + 1): the start minutes
+    from which a whole session fits.
+    """
+
+    def __init__(
+        self, mentees: list[list[Interval]], mentors: list[list[Interval]], session: int
+    ) -> None:
+        eroded_e = [_erode(x, session) for x in mentees]
+        eroded_m = [_erode(x, session) for x in mentors]
+        points = sorted(
+            {
+                t
+                for group in (mentees, mentors, eroded_e, eroded_m)
+                for x in group
+                for i in x
+                for t in i
+            }
+        )
+        self.size = len(points)
+        self._points = np.array(points, dtype=np.int64)
+        lengths = np.diff(self._points).astype(np.float32)
+        self.cover_e = self._rows(mentees) * lengths
+        self.cover_m = self._rows(mentors)
+        self.fit_e = self._rows(eroded_e) * lengths
+        self.fit_m = self._rows(eroded_m)
+
+    def _rows(self, lists: list[list[Interval]]) -> FloatArray:
+        edges = np.zeros((len(lists), max(1, self.size)), dtype=np.float32)
+        for row, intervals in enumerate(lists):
+            for start, end in intervals:
+                edges[row, np.searchsorted(self._points, start)] += 1
+                edges[row, np.searchsorted(self._points, end)] -= 1
+        return np.cumsum(edges, axis=1)[:, :-1]
+
+    def rows_per_block(self, n_mentors: int) -> int:
+        return max(1, 4_000_000 // max(1, n_mentors))
+
+    def block(self, lo: int, hi: int, session: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        overlap = np.rint(self.cover_e[lo:hi] @ self.cover_m.T)
+        return overlap, (self.fit_e[lo:hi] @ self.fit_m.T) > 0.5
+
+
+def _breakpoints(*groups: list[list[Interval]]) -> list[int]:
+    return sorted({t for group in groups for x in group for i in x for t in i})
+
+
+def _erode(intervals: list[Interval], session: int) -> list[Interval]:
+    return [(s, e - session + 1) for s, e in intervals if e - s >= session]
+
+
+def eligible_edges(round_input: RoundInput, method: str = "auto") -> Edges:
+    """Rules 2-6 and 8 for every (mentor, mentee) of the round, with scores and overlaps.
+
+    `method` "windows" forces the window-by-window overlap (the segment product is the default).
+    """
     mentors, mentees, rules = round_input.mentors, round_input.mentees, round_input.rules
     n_e, n_m = len(mentees), len(mentors)
     empty = np.zeros(0, dtype=np.int64)
@@ -100,8 +176,16 @@ def eligible_edges(round_input: RoundInput) -> Edges:
     n_wants_e = np.array([len(p.wants) for p in mentees], dtype=np.float64)
     n_wants_m = np.array([len(p.wants) for p in mentors], dtype=np.float64)
 
-    starts_e, ends_e = _padded_intervals(mentees, rules)
-    starts_m, ends_m = _padded_intervals(mentors, rules)
+    session = rules.session_minutes
+    weeks_e = [first_week_intervals(p.availability, p.timezone, rules.starts_on) for p in mentees]
+    weeks_m = [first_week_intervals(p.availability, p.timezone, rules.starts_on) for p in mentors]
+    eroded = [[_erode(x, session) for x in weeks] for weeks in (weeks_e, weeks_m)]
+    segments = len(_breakpoints(weeks_e, weeks_m, *eroded))
+    time_overlap: _WindowOverlap | _SegmentOverlap
+    if method == "windows" or segments > _MAX_SEGMENTS:
+        time_overlap = _WindowOverlap(weeks_e, weeks_m)
+    else:
+        time_overlap = _SegmentOverlap(weeks_e, weeks_m, session)
 
     mentor_index = {p.participant_id: j for j, p in enumerate(mentors)}
     mentee_index = {p.participant_id: i for i, p in enumerate(mentees)}
@@ -116,10 +200,8 @@ def eligible_edges(round_input: RoundInput) -> Edges:
         if mentor_id in mentor_index and mentee_id in mentee_index:
             forbidden.append((mentee_index[mentee_id], mentor_index[mentor_id]))
 
-    per_row = max(1, n_m * starts_e.shape[1] * starts_m.shape[1])
-    block = max(1, _BLOCK_ELEMENTS // per_row)
+    block = time_overlap.rows_per_block(n_m)
     parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
-    session = rules.session_minutes
     for lo in range(0, n_e, block):
         hi = min(n_e, lo + block)
         ok = grade_m[None, :] + rules.min_grade_gap <= grade_e[lo:hi, None]
@@ -128,14 +210,8 @@ def eligible_edges(round_input: RoundInput) -> Edges:
         ok &= (lang_e[lo:hi] @ lang_m.T) > 0
         if not ok.any():
             continue
-        # Pairwise clipped overlap of every window of a mentee with every window of a mentor.
-        common = np.minimum(ends_e[lo:hi, None, :, None], ends_m[None, :, None, :]) - np.maximum(
-            starts_e[lo:hi, None, :, None], starts_m[None, :, None, :]
-        )
-        np.clip(common, 0, None, out=common)
-        overlap = common.sum(axis=(2, 3))
-        longest = common.max(axis=(2, 3))
-        ok &= longest >= session
+        overlap, fits = time_overlap.block(lo, hi, session)
+        ok &= fits
         rows, cols = np.nonzero(ok)
         if len(rows) == 0:
             continue
