@@ -1,0 +1,39 @@
+"""The read API: `GET /participants/{id}/notifications`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from twoway_shared.platform.runtime import Runtime
+
+from twoway_notifications.storage import Storage
+
+
+def routes(runtime: Runtime) -> Sequence[BaseRoute]:
+    async def notifications_of(request: Request) -> Response:
+        participant_id = request.path_params["participant_id"]
+        async with runtime.pool.acquire() as conn:
+            store = Storage(conn)
+            if not await store.participant_known(participant_id):
+                return JSONResponse({"error": "unknown participant"}, status_code=404)
+            rows = await store.notifications_of(participant_id)
+        return JSONResponse(
+            [
+                {
+                    "notification_id": r["notification_id"],
+                    "template": r["template"],
+                    "channel": "email",
+                    "status": r["status"],
+                    "sent_at": None
+                    if r["sent_at"] is None
+                    else r["sent_at"].isoformat().replace("+00:00", "Z"),
+                    "session_id": r["session_id"],
+                }
+                for r in rows
+            ]
+        )
+
+    return [Route("/participants/{participant_id}/notifications", notifications_of)]

@@ -1,0 +1,84 @@
+"""When reminders are due, how long to back off, whether a message can go, and how times read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from twoway_notifications.domain.model import NEEDS_PARTNER, Contact, Message, Template
+
+DEFAULT_REMINDER_MINUTES = (1440,)
+GIVE_UP_AFTER = timedelta(hours=24)
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def reminder_times(
+    starts_at: datetime, minutes: tuple[int, ...] | list[int], now: datetime
+) -> list[tuple[int, datetime]]:
+    """(offset, due time) of each reminder still ahead; one already past is skipped for good."""
+    due = [(m, starts_at - timedelta(minutes=m)) for m in dict.fromkeys(minutes)]
+    return [(m, at) for m, at in due if at > now]
+
+
+def backoff(attempts: int, base: timedelta) -> timedelta:
+    """Delay before attempt `attempts + 1`: base, 2 base, 4 base, ... capped at an hour."""
+    delay: timedelta = base * (2 ** max(attempts - 1, 0))
+    return min(delay, MAX_BACKOFF)
+
+
+def gives_up(first_attempt_at: datetime, now: datetime) -> bool:
+    """A temporary failure becomes permanent 24 h after the first attempt."""
+    return now - first_attempt_at >= GIVE_UP_AFTER
+
+
+class Verdict(StrEnum):
+    """What to do with a due message."""
+
+    SEND = "send"
+    WAIT = "wait"  # contact details not known yet; resumes when they arrive
+    SKIP = "skip"  # opted out, erased, or nothing left to tell; never reported as failed
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    why: str = ""
+
+
+def decide(message: Message, recipient: Contact | None, partner: Contact | None) -> Decision:
+    """Whether a due message can be sent now, must wait, or is dropped."""
+    if recipient is not None and recipient.erased:
+        return Decision(Verdict.SKIP, "recipient erased")
+    if recipient is not None and not recipient.notify_email:
+        return Decision(Verdict.SKIP, "recipient opted out of email")
+    reminder = message.template is Template.REMINDER
+    if recipient is not None and reminder and not recipient.notify_reminders:
+        return Decision(Verdict.SKIP, "recipient opted out of reminders")
+    if recipient is None or not recipient.reachable:
+        return Decision(Verdict.WAIT, "recipient details unknown")
+    if message.template in NEEDS_PARTNER and message.partner_id is not None:
+        if partner is not None and partner.erased:
+            return Decision(Verdict.SKIP, "partner erased")
+        if partner is None or not partner.reachable:
+            return Decision(Verdict.WAIT, "partner details unknown")
+    return Decision(Verdict.SEND)
+
+
+def local_time(at: datetime, timezone: str | None) -> str:
+    """`Wednesday 3 March 2027, 10:30 (Europe/London)`: the recipient's wall clock, zone named."""
+    zone = timezone or "UTC"
+    local = at.astimezone(ZoneInfo(zone))
+    return f"{local:%A} {local.day} {local:%B %Y, %H:%M} ({zone})"
+
+
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
+
+
+def smtp_error(code: int | None, text: str) -> str:
+    """A failure reason without personal data: servers often echo the address they refuse."""
+    first_line = _ADDRESS.sub("<recipient>", text.strip().splitlines()[0] if text.strip() else "")
+    reason = f"SMTP {code} {first_line}" if code is not None else first_line
+    return (reason.strip() or "SMTP failure")[:300]

@@ -1,0 +1,429 @@
+"""One function per consumed event: record the facts and the messages they make due."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from twoway_shared.contract import (
+    Event,
+    PairConfirmed,
+    PairEnded,
+    PairProposed,
+    ParticipantProfile,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    SessionBookingFailed,
+    SessionCancelled,
+    SessionRescheduled,
+    SessionScheduled,
+)
+from twoway_shared.platform.uow import UnitOfWork
+
+from twoway_notifications.domain.ids import notification_id
+from twoway_notifications.domain.model import NEEDS_PARTNER, Template
+from twoway_notifications.domain.rules import DEFAULT_REMINDER_MINUTES, reminder_times
+from twoway_notifications.storage import Storage
+
+# Cancellations of one cause arrive as separate records; waiting this long before sending
+# lets them join one email per person.
+CANCELLATION_GROUPING = timedelta(seconds=2)
+
+
+def _pair_of(mentor_id: str, mentee_id: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(recipient, partner) for each of the two people: one email per person, never one to both."""
+    return ((mentor_id, mentee_id), (mentee_id, mentor_id))
+
+
+async def _add(
+    store: Storage,
+    uow: UnitOfWork,
+    template: Template,
+    recipient: str,
+    partner: str | None,
+    *about: str | int,
+    pair_id: str | None,
+    session_id: str | None,
+    cause_id: str,
+    due_at: datetime | None = None,
+    group_key: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> str:
+    nid = notification_id(template, recipient, *about)
+    await store.add_message(
+        notification_id=nid,
+        template=template,
+        participant_id=recipient,
+        partner_id=partner,
+        needs_partner=template in NEEDS_PARTNER,
+        pair_id=pair_id,
+        session_id=session_id,
+        cause_id=cause_id,
+        due_at=due_at or uow.now,
+        now=uow.now,
+        group_key=group_key,
+        details=details,
+    )
+    return nid
+
+
+# ---------------------------------------------------------------- enrolments.v1
+
+
+async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
+    """Enrolled or updated: new contact details apply to every message not yet sent."""
+    p = event.data
+    store = Storage(uow.conn)
+    applied = await store.upsert_participant(
+        participant_id=p.participant_id,
+        programme_id=p.programme_id,
+        role=p.role,
+        display_name=p.display_name,
+        email=str(p.email),
+        timezone=p.timezone,
+        locale=p.locale,
+        notify_email=p.notify.email,
+        notify_reminders=p.notify.reminders,
+        revision=p.revision,
+        now=uow.now,
+    )
+    if applied:
+        await store.release_waiting(p.participant_id, uow.now)
+
+
+async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
+    """Without erasure the person still gets their cancellations; with it, nothing more."""
+    w = event.data
+    store = Storage(uow.conn)
+    await store.withdraw(w.participant_id, w.programme_id, erase=w.erase)
+    if w.erase:
+        await store.skip_unsent_to(w.participant_id, "recipient erased")
+
+
+# ---------------------------------------------------------------- programmes.v1
+
+
+async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOfWork) -> None:
+    """New reminder offsets apply to every reminder not yet sent."""
+    programme = event.data
+    store = Storage(uow.conn)
+    await store.save_programme(programme.programme_id, list(programme.reminder_minutes))
+    await store.drop_unsent_reminders_of_programme(programme.programme_id, uow.now)
+    for session, cause_id in await store.future_sessions_of_programme(
+        programme.programme_id, uow.now
+    ):
+        assert session.starts_at is not None
+        await _add_reminders(
+            store,
+            uow,
+            session_id=session.session_id,
+            pair_id=session.pair_id,
+            mentor_id=session.mentor_id,
+            mentee_id=session.mentee_id,
+            starts_at=session.starts_at,
+            revision=session.revision,
+            minutes=list(programme.reminder_minutes),
+            cause_id=cause_id,
+        )
+
+
+# ---------------------------------------------------------------- pairs.v1
+
+
+async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
+    """Only a proposal that needs acceptance (it has an expiry) asks people to respond."""
+    pair = event.data
+    if pair.expires_at is None:
+        return
+    store = Storage(uow.conn)
+    details = {
+        "mentee_learns": list(pair.reasons.mentee_learns),
+        "mentor_learns": list(pair.reasons.mentor_learns),
+        "languages": list(pair.reasons.languages),
+        "expires_at": pair.expires_at.isoformat(),
+    }
+    for recipient, partner in _pair_of(pair.mentor_id, pair.mentee_id):
+        await _add(
+            store,
+            uow,
+            Template.PAIR_PROPOSED,
+            recipient,
+            partner,
+            pair.pair_id,
+            pair_id=pair.pair_id,
+            session_id=None,
+            cause_id=event.id,
+            details=details,
+        )
+
+
+async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
+    pair = event.data
+    store = Storage(uow.conn)
+    for recipient, partner in _pair_of(pair.mentor_id, pair.mentee_id):
+        await _add(
+            store,
+            uow,
+            Template.PAIR_CONFIRMED,
+            recipient,
+            partner,
+            pair.pair_id,
+            pair_id=pair.pair_id,
+            session_id=None,
+            cause_id=event.id,
+        )
+
+
+async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
+    """The remaining partner hears a new match will be looked for; never why."""
+    pair = event.data
+    if pair.reason != "withdrawn" or pair.withdrawn_by is None:
+        return
+    remaining = pair.mentee_id if pair.withdrawn_by == pair.mentor_id else pair.mentor_id
+    await _add(
+        Storage(uow.conn),
+        uow,
+        Template.PARTNER_WITHDREW,
+        remaining,
+        pair.withdrawn_by,
+        pair.pair_id,
+        pair_id=pair.pair_id,
+        session_id=None,
+        cause_id=event.id,
+    )
+
+
+# ---------------------------------------------------------------- sessions.v1
+
+
+async def _add_reminders(
+    store: Storage,
+    uow: UnitOfWork,
+    *,
+    session_id: str,
+    pair_id: str,
+    mentor_id: str,
+    mentee_id: str,
+    starts_at: datetime,
+    revision: int,
+    minutes: list[int],
+    cause_id: str,
+) -> None:
+    for offset, due_at in reminder_times(starts_at, minutes, uow.now):
+        for recipient, partner in _pair_of(mentor_id, mentee_id):
+            await _add(
+                store,
+                uow,
+                Template.REMINDER,
+                recipient,
+                partner,
+                session_id,
+                revision,
+                offset,
+                pair_id=pair_id,
+                session_id=session_id,
+                cause_id=cause_id,
+                due_at=due_at,
+            )
+
+
+async def _programme_reminders(store: Storage, programme_id: str) -> list[int]:
+    minutes = await store.reminder_minutes(programme_id)
+    return list(DEFAULT_REMINDER_MINUTES) if minutes is None else minutes
+
+
+async def _book_when_complete(
+    store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
+) -> None:
+    """Once every session of the first series is known, one booking email per person."""
+    if await store.sessions_seen(s.pair_id) < s.total:
+        return
+    await _add_booking(store, uow, s.pair_id, s.mentor_id, s.mentee_id, cause_id)
+
+
+async def _add_booking(
+    store: Storage, uow: UnitOfWork, pair_id: str, mentor_id: str, mentee_id: str, cause_id: str
+) -> None:
+    for recipient, partner in _pair_of(mentor_id, mentee_id):
+        await _add(
+            store,
+            uow,
+            Template.BOOKING,
+            recipient,
+            partner,
+            pair_id,
+            pair_id=pair_id,
+            session_id=None,
+            cause_id=cause_id,
+        )
+
+
+async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
+    s = event.data
+    store = Storage(uow.conn)
+    known = await store.session(s.session_id)
+    if known is not None and known.revision >= s.revision:
+        return  # the same fact again, or an older one
+    await store.save_session(
+        session_id=s.session_id,
+        pair_id=s.pair_id,
+        programme_id=s.programme_id,
+        mentor_id=s.mentor_id,
+        mentee_id=s.mentee_id,
+        sequence=s.sequence,
+        total=s.total,
+        starts_at=s.starts_at,
+        ends_at=s.ends_at,
+        revision=s.revision,
+        status="scheduled",
+        cause_id=event.id,
+    )
+    await _add_reminders(
+        store,
+        uow,
+        session_id=s.session_id,
+        pair_id=s.pair_id,
+        mentor_id=s.mentor_id,
+        mentee_id=s.mentee_id,
+        starts_at=s.starts_at,
+        revision=s.revision,
+        minutes=await _programme_reminders(store, s.programme_id),
+        cause_id=event.id,
+    )
+    await _book_when_complete(store, uow, s, event.id)
+
+
+async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWork) -> None:
+    """Reminders move; people whose booking already went out get an update."""
+    s = event.data
+    store = Storage(uow.conn)
+    known = await store.session(s.session_id)
+    if known is not None and known.revision >= s.revision:
+        return
+    await store.save_session(
+        session_id=s.session_id,
+        pair_id=s.pair_id,
+        programme_id=s.programme_id,
+        mentor_id=s.mentor_id,
+        mentee_id=s.mentee_id,
+        sequence=s.sequence,
+        total=s.total,
+        starts_at=s.starts_at,
+        ends_at=s.ends_at,
+        revision=s.revision,
+        status="scheduled",
+        cause_id=event.id,
+    )
+    await store.drop_unsent(
+        s.session_id, (Template.REMINDER, Template.SESSION_RESCHEDULED), uow.now
+    )
+    await _add_reminders(
+        store,
+        uow,
+        session_id=s.session_id,
+        pair_id=s.pair_id,
+        mentor_id=s.mentor_id,
+        mentee_id=s.mentee_id,
+        starts_at=s.starts_at,
+        revision=s.revision,
+        minutes=await _programme_reminders(store, s.programme_id),
+        cause_id=event.id,
+    )
+    for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
+        # Before the booking email goes out, it will show the new time itself.
+        if await store.booking_went_out(s.pair_id, recipient, uow.now):
+            await _add(
+                store,
+                uow,
+                Template.SESSION_RESCHEDULED,
+                recipient,
+                partner,
+                s.session_id,
+                s.revision,
+                pair_id=s.pair_id,
+                session_id=s.session_id,
+                cause_id=event.id,
+            )
+    await _book_when_complete(store, uow, s, event.id)
+
+
+async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) -> None:
+    """Reminders vanish; cancellations of one cause join one email per person."""
+    s = event.data
+    store = Storage(uow.conn)
+    known = await store.session(s.session_id)
+    if known is not None and (
+        known.revision > s.revision
+        or (known.revision == s.revision and known.status != "scheduled")
+    ):
+        return
+    await store.save_session(
+        session_id=s.session_id,
+        pair_id=s.pair_id,
+        programme_id=s.programme_id,
+        mentor_id=s.mentor_id,
+        mentee_id=s.mentee_id,
+        sequence=s.sequence,
+        total=None,
+        starts_at=None,
+        ends_at=None,
+        revision=s.revision,
+        status="cancelled",
+        cause_id=event.id,
+    )
+    await store.drop_unsent(
+        s.session_id, (Template.REMINDER, Template.SESSION_RESCHEDULED), uow.now
+    )
+    if known is None:
+        return  # never announced, so there is nothing to take back
+    # A pair ends once, so its cause is the pair and the reason; a lost slot is its own cause.
+    cause = event.envelope.causationid or event.id
+    group = f"{s.pair_id}|{s.reason}" + ("" if s.reason != "no_slot" else f"|{cause}")
+    for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
+        if not await store.booking_went_out(s.pair_id, recipient, uow.now):
+            continue  # the booking email will show the current state
+        nid = await store.open_group(recipient, group, uow.now)
+        if nid is None:
+            nid = await _add(
+                store,
+                uow,
+                Template.SESSION_CANCELLED,
+                recipient,
+                partner,
+                s.pair_id,
+                group,
+                s.session_id,
+                s.revision,
+                pair_id=s.pair_id,
+                session_id=s.session_id,
+                cause_id=event.id,
+                due_at=uow.now + CANCELLATION_GROUPING,
+                group_key=group,
+            )
+        await store.join_group(nid, s.session_id)
+
+
+async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork) -> None:
+    """A series that stopped short still gets its booking email for what was booked."""
+    b = event.data
+    if b.booked == 0:
+        return
+    store = Storage(uow.conn)
+    if await store.sessions_seen(b.pair_id) >= b.booked:
+        await _add_booking(store, uow, b.pair_id, b.mentor_id, b.mentee_id, event.id)
+
+
+HANDLERS: dict[str, Any] = {
+    "participant.enrolled": on_profile,
+    "participant.updated": on_profile,
+    "participant.withdrawn": on_withdrawn,
+    "programme.configured": on_programme_configured,
+    "pair.proposed": on_pair_proposed,
+    "pair.confirmed": on_pair_confirmed,
+    "pair.ended": on_pair_ended,
+    "session.scheduled": on_session_scheduled,
+    "session.rescheduled": on_session_rescheduled,
+    "session.cancelled": on_session_cancelled,
+    "session.booking_failed": on_booking_failed,
+}
+"""Short event type -> handler; other event types are consumed (validated) and ignored."""

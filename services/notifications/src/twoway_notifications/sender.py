@@ -1,0 +1,238 @@
+"""The sender worker: claims due messages, renders and emails them, records the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+
+import asyncpg
+from twoway_shared.contract import NotificationFailed, NotificationSent, Topic
+from twoway_shared.platform.runtime import Runtime, Worker
+
+from twoway_notifications.compose import MailSettings, compose
+from twoway_notifications.config import NotificationsSettings
+from twoway_notifications.domain.ids import outcome_event_id
+from twoway_notifications.domain.model import Message
+from twoway_notifications.domain.rules import Verdict, backoff, decide, gives_up
+from twoway_notifications.mailer import Delivery, Mailer, Result, SmtpConfig
+from twoway_notifications.storage import DUE_CHANNEL, Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SenderOptions:
+    """Tunables of the sender; the defaults are the contract's (first retry within 30 s)."""
+
+    retry_base: timedelta = timedelta(seconds=15)
+    lease: timedelta = timedelta(minutes=2)
+    batch_size: int = 200
+    connections: int = 4
+    poll_seconds: float = 1.0
+    idle_close_seconds: float = 10.0
+    sweep_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: Message
+    verdict: str  # sent, temporary, permanent, wait, skip
+    error: str = ""
+
+
+def smtp_config(settings: NotificationsSettings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        starttls=settings.smtp_starttls,
+    )
+
+
+class Sender:
+    """One per instance; instances share the work through leases and SKIP LOCKED."""
+
+    def __init__(self, runtime: Runtime, options: SenderOptions) -> None:
+        settings = runtime.settings
+        assert isinstance(settings, NotificationsSettings)
+        self._runtime = runtime
+        self._options = options
+        self._mail = MailSettings(mail_from=settings.mail_from, portal_url=settings.portal_url)
+        self._mailers = [Mailer(smtp_config(settings)) for _ in range(options.connections)]
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        last_sweep = 0.0
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._listen()
+                    if loop.time() - last_sweep > self._options.sweep_seconds:
+                        await self._release_resolved()
+                        last_sweep = loop.time()
+                    self._wake.clear()
+                    if await self.send_due(stopping) > 0:
+                        continue
+                    for mailer in self._mailers:
+                        if mailer.idle_for() > self._options.idle_close_seconds:
+                            await mailer.close()
+                    await self._sleep(stopping)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("sender lost the database; retrying", extra={"error": str(exc)})
+                    await self._drop_listener()
+                    await _wait(stopping, 1.0)
+        finally:
+            for mailer in self._mailers:
+                await mailer.close()
+            await self._drop_listener()
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = await asyncpg.connect(self._runtime.settings.database_url)
+        await self._listener.add_listener(DUE_CHANNEL, lambda *_: self._wake.set())
+
+    async def _drop_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.close(timeout=5)
+
+    async def _sleep(self, stopping: asyncio.Event) -> None:
+        """Until a NOTIFY, the next due time, or the poll interval, whichever is first."""
+        async with self._runtime.pool.acquire() as conn:
+            next_due = await Storage(conn).next_due()
+        timeout = self._options.poll_seconds
+        if next_due is not None:
+            ahead = (next_due - self._runtime.clock()).total_seconds()
+            timeout = max(0.0, min(timeout, ahead))
+        waiters = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(stopping.wait()),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _release_resolved(self) -> None:
+        async with self._runtime.db.unit_of_work() as uow:
+            await Storage(uow.conn).release_resolved_waiting(uow.now)
+
+    async def send_due(self, stopping: asyncio.Event | None = None) -> int:
+        """Claim one batch of due messages and deliver it; returns how many were claimed."""
+        async with self._runtime.db.unit_of_work() as uow:
+            batch = await Storage(uow.conn).claim_due(
+                uow.now, self._options.lease, self._options.batch_size
+            )
+        if not batch:
+            return 0
+        async with self._runtime.pool.acquire() as conn:
+            store = Storage(conn)
+            contacts = await store.contacts(
+                [m.participant_id for m in batch] + [m.partner_id for m in batch if m.partner_id]
+            )
+            sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
+        done: list[Outcome] = []
+        ready: list[tuple[Message, EmailMessage]] = []
+        for message in batch:
+            partner = contacts.get(message.partner_id) if message.partner_id else None
+            decision = decide(message, contacts.get(message.participant_id), partner)
+            if decision.verdict is not Verdict.SEND:
+                done.append(Outcome(message, decision.verdict.value, decision.why))
+                continue
+            mail = compose(
+                message,
+                contacts[message.participant_id],
+                partner,
+                sessions.get(message.pair_id or "", []),
+                self._mail,
+                self._runtime.clock(),
+            )
+            if mail is None:
+                done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
+            else:
+                ready.append((message, mail))
+        # Each lane keeps its own connection open across the burst.
+        lanes = [ready[i :: len(self._mailers)] for i in range(len(self._mailers))]
+        for sent in await asyncio.gather(
+            *(_send_lane(mailer, lane) for mailer, lane in zip(self._mailers, lanes, strict=True))
+        ):
+            done.extend(sent)
+        await self._record(done)
+        return len(batch)
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        async with self._runtime.db.unit_of_work() as uow:
+            store = Storage(uow.conn)
+            for o in outcomes:
+                m = o.message
+                if o.verdict == Delivery.SENT:
+                    if await store.mark_sent(m.notification_id, uow.now):
+                        uow.emit(
+                            Topic.NOTIFICATIONS,
+                            NotificationSent(
+                                notification_id=m.notification_id,
+                                participant_id=m.participant_id,
+                                channel="email",
+                                template=m.template.value,
+                                cause_id=m.cause_id,
+                                session_id=m.session_id,
+                            ),
+                            event_id=outcome_event_id(m.notification_id, "sent"),
+                        )
+                elif o.verdict == Delivery.TEMPORARY and not gives_up(
+                    m.first_attempt_at or uow.now, uow.now
+                ):
+                    delay = backoff(m.attempts + 1, self._options.retry_base)
+                    await store.mark_retry(m.notification_id, o.error, uow.now, uow.now + delay)
+                elif o.verdict in (Delivery.TEMPORARY, Delivery.PERMANENT):
+                    if await store.mark_failed(m.notification_id, o.error, uow.now):
+                        uow.emit(
+                            Topic.NOTIFICATIONS,
+                            NotificationFailed(
+                                notification_id=m.notification_id,
+                                participant_id=m.participant_id,
+                                channel="email",
+                                template=m.template.value,
+                                cause_id=m.cause_id,
+                                session_id=m.session_id,
+                                error=o.error,
+                            ),
+                            event_id=outcome_event_id(m.notification_id, "failed"),
+                        )
+                elif o.verdict == Verdict.WAIT:
+                    await store.mark(m.notification_id, "waiting", o.error)
+                else:
+                    await store.mark(m.notification_id, "skipped", o.error)
+
+
+async def _send_lane(mailer: Mailer, lane: Sequence[tuple[Message, EmailMessage]]) -> list[Outcome]:
+    outcomes = []
+    for message, mail in lane:
+        result: Result = await mailer.send(mail)
+        outcomes.append(Outcome(message, result.delivery.value, result.error))
+    return outcomes
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def sender_worker(options: SenderOptions | None = None) -> Worker:
+    """The worker the runtime starts: one sender per instance."""
+
+    async def sender(runtime: Runtime, stopping: asyncio.Event) -> None:
+        await Sender(runtime, options or SenderOptions()).run(stopping)
+
+    return sender

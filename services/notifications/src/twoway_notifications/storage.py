@@ -1,0 +1,489 @@
+"""All SQL of the notifications service (schema `notifications`, asyncpg, $n parameters)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from twoway_notifications.domain.model import Contact, Message, Session, Template
+
+DUE_CHANNEL = "twoway_notifications_due"
+"""LISTEN/NOTIFY channel that wakes the senders when a message becomes due."""
+
+UNSENT = ("pending", "waiting")
+
+
+def _contact(row: asyncpg.Record) -> Contact:
+    return Contact(
+        participant_id=row["participant_id"],
+        role=row["role"],
+        display_name=row["display_name"],
+        email=row["email"],
+        timezone=row["timezone"],
+        locale=row["locale"],
+        notify_email=row["notify_email"],
+        notify_reminders=row["notify_reminders"],
+        withdrawn=row["withdrawn"],
+        erased=row["erased"],
+    )
+
+
+def _session(row: asyncpg.Record) -> Session:
+    return Session(
+        session_id=row["session_id"],
+        pair_id=row["pair_id"],
+        mentor_id=row["mentor_id"],
+        mentee_id=row["mentee_id"],
+        sequence=row["sequence"],
+        total=row["total"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        revision=row["revision"],
+        status=row["status"],
+    )
+
+
+def _message(row: asyncpg.Record, session_ids: tuple[str, ...] = ()) -> Message:
+    return Message(
+        notification_id=row["notification_id"],
+        template=Template(row["template"]),
+        participant_id=row["participant_id"],
+        partner_id=row["partner_id"],
+        pair_id=row["pair_id"],
+        session_id=row["session_id"],
+        cause_id=row["cause_id"],
+        attempts=row["attempts"],
+        first_attempt_at=row["first_attempt_at"],
+        details=json.loads(row["details"]),
+        session_ids=session_ids,
+    )
+
+
+class Storage:
+    """The service's tables, on one connection (usually a unit of work's transaction)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    # ------------------------------------------------------------------ participants
+
+    async def upsert_participant(
+        self,
+        *,
+        participant_id: str,
+        programme_id: str,
+        role: str,
+        display_name: str,
+        email: str,
+        timezone: str,
+        locale: str,
+        notify_email: bool,
+        notify_reminders: bool,
+        revision: int,
+        now: datetime,
+    ) -> bool:
+        """Store a profile unless a later revision is stored; True when it was applied."""
+        applied = await self._conn.fetchval(
+            """INSERT INTO notifications.participants AS p (participant_id, programme_id, role,
+                   display_name, email, timezone, locale, notify_email, notify_reminders,
+                   revision, withdrawn, erased, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false, false, $11)
+               ON CONFLICT (participant_id) DO UPDATE SET
+                   display_name = EXCLUDED.display_name, email = EXCLUDED.email,
+                   timezone = EXCLUDED.timezone, locale = EXCLUDED.locale,
+                   notify_email = EXCLUDED.notify_email,
+                   notify_reminders = EXCLUDED.notify_reminders,
+                   revision = EXCLUDED.revision, withdrawn = false, erased = false,
+                   updated_at = EXCLUDED.updated_at
+               WHERE p.revision <= EXCLUDED.revision
+               RETURNING true""",
+            participant_id,
+            programme_id,
+            role,
+            display_name,
+            email,
+            timezone,
+            locale,
+            notify_email,
+            notify_reminders,
+            revision,
+            now,
+        )
+        return bool(applied)
+
+    async def withdraw(self, participant_id: str, programme_id: str, *, erase: bool) -> None:
+        """Mark a person withdrawn; with `erase`, forget their name and address."""
+        await self._conn.execute(
+            """INSERT INTO notifications.participants AS p
+                   (participant_id, programme_id, role, withdrawn, erased)
+               VALUES ($1, $2, 'unknown', true, $3)
+               ON CONFLICT (participant_id) DO UPDATE SET withdrawn = true,
+                   erased = p.erased OR $3,
+                   display_name = CASE WHEN $3 THEN NULL ELSE p.display_name END,
+                   email = CASE WHEN $3 THEN NULL ELSE p.email END,
+                   timezone = CASE WHEN $3 THEN NULL ELSE p.timezone END""",
+            participant_id,
+            programme_id,
+            erase,
+        )
+
+    async def contacts(self, ids: Iterable[str]) -> dict[str, Contact]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM notifications.participants WHERE participant_id = ANY($1::text[])",
+            list(set(ids)),
+        )
+        return {r["participant_id"]: _contact(r) for r in rows}
+
+    async def participant_known(self, participant_id: str) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM notifications.participants
+                                  WHERE participant_id = $1)
+                       OR EXISTS (SELECT 1 FROM notifications.messages
+                                  WHERE participant_id = $1)""",
+                participant_id,
+            )
+        )
+
+    # ------------------------------------------------------------------ programmes
+
+    async def save_programme(self, programme_id: str, reminder_minutes: list[int]) -> None:
+        await self._conn.execute(
+            """INSERT INTO notifications.programmes (programme_id, reminder_minutes)
+               VALUES ($1, $2)
+               ON CONFLICT (programme_id)
+               DO UPDATE SET reminder_minutes = EXCLUDED.reminder_minutes""",
+            programme_id,
+            reminder_minutes,
+        )
+
+    async def reminder_minutes(self, programme_id: str) -> list[int] | None:
+        value = await self._conn.fetchval(
+            "SELECT reminder_minutes FROM notifications.programmes WHERE programme_id = $1",
+            programme_id,
+        )
+        return None if value is None else list(value)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def session(self, session_id: str) -> Session | None:
+        row = await self._conn.fetchrow(
+            "SELECT * FROM notifications.sessions WHERE session_id = $1 FOR UPDATE", session_id
+        )
+        return None if row is None else _session(row)
+
+    async def save_session(
+        self,
+        *,
+        session_id: str,
+        pair_id: str,
+        programme_id: str,
+        mentor_id: str,
+        mentee_id: str,
+        sequence: int,
+        total: int | None,
+        starts_at: datetime | None,
+        ends_at: datetime | None,
+        revision: int,
+        status: str,
+        cause_id: str,
+    ) -> None:
+        # A cancellation carries no times: it keeps the ones already known.
+        await self._conn.execute(
+            """INSERT INTO notifications.sessions AS s (session_id, pair_id, programme_id,
+                   mentor_id, mentee_id, sequence, total, starts_at, ends_at, revision, status,
+                   cause_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (session_id) DO UPDATE SET
+                   total = COALESCE(EXCLUDED.total, s.total),
+                   starts_at = COALESCE(EXCLUDED.starts_at, s.starts_at),
+                   ends_at = COALESCE(EXCLUDED.ends_at, s.ends_at),
+                   revision = EXCLUDED.revision, status = EXCLUDED.status,
+                   cause_id = EXCLUDED.cause_id""",
+            session_id,
+            pair_id,
+            programme_id,
+            mentor_id,
+            mentee_id,
+            sequence,
+            total,
+            starts_at,
+            ends_at,
+            revision,
+            status,
+            cause_id,
+        )
+
+    async def sessions_seen(self, pair_id: str) -> int:
+        return int(
+            await self._conn.fetchval(
+                "SELECT count(*) FROM notifications.sessions WHERE pair_id = $1", pair_id
+            )
+        )
+
+    async def sessions_of_pairs(self, pair_ids: Iterable[str]) -> dict[str, list[Session]]:
+        rows = await self._conn.fetch(
+            """SELECT * FROM notifications.sessions WHERE pair_id = ANY($1::text[])
+               ORDER BY pair_id, sequence""",
+            list(set(pair_ids)),
+        )
+        found: dict[str, list[Session]] = {}
+        for row in rows:
+            found.setdefault(row["pair_id"], []).append(_session(row))
+        return found
+
+    async def future_sessions_of_programme(
+        self, programme_id: str, now: datetime
+    ) -> list[tuple[Session, str]]:
+        """Scheduled sessions still ahead, with the id of the event that set their time."""
+        rows = await self._conn.fetch(
+            """SELECT * FROM notifications.sessions
+               WHERE programme_id = $1 AND status = 'scheduled' AND starts_at > $2""",
+            programme_id,
+            now,
+        )
+        return [(_session(r), r["cause_id"]) for r in rows]
+
+    # ------------------------------------------------------------------ messages (handlers)
+
+    async def add_message(
+        self,
+        *,
+        notification_id: str,
+        template: Template,
+        participant_id: str,
+        partner_id: str | None,
+        pair_id: str | None,
+        session_id: str | None,
+        cause_id: str,
+        due_at: datetime,
+        now: datetime,
+        needs_partner: bool = False,
+        group_key: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a message once per id; True when it is new."""
+        added = await self._conn.fetchval(
+            """INSERT INTO notifications.messages (notification_id, template, participant_id,
+                   partner_id, needs_partner, pair_id, session_id, group_key, details, cause_id,
+                   due_at, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+               ON CONFLICT (notification_id) DO NOTHING
+               RETURNING true""",
+            notification_id,
+            template.value,
+            participant_id,
+            partner_id,
+            needs_partner,
+            pair_id,
+            session_id,
+            group_key,
+            json.dumps(details or {}),
+            cause_id,
+            due_at,
+            now,
+        )
+        if added:
+            await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
+        return bool(added)
+
+    async def drop_unsent(
+        self, session_id: str, templates: Iterable[Template], now: datetime
+    ) -> None:
+        """Forget unsent, unclaimed messages about a session (its time or status changed)."""
+        await self._conn.execute(
+            """DELETE FROM notifications.messages
+               WHERE session_id = $1 AND template = ANY($2::text[])
+                 AND status = ANY($3::text[]) AND (lease_until IS NULL OR lease_until < $4)""",
+            session_id,
+            [t.value for t in templates],
+            list(UNSENT),
+            now,
+        )
+
+    async def drop_unsent_reminders_of_programme(self, programme_id: str, now: datetime) -> None:
+        await self._conn.execute(
+            """DELETE FROM notifications.messages m USING notifications.sessions s
+               WHERE m.session_id = s.session_id AND s.programme_id = $1
+                 AND m.template = 'reminder' AND m.status = ANY($2::text[])
+                 AND (m.lease_until IS NULL OR m.lease_until < $3)""",
+            programme_id,
+            list(UNSENT),
+            now,
+        )
+
+    async def booking_went_out(self, pair_id: str, participant_id: str, now: datetime) -> bool:
+        """Whether the booking email to this person was sent or is being sent."""
+        return bool(
+            await self._conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM notifications.messages
+                   WHERE pair_id = $1 AND participant_id = $2 AND template = 'booking'
+                     AND (status = 'sent' OR (status = 'pending' AND lease_until > $3)))""",
+                pair_id,
+                participant_id,
+                now,
+            )
+        )
+
+    async def open_group(self, participant_id: str, group_key: str, now: datetime) -> str | None:
+        """An unsent, unclaimed grouped message another session can still join."""
+        value = await self._conn.fetchval(
+            """SELECT notification_id FROM notifications.messages
+               WHERE participant_id = $1 AND group_key = $2 AND status = ANY($3::text[])
+                 AND (lease_until IS NULL OR lease_until < $4)
+               ORDER BY created_at LIMIT 1 FOR UPDATE""",
+            participant_id,
+            group_key,
+            list(UNSENT),
+            now,
+        )
+        return None if value is None else str(value)
+
+    async def join_group(self, notification_id: str, session_id: str) -> None:
+        await self._conn.execute(
+            """INSERT INTO notifications.message_sessions (notification_id, session_id)
+               VALUES ($1, $2) ON CONFLICT DO NOTHING""",
+            notification_id,
+            session_id,
+        )
+        # A message about several sessions is about no single one (notification.sent rule).
+        await self._conn.execute(
+            """UPDATE notifications.messages SET session_id = NULL
+               WHERE notification_id = $1 AND (SELECT count(*) FROM
+                   notifications.message_sessions WHERE notification_id = $1) > 1""",
+            notification_id,
+        )
+
+    async def release_waiting(self, participant_id: str, now: datetime) -> None:
+        """Messages waiting for this person's details become due again."""
+        released = await self._conn.execute(
+            """UPDATE notifications.messages SET status = 'pending',
+                   due_at = GREATEST(due_at, $2)
+               WHERE status = 'waiting' AND (participant_id = $1 OR partner_id = $1)""",
+            participant_id,
+            now,
+        )
+        if released != "UPDATE 0":
+            await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
+
+    async def release_resolved_waiting(self, now: datetime) -> None:
+        """A sweep for the rare wait recorded just as the awaited details arrived."""
+        released = await self._conn.execute(
+            """UPDATE notifications.messages m SET status = 'pending',
+                   due_at = GREATEST(m.due_at, $1)
+               WHERE m.status = 'waiting'
+                 AND EXISTS (SELECT 1 FROM notifications.participants p
+                             WHERE p.participant_id = m.participant_id
+                               AND (p.erased OR p.email IS NOT NULL))
+                 AND (NOT m.needs_partner OR m.partner_id IS NULL
+                      OR EXISTS (SELECT 1 FROM notifications.participants q
+                                 WHERE q.participant_id = m.partner_id
+                                   AND (q.erased OR q.email IS NOT NULL)))""",
+            now,
+        )
+        if released != "UPDATE 0":
+            await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
+
+    async def skip_unsent_to(self, participant_id: str, why: str) -> None:
+        await self._conn.execute(
+            """UPDATE notifications.messages SET status = 'skipped', error = $2
+               WHERE participant_id = $1 AND status = ANY($3::text[])""",
+            participant_id,
+            why,
+            list(UNSENT),
+        )
+
+    # ------------------------------------------------------------------ messages (sender)
+
+    async def claim_due(self, now: datetime, lease: timedelta, limit: int) -> list[Message]:
+        """Lease due messages no other instance holds (SKIP LOCKED), oldest first."""
+        rows = await self._conn.fetch(
+            """UPDATE notifications.messages m SET lease_until = $2
+               WHERE notification_id IN (
+                   SELECT notification_id FROM notifications.messages
+                   WHERE status = 'pending' AND due_at <= $1
+                     AND (lease_until IS NULL OR lease_until < $1)
+                   ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+               RETURNING m.*""",
+            now,
+            now + lease,
+            limit,
+        )
+        grouped = await self._conn.fetch(
+            """SELECT notification_id, session_id FROM notifications.message_sessions
+               WHERE notification_id = ANY($1::text[]) ORDER BY session_id""",
+            [r["notification_id"] for r in rows],
+        )
+        sessions: dict[str, list[str]] = {}
+        for g in grouped:
+            sessions.setdefault(g["notification_id"], []).append(g["session_id"])
+        ordered = sorted(rows, key=lambda r: r["due_at"])
+        return [_message(r, tuple(sessions.get(r["notification_id"], ()))) for r in ordered]
+
+    async def next_due(self) -> datetime | None:
+        value = await self._conn.fetchval(
+            """SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at)))
+               FROM notifications.messages WHERE status = 'pending'"""
+        )
+        return value if isinstance(value, datetime) else None
+
+    async def mark_sent(self, notification_id: str, now: datetime) -> bool:
+        """Record a delivery; False if the claim was lost (another instance finished it)."""
+        result = await self._conn.execute(
+            """UPDATE notifications.messages SET status = 'sent', sent_at = $2,
+                   lease_until = NULL, attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, $2), error = NULL
+               WHERE notification_id = $1 AND status = 'pending'""",
+            notification_id,
+            now,
+        )
+        return bool(result != "UPDATE 0")
+
+    async def mark_failed(self, notification_id: str, error: str, now: datetime) -> bool:
+        result = await self._conn.execute(
+            """UPDATE notifications.messages SET status = 'failed', error = $2,
+                   lease_until = NULL, attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, $3)
+               WHERE notification_id = $1 AND status = 'pending'""",
+            notification_id,
+            error,
+            now,
+        )
+        return bool(result != "UPDATE 0")
+
+    async def mark_retry(
+        self, notification_id: str, error: str, now: datetime, due_at: datetime
+    ) -> None:
+        await self._conn.execute(
+            """UPDATE notifications.messages SET due_at = $4, error = $2,
+                   lease_until = NULL, attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, $3)
+               WHERE notification_id = $1 AND status = 'pending'""",
+            notification_id,
+            error,
+            now,
+            due_at,
+        )
+
+    async def mark(self, notification_id: str, status: str, why: str) -> None:
+        """Set a message aside: waiting for details, or skipped (never reported as failed)."""
+        await self._conn.execute(
+            """UPDATE notifications.messages SET status = $2, error = $3, lease_until = NULL
+               WHERE notification_id = $1 AND status = 'pending'""",
+            notification_id,
+            status,
+            why,
+        )
+
+    async def notifications_of(self, participant_id: str) -> list[dict[str, Any]]:
+        rows = await self._conn.fetch(
+            """SELECT notification_id, template, status, sent_at, session_id
+               FROM notifications.messages WHERE participant_id = $1
+               ORDER BY COALESCE(sent_at, created_at) DESC, created_at DESC, notification_id""",
+            participant_id,
+        )
+        return [dict(r) for r in rows]

@@ -1,0 +1,524 @@
+"""The service against the real broker, database and an SMTP server in the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiosmtpd.controller import Controller
+from icalendar import Calendar
+from pydantic import BaseModel
+from twoway_notifications.app import create_spec
+from twoway_notifications.config import NotificationsSettings
+from twoway_notifications.sender import SenderOptions
+from twoway_shared.contract import (
+    EVENT_TOPIC,
+    ParticipantEnrolled,
+    ParticipantWithdrawn,
+    Topic,
+    encode,
+    new_event,
+    partition_key,
+)
+from twoway_shared.contract.events import (
+    PairConfirmed,
+    PairEnded,
+    ProgrammeConfigured,
+    SessionCancelled,
+    SessionRescheduled,
+    SessionScheduled,
+)
+from twoway_shared.contract.examples import EXAMPLE_DATA
+from twoway_shared.platform.runtime import Runtime, run_migrations
+from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
+
+pytestmark = pytest.mark.infra
+
+FAST = SenderOptions(retry_base=timedelta(milliseconds=300), poll_seconds=0.2)
+
+
+# ---------------------------------------------------------------- SMTP server
+
+
+@dataclass
+class Sink:
+    """An aiosmtpd handler that keeps what it accepts and can answer scripted errors."""
+
+    mails: list[EmailMessage] = field(default_factory=list)
+    # address -> replies to give to DATA for it, in order, before accepting
+    script: dict[str, list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                if self.script.get(rcpt):
+                    return self.script[rcpt].pop(0)
+            mail = message_from_bytes(envelope.content, policy=policy.default)
+            assert isinstance(mail, EmailMessage)
+            self.mails.append(mail)
+        return "250 OK"
+
+    def to(self, address: str, template: str | None = None) -> list[EmailMessage]:
+        with self.lock:
+            return [
+                m
+                for m in self.mails
+                if address in str(m["To"])
+                and (template is None or m["X-Twoway-Template"] == template)
+            ]
+
+
+def prop(component: Any, name: str) -> Any:
+    """A property of an icalendar component (the library's union types are too wide to use)."""
+    return component[name]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+# ---------------------------------------------------------------- the service
+
+
+@dataclass
+class Harness:
+    infra: Infra
+    settings: NotificationsSettings
+    sink: Sink
+    runtime: Runtime | None = None
+
+    async def start(self) -> Runtime:
+        spec = create_spec(FAST)
+        await run_migrations(spec, self.settings)
+        self.runtime = Runtime(spec, self.settings)
+        await self.runtime.start()
+        return self.runtime
+
+    async def stop(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+            self.runtime = None
+
+    def topic(self, topic: Topic) -> str:
+        return self.settings.topic(topic)
+
+    async def send(self, *items: BaseModel) -> None:
+        records = []
+        for data in items:
+            topic = EVENT_TOPIC[_type_of(data)]
+            value = encode(new_event(data, source="/test"))
+            records.append(ToSend(self.topic(topic), value, partition_key(topic, data)))
+        await publish(self.infra.kafka_bootstrap, records)
+
+    async def rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+
+def _type_of(data: BaseModel) -> str:
+    from twoway_shared.contract import event_type_of
+
+    return event_type_of(type(data))
+
+
+@pytest.fixture
+async def harness(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, smtp: tuple[Sink, int]
+) -> AsyncIterator[Harness]:
+    sink, port = smtp
+    settings = NotificationsSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=service_dsns["notifications"],
+        topic_prefix=topic_prefix,
+        topic_partitions=3,
+        http_port=free_port(),
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        portal_url="https://portal.example",
+    )
+    h = Harness(infra, settings, sink)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+# ---------------------------------------------------------------- facts
+
+
+def person(pid: str, role: str, email: str, **changes: Any) -> ParticipantEnrolled:
+    data = {
+        **EXAMPLE_DATA["participant.enrolled"],
+        "participant_id": pid,
+        "role": role,
+        "email": email,
+        "display_name": f"Person {pid}",
+        "locale": "en",
+        **changes,
+    }
+    return ParticipantEnrolled.model_validate(data)
+
+
+PAIR = {"pair_id": "pair-1", "programme_id": "RM-2027", "mentor_id": "M1", "mentee_id": "E1"}
+MENTOR, MENTEE = "m1@example.com", "e1@example.com"
+
+
+def series(total: int, first: datetime) -> list[SessionScheduled]:
+    return [
+        SessionScheduled(
+            session_id=f"s{n}",
+            sequence=n,
+            total=total,
+            starts_at=first + timedelta(weeks=n - 1),
+            ends_at=first + timedelta(weeks=n - 1, minutes=30),
+            revision=0,
+            **PAIR,
+        )
+        for n in range(1, total + 1)
+    ]
+
+
+def calendar_of(mail: EmailMessage) -> Calendar:
+    [part] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return Calendar.from_ical(payload)
+
+
+def uids_and_sequences(mail: EmailMessage) -> list[tuple[str, int]]:
+    return [
+        (str(prop(e, "UID")), int(prop(e, "SEQUENCE"))) for e in calendar_of(mail).walk("VEVENT")
+    ]
+
+
+def events_on(reader: TopicReader, topic: str, event_type: str) -> list[dict[str, Any]]:
+    found = []
+    for r in reader.on(topic):
+        event = orjson.loads(r.value or b"{}")
+        if event["type"] == f"twoway.{event_type}.v1":
+            found.append(event["data"])
+    return found
+
+
+# ---------------------------------------------------------------- tests
+
+
+async def test_booking_update_cancel_replay_and_read_api(harness: Harness) -> None:
+    sink = harness.sink
+    notifications = harness.topic(Topic.NOTIFICATIONS)
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    booked = series(3, first)
+    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
+        facts: list[BaseModel] = [
+            person("M1", "mentor", MENTOR, timezone="Europe/London"),
+            person("E1", "mentee", MENTEE, timezone="America/New_York"),
+            PairConfirmed(**PAIR),
+            *booked,
+        ]
+        await harness.send(*facts)
+        await eventually(
+            lambda: _count(sink),
+            lambda n: n >= 4,
+            what="pair_confirmed and booking to both",
+        )
+        for address in (MENTOR, MENTEE):
+            [booking] = await eventually(mails_to(sink, address, "booking"), lambda b: len(b) == 1)
+            assert uids_and_sequences(booking) == [(f"s{n}@twoway", 0) for n in (1, 2, 3)]
+            cal = calendar_of(booking)
+            assert str(prop(cal, "METHOD")) == "REQUEST"
+            event = cal.walk("VEVENT")[0]
+            assert bytes(prop(event, "DTSTART").to_ical()).decode() == first.strftime(
+                "%Y%m%dT%H%M%SZ"
+            )
+            attendees = sorted(str(a) for a in prop(event, "ATTENDEE"))
+            assert attendees == [f"mailto:{MENTEE}", f"mailto:{MENTOR}"]
+            assert booking["Message-ID"].endswith("@twoway>")
+        text = sink.to(MENTEE, "booking")[0].get_body(("plain",))
+        assert text is not None
+        assert "(America/New_York)" in str(text.get_content())
+
+        # A reschedule: one update per person with only the changed VEVENT.
+        moved = booked[1].starts_at + timedelta(days=1)
+        await harness.send(
+            SessionRescheduled(
+                **{
+                    **booked[1].model_dump(),
+                    "starts_at": moved,
+                    "ends_at": moved + timedelta(minutes=30),
+                    "previous_starts_at": booked[1].starts_at,
+                    "reason": "requested",
+                    "revision": 1,
+                }
+            )
+        )
+        for address in (MENTOR, MENTEE):
+            [update] = await eventually(
+                mails_to(sink, address, "session_rescheduled"),
+                lambda u: len(u) == 1,
+                what="one update",
+            )
+            assert uids_and_sequences(update) == [("s2@twoway", 1)]
+
+        # The pair ends: every cancelled session in one METHOD:CANCEL email per person.
+        cancels = [
+            SessionCancelled(
+                **{k: v for k, v in s.model_dump().items() if k in SessionCancelled.model_fields}
+                | {"revision": 2 if s.session_id == "s2" else 1, "reason": "pair_ended"}
+            )
+            for s in booked
+        ]
+        await harness.send(*cancels)
+        for address in (MENTOR, MENTEE):
+            [cancel] = await eventually(
+                mails_to(sink, address, "session_cancelled"),
+                lambda c: len(c) == 1,
+                what="one cancellation",
+            )
+            assert str(prop(calendar_of(cancel), "METHOD")) == "CANCEL"
+            assert uids_and_sequences(cancel) == [
+                ("s1@twoway", 1),
+                ("s2@twoway", 2),
+                ("s3@twoway", 1),
+            ]
+
+        await reader.wait_for(
+            lambda _: len(events_on(reader, notifications, "notification.sent")) >= 8,
+            what="notification.sent for each email",
+        )
+        # Nothing Twoway produces holds an address or a name.
+        for record in reader.on(notifications):
+            assert b"@example.com" not in (record.value or b"")
+            assert b"Person " not in (record.value or b"")
+
+        # The same facts again under new event ids send nothing new; a marker shows they were
+        # all processed (same partition key, so it is consumed after them).
+        before = _snapshot(sink)
+        await harness.send(
+            *facts, *cancels, PairEnded(**PAIR, reason="withdrawn", withdrawn_by="M1")
+        )
+        await eventually(
+            lambda: _async(sink.to(MENTEE, "partner_withdrew")),
+            lambda w: len(w) == 1,
+            what="the marker email",
+        )
+        await eventually(
+            lambda: harness.rows("SELECT 1 FROM notifications.inbox"),
+            lambda rows: len(rows) == 20,
+            what="every replayed record processed",
+        )
+        await asyncio.sleep(0.5)  # one more sender poll: anything due would have gone by now
+        assert _snapshot(sink) == [*before, (MENTEE, "partner_withdrew")]
+
+    # The read API, newest first.
+    assert harness.runtime is not None
+    url = f"http://127.0.0.1:{harness.settings.http_port}/participants"
+    async with httpx.AsyncClient() as client:
+        listing = (await client.get(f"{url}/E1/notifications")).json()
+        assert listing[0]["template"] == "partner_withdrew"
+        assert {n["template"] for n in listing} >= {
+            "pair_confirmed",
+            "booking",
+            "session_rescheduled",
+            "session_cancelled",
+        }
+        assert all(
+            n["status"] == "sent" and n["channel"] == "email"
+            for n in listing
+            if n["template"] != "reminder"
+        )
+        assert (await client.get(f"{url}/nobody/notifications")).status_code == 404
+
+
+async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness) -> None:
+    sink = harness.sink
+    # Reminders 1 minute before: the first due in ~4 s, the second in ~12 s.
+    now = datetime.now(UTC)
+    early = now + timedelta(minutes=1, seconds=4)
+    late = now + timedelta(minutes=1, seconds=12)
+    pair = {**PAIR, "pair_id": "pair-r"}
+    sessions = [
+        SessionScheduled(
+            session_id=sid,
+            sequence=n,
+            total=2,
+            starts_at=at,
+            ends_at=at + timedelta(minutes=30),
+            revision=0,
+            **pair,
+        )
+        for n, (sid, at) in enumerate((("r1", early), ("r2", late)), start=1)
+    ]
+    await harness.send(
+        ProgrammeConfigured(programme_id="RM-2027", reminder_minutes=[1, 2880]),
+        person("M1", "mentor", MENTOR),
+        person("E1", "mentee", MENTEE, notify={"email": True, "reminders": False}),
+        *sessions,
+    )
+    reminders = await eventually(
+        lambda: _async(sink.to(MENTOR, "reminder")), lambda r: len(r) == 1, timeout=20
+    )
+    arrived = datetime.now(UTC)
+    due = early - timedelta(minutes=1)
+    assert due <= arrived < due + timedelta(seconds=10)
+    assert "Session" in str(reminders[0]["Subject"]) or reminders[0]["Subject"]
+
+    # Stop before the second reminder is due; a new instance sends it, once.
+    await harness.stop()
+    assert datetime.now(UTC) < late - timedelta(minutes=1)
+    await harness.start()
+    await eventually(lambda: _async(sink.to(MENTOR, "reminder")), lambda r: len(r) == 2, timeout=30)
+    assert datetime.now(UTC) >= late - timedelta(minutes=1)
+    # The mentee opted out of reminders: nothing, and no failure.
+    assert sink.to(MENTEE, "reminder") == []
+    statuses = await harness.rows(
+        "SELECT participant_id, status FROM notifications.messages WHERE template = 'reminder'"
+    )
+    assert sorted((r["participant_id"], r["status"]) for r in statuses) == [
+        ("E1", "skipped"),
+        ("E1", "skipped"),
+        ("M1", "sent"),
+        ("M1", "sent"),
+    ]
+
+
+async def test_temporary_then_permanent_smtp_failures(harness: Harness) -> None:
+    sink = harness.sink
+    notifications = harness.topic(Topic.NOTIFICATIONS)
+    sink.script[MENTOR] = ["451 4.3.0 try again later"]
+    sink.script[MENTEE] = ["550 5.1.1 mailbox unavailable"] * 100
+    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
+        await harness.send(
+            person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), PairConfirmed(**PAIR)
+        )
+        await reader.wait_for(
+            lambda _: (
+                bool(events_on(reader, notifications, "notification.sent"))
+                and bool(events_on(reader, notifications, "notification.failed"))
+            ),
+            what="one sent and one failed",
+        )
+        [failed] = events_on(reader, notifications, "notification.failed")
+        assert failed["participant_id"] == "E1"
+        assert failed["error"] == "SMTP 550 5.1.1 mailbox unavailable"
+        [sent] = events_on(reader, notifications, "notification.sent")
+        assert sent["participant_id"] == "M1"
+        assert sent["template"] == "pair_confirmed"
+    assert len(sink.to(MENTOR)) == 1
+    assert sink.to(MENTEE) == []
+
+
+async def test_messages_wait_for_contact_details_and_honour_opt_out(harness: Harness) -> None:
+    sink = harness.sink
+    # The pair is confirmed before anyone's details arrive.
+    await harness.send(PairConfirmed(**PAIR), person("M1", "mentor", MENTOR))
+    await eventually(
+        lambda: harness.rows(
+            "SELECT status FROM notifications.messages WHERE participant_id = 'M1'"
+        ),
+        lambda rows: [r["status"] for r in rows] == ["waiting"],
+        what="the mentor's message waiting for the mentee's details",
+    )
+    other = {**PAIR, "pair_id": "pair-2", "mentee_id": "E2"}
+    await harness.send(
+        person("E1", "mentee", MENTEE),
+        person("E2", "mentee", "e2@example.com", notify={"email": False, "reminders": True}),
+        PairConfirmed(**other),
+    )
+    await eventually(lambda: _count(sink), lambda n: n >= 3, what="three introductions")
+    assert len(sink.to(MENTOR, "pair_confirmed")) == 2
+    assert len(sink.to(MENTEE, "pair_confirmed")) == 1
+    await eventually(
+        lambda: harness.rows(
+            "SELECT status FROM notifications.messages WHERE participant_id = 'E2'"
+        ),
+        lambda rows: [r["status"] for r in rows] == ["skipped"],
+    )
+    assert sink.to("e2@example.com") == []
+
+
+async def _count(sink: Sink) -> int:
+    with sink.lock:
+        return len(sink.mails)
+
+
+def mails_to(
+    sink: Sink, address: str, template: str
+) -> Callable[[], Awaitable[list[EmailMessage]]]:
+    async def probe() -> list[EmailMessage]:
+        return sink.to(address, template)
+
+    return probe
+
+
+async def _async(value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+def _snapshot(sink: Sink) -> list[tuple[str, str]]:
+    with sink.lock:
+        return [
+            (str(m["To"]).split("<")[-1].rstrip(">"), str(m["X-Twoway-Template"]))
+            for m in sink.mails
+        ]
+
+
+async def test_erasure_forgets_details_and_partner_hears_nothing_of_why(harness: Harness) -> None:
+    sink = harness.sink
+    # The introductions wait for the mentor's details; the mentor leaves, erased, instead.
+    await harness.send(person("E1", "mentee", MENTEE), PairConfirmed(**PAIR))
+    await eventually(
+        lambda: harness.rows(
+            "SELECT status FROM notifications.messages WHERE template = 'pair_confirmed'"
+        ),
+        lambda rows: sorted(r["status"] for r in rows) == ["waiting", "waiting"],
+    )
+    await harness.send(
+        ParticipantWithdrawn(participant_id="M1", programme_id="RM-2027", erase=True),
+        PairEnded(**PAIR, reason="withdrawn", withdrawn_by="M1"),
+    )
+    [withdrew] = await eventually(mails_to(sink, MENTEE, "partner_withdrew"), lambda m: len(m) == 1)
+    text = withdrew.get_body(("plain",))
+    assert text is not None
+    assert "Person M1" not in str(text.get_content())
+    [mentor] = await harness.rows(
+        "SELECT display_name, email, erased FROM notifications.participants"
+        " WHERE participant_id = 'M1'"
+    )
+    assert (mentor["display_name"], mentor["email"], mentor["erased"]) == (None, None, True)
+    statuses = await harness.rows(
+        "SELECT status FROM notifications.messages WHERE participant_id = 'M1'"
+    )
+    assert [r["status"] for r in statuses] == ["skipped"]
