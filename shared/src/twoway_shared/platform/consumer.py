@@ -24,7 +24,14 @@ Handler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
 # A record whose handler raises anything but an infrastructure error this many times in a row
 # is set aside in the dead-letter topic, so one bad record cannot stop the good ones.
 MAX_ATTEMPTS = 5
-_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, KafkaError)
+# Outages and lost races (deadlock, serialization failure) are retried without limit.
+_TRANSIENT = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TransactionRollbackError,
+    KafkaError,
+)
 
 
 class Rejected(Exception):

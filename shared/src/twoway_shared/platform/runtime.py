@@ -212,7 +212,8 @@ class Runtime:
     @property
     def http_port(self) -> int:
         """The port the HTTP server listens on (useful when configured as 0)."""
-        assert self._server is not None and self._server.servers, "HTTP is not started"
+        if self._server is None or not self._server.servers:
+            raise RuntimeError("the HTTP server is not started")
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
     async def _check_postgres(self) -> None:

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 T = TypeVar("T")
 
@@ -137,3 +138,38 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def wait_until_consumed(
+    bootstrap: str, group: str, topics: Sequence[str], *, timeout: float = 30.0
+) -> None:
+    """Wait until `group` has committed every record now in `topics`: all of it is processed.
+
+    A service commits a record's offset only after its effects committed (or it was
+    dead-lettered), so this is a barrier that holds across topics and partitions.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+        partitions = [
+            TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]
+        ]
+        if len({tp.topic for tp in partitions}) != len(set(topics)):
+            raise AssertionError(f"some of {list(topics)} do not exist")
+        ends = await consumer.end_offsets(partitions)
+        targets = {tp: end for tp, end in ends.items() if end > 0}
+
+        async def behind() -> int:
+            committed = await admin.list_consumer_group_offsets(group)
+            return sum(
+                end - (committed[tp].offset if tp in committed else 0)
+                for tp, end in targets.items()
+            )
+
+        await eventually(behind, lambda n: n <= 0, timeout=timeout, what=f"{group} to catch up")
+    finally:
+        await admin.close()
+        await consumer.stop()

@@ -1,0 +1,1 @@
+"""The scheduling domain: pure slot finding and series planning, no I/O."""

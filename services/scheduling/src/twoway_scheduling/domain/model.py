@@ -1,0 +1,53 @@
+"""Plain data the slot finder works on: weekly windows, people and programme rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+Cadence = Literal["weekly", "fortnightly"]
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A weekly availability window in its owner's timezone; minutes from local midnight."""
+
+    weekday: int  # 0 = Monday
+    start_minute: int
+    end_minute: int  # up to 1440 (24:00)
+
+
+@dataclass(frozen=True)
+class Person:
+    """What the slot finder needs of one participant: their zone and weekly windows."""
+
+    timezone: str
+    windows: tuple[Window, ...]
+
+
+@dataclass(frozen=True)
+class SeriesRules:
+    """The programme settings a booking applies."""
+
+    session_minutes: int = 30
+    cadence: Cadence = "weekly"
+    sessions: int = 12
+    starts_on: date | None = None  # None: the day the booking is made
+    min_notice_hours: int = 24
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(weeks=2 if self.cadence == "fortnightly" else 1)
+
+    @property
+    def min_notice(self) -> timedelta:
+        return timedelta(hours=self.min_notice_hours)
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """The start times booked for a series (in order), and why it stopped short, if it did."""
+
+    starts: tuple[datetime, ...]
+    failure: str | None = None

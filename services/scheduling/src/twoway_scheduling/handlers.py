@@ -1,0 +1,420 @@
+"""One function per consumed event type, each inside the unit of work the platform opens."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+from uuid import UUID, uuid5
+
+from twoway_shared.contract import (
+    Event,
+    PairConfirmed,
+    PairEnded,
+    ParticipantProfile,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    Ratings,
+    SessionAttendanceRecorded,
+    SessionBookingFailed,
+    SessionCancelled,
+    SessionCompleted,
+    SessionMissed,
+    SessionRequestRejected,
+    SessionRescheduled,
+    SessionRescheduleRequested,
+    SessionScheduled,
+    Topic,
+)
+from twoway_shared.platform.consumer import Rejected
+from twoway_shared.platform.uow import UnitOfWork
+
+from twoway_scheduling.domain.model import Person, SeriesRules, Window
+from twoway_scheduling.domain.slots import (
+    SEARCH_WEEKS,
+    SlotFinder,
+    find_move,
+    plan_series,
+    refit_session,
+)
+from twoway_scheduling.storage import Pair, Participant, Session, Storage
+
+CancelReason = Literal["pair_ended", "participant_withdrawn", "no_slot"]
+MoveReason = Literal["requested", "availability_changed"]
+
+# Ids derived from what they name, so a replay or redelivery produces the same ids.
+_NAMESPACE = UUID("3f1c9a0e-5b7d-4e8a-9c61-2d4f6b8e0a17")
+
+
+def stable_id(*parts: object) -> str:
+    return str(uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def session_id_for(pair_id: str, sequence: int) -> str:
+    return stable_id("session", pair_id, sequence)
+
+
+def person_of(profile: ParticipantProfile) -> Person:
+    windows = sorted(Window(w.weekday, w.start_minute, w.end_minute) for w in profile.availability)
+    return Person(profile.timezone, tuple(dict.fromkeys(windows)))
+
+
+# ---------------------------------------------------------------- programmes
+
+
+async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOfWork) -> None:
+    data = event.data
+    starts_on = data.starts_on if data.starts_on is not None else uow.now.astimezone(UTC).date()
+    rules = SeriesRules(
+        session_minutes=data.session_minutes,
+        cadence=data.cadence,
+        sessions=data.sessions,
+        starts_on=starts_on,
+        min_notice_hours=data.min_notice_hours,
+    )
+    await Storage(uow.conn).save_programme(data.programme_id, rules, starts_on)
+
+
+# ---------------------------------------------------------------- enrolments
+
+
+async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
+    """`participant.enrolled` and `participant.updated`: upsert, refit, book waiting pairs."""
+    data, store = event.data, Storage(uow.conn)
+    existing = (await store.lock_participants([data.participant_id])).get(data.participant_id)
+    changed = existing is not None and (existing.role, existing.programme_id) != (
+        data.role,
+        data.programme_id,
+    )
+    if existing is not None and existing.role is not None and changed:
+        raise Rejected(
+            f"participant {data.participant_id} is a {existing.role} in programme "
+            f"{existing.programme_id}; role and programme never change for an id, so "
+            "enrol the person again under a new participant_id"
+        )
+    if existing is not None and data.revision < existing.revision:
+        return  # stale
+    withdrawn = existing is not None and existing.withdrawn
+    if withdrawn and event.type == "participant.enrolled":
+        withdrawn = existing is not None and data.revision <= existing.revision
+    person = person_of(data)
+    await store.save_participant(
+        data.participant_id, data.programme_id, data.role, person, data.revision, withdrawn
+    )
+    if withdrawn:
+        return
+    if existing is not None and existing.person is not None and existing.person != person:
+        await _refit_future_sessions(store, uow, data.participant_id)
+    for pair in await store.active_pairs_of(data.participant_id):
+        if pair.status == "waiting":
+            await _book(store, uow, pair)
+
+
+async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    await store.lock_participants([data.participant_id])
+    await store.withdraw_participant(data.participant_id, data.programme_id)
+    for pair in await store.active_pairs_of(data.participant_id):
+        await _end_pair(store, uow, pair, "participant_withdrawn")
+    if data.erase:
+        await store.erase_participant(data.participant_id)
+
+
+# ---------------------------------------------------------------- pairs
+
+
+async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair = Pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id, "waiting")
+    if await store.add_pair(pair):
+        await _book(store, uow, pair)
+
+
+async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair = await store.lock_pair(data.pair_id)
+    if pair is None:  # ended before scheduling saw it confirmed: never book it
+        await store.add_pair(
+            Pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id, "ended")
+        )
+    elif pair.status != "ended":  # else a withdrawal got there first: nothing left to do
+        await _end_pair(store, uow, pair, "pair_ended")
+
+
+async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
+    """Book the series of a waiting pair once both profiles are known."""
+    people = await store.lock_participants([pair.mentor_id, pair.mentee_id])
+    mentor, mentee = people.get(pair.mentor_id), people.get(pair.mentee_id)
+    if mentor is None or mentee is None:
+        return  # kept waiting: the other profile arrives on another topic
+    if mentor.withdrawn or mentee.withdrawn:
+        await store.set_pair_status(pair.pair_id, "ended")
+        return
+    if mentor.person is None or mentee.person is None:
+        return
+    rules = await store.programme_rules(pair.programme_id)
+    busy = await store.busy([pair.mentor_id, pair.mentee_id], uow.now)
+    plan = plan_series(mentor.person, mentee.person, rules, uow.now, busy)
+    length = timedelta(minutes=rules.session_minutes)
+    sessions = [
+        Session(
+            session_id=session_id_for(pair.pair_id, sequence),
+            pair_id=pair.pair_id,
+            programme_id=pair.programme_id,
+            mentor_id=pair.mentor_id,
+            mentee_id=pair.mentee_id,
+            sequence=sequence,
+            total=rules.sessions,
+            starts_at=start,
+            ends_at=start + length,
+            revision=0,
+            status="scheduled",
+        )
+        for sequence, start in enumerate(plan.starts, start=1)
+    ]
+    await store.add_sessions(sessions)
+    for session in sessions:
+        uow.emit(
+            Topic.SESSIONS,
+            SessionScheduled(**_booked_fields(session)),
+            event_id=stable_id(session.session_id, 0, "scheduled"),
+        )
+    if plan.failure is not None:
+        uow.emit(
+            Topic.SESSIONS,
+            SessionBookingFailed(
+                pair_id=pair.pair_id,
+                programme_id=pair.programme_id,
+                mentor_id=pair.mentor_id,
+                mentee_id=pair.mentee_id,
+                booked=len(sessions),
+                total=rules.sessions,
+                reason=plan.failure,
+            ),
+            event_id=stable_id(pair.pair_id, "booking_failed"),
+        )
+    await store.set_pair_status(pair.pair_id, "booked")
+
+
+async def _end_pair(store: Storage, uow: UnitOfWork, pair: Pair, reason: CancelReason) -> None:
+    await store.set_pair_status(pair.pair_id, "ended")
+    for session in await store.future_sessions_of_pair(pair.pair_id, uow.now):
+        await _cancel(store, uow, session, reason)
+
+
+async def _cancel(store: Storage, uow: UnitOfWork, session: Session, reason: CancelReason) -> None:
+    await store.cancel_session(session.session_id)
+    revision = session.revision + 1
+    uow.emit(
+        Topic.SESSIONS,
+        SessionCancelled(
+            **_session_fields(session),
+            revision=revision,
+            reason=reason,
+        ),
+        event_id=stable_id(session.session_id, revision, "cancelled"),
+    )
+
+
+async def _move(
+    store: Storage, uow: UnitOfWork, session: Session, starts_at: datetime, reason: MoveReason
+) -> None:
+    ends_at = starts_at + (session.ends_at - session.starts_at)
+    await store.move_session(session.session_id, starts_at, ends_at)
+    revision = session.revision + 1
+    fields = _booked_fields(session) | {
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "revision": revision,
+    }
+    uow.emit(
+        Topic.SESSIONS,
+        SessionRescheduled(
+            **fields,
+            previous_starts_at=session.starts_at,
+            reason=reason,
+        ),
+        event_id=stable_id(session.session_id, revision, "rescheduled"),
+    )
+
+
+async def _finder_for(
+    store: Storage, uow: UnitOfWork, session: Session
+) -> tuple[SlotFinder, set[date]] | None:
+    """A slot finder for moving `session`, and the mentee-local weeks its pair already uses."""
+    people = await store.lock_participants([session.mentor_id, session.mentee_id])
+    mentor, mentee = _person(people, session.mentor_id), _person(people, session.mentee_id)
+    if mentor is None or mentee is None:
+        return None
+    busy = await store.busy(
+        [session.mentor_id, session.mentee_id], uow.now, except_session=session.session_id
+    )
+    finder = SlotFinder(mentor, mentee, session.minutes, busy)
+    others = await store.pair_session_starts(session.pair_id, session.session_id)
+    return finder, {finder.week_of(start) for start in others}
+
+
+def _person(people: dict[str, Participant], participant_id: str) -> Person | None:
+    participant = people.get(participant_id)
+    return None if participant is None else participant.person
+
+
+async def _refit_future_sessions(store: Storage, uow: UnitOfWork, participant_id: str) -> None:
+    """After a timezone or availability change, move or cancel sessions that no longer fit."""
+    for session in await store.future_sessions_of(participant_id, uow.now):
+        found = await _finder_for(store, uow, session)
+        if found is None:
+            continue
+        finder, pair_weeks = found
+        rules = await store.programme_rules(session.programme_id)
+        refit = refit_session(
+            finder,
+            session.starts_at,
+            uow.now + rules.min_notice,
+            pair_weeks,
+        )
+        if refit.action == "move" and refit.starts_at is not None:
+            await _move(store, uow, session, refit.starts_at, "availability_changed")
+        elif refit.action == "cancel":
+            await _cancel(store, uow, session, "no_slot")
+
+
+# ---------------------------------------------------------------- session requests
+
+
+def _reject(
+    uow: UnitOfWork,
+    event: Event[SessionRescheduleRequested] | Event[SessionAttendanceRecorded],
+    requested_by: str,
+    request: Literal["reschedule", "attendance"],
+    reason: str,
+) -> None:
+    data = event.data
+    uow.emit(
+        Topic.SESSIONS,
+        SessionRequestRejected(
+            session_id=data.session_id,
+            pair_id=data.pair_id,
+            requested_by=requested_by,
+            request=request,
+            reason=reason,
+        ),
+        event_id=stable_id(event.source, event.id, "rejected"),
+    )
+
+
+def _not_in_pair(session: Session | None, pair_id: str, session_id: str) -> str | None:
+    if session is None:
+        return f"There is no session {session_id}; check the link or calendar entry used."
+    if session.pair_id != pair_id:
+        return f"Session {session_id} does not belong to pair {pair_id}."
+    return None
+
+
+async def on_reschedule_requested(
+    event: Event[SessionRescheduleRequested], uow: UnitOfWork
+) -> None:
+    data, store = event.data, Storage(uow.conn)
+    session = await store.lock_session(data.session_id)
+
+    def reject(reason: str) -> None:
+        _reject(uow, event, data.requested_by, "reschedule", reason)
+
+    problem = _not_in_pair(session, data.pair_id, data.session_id)
+    if problem is not None:
+        return reject(problem)
+    assert session is not None
+    if data.requested_by not in (session.mentor_id, session.mentee_id):
+        return reject("Only the mentor or the mentee of this session can move it.")
+    if session.status == "cancelled":
+        return reject("This session was cancelled, so it cannot be moved.")
+    rules = await store.programme_rules(session.programme_id)
+    earliest = uow.now + rules.min_notice
+    if session.status != "scheduled" or session.starts_at <= uow.now:
+        return reject("This session has already taken place, so it cannot be moved.")
+    if session.starts_at <= earliest:
+        return reject(
+            f"This session starts in less than {rules.min_notice_hours} hours, the programme's "
+            "minimum notice, so it can no longer be moved."
+        )
+    found = await _finder_for(store, uow, session)
+    new_start = None
+    if found is not None:
+        finder, pair_weeks = found
+        not_before = max(earliest, data.not_before) if data.not_before else earliest
+        new_start = find_move(finder, session.starts_at, not_before, pair_weeks)
+    if new_start is None:
+        return reject(
+            f"No other time in the {SEARCH_WEEKS} weeks searched fits both people's "
+            "availability without clashing with another session or a week that already "
+            "holds one of this pair's sessions; the session stays at its current time."
+        )
+    await _move(store, uow, session, new_start, "requested")
+
+
+async def on_attendance_recorded(event: Event[SessionAttendanceRecorded], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    session = await store.lock_session(data.session_id)
+
+    def reject(reason: str) -> None:
+        _reject(uow, event, data.participant_id, "attendance", reason)
+
+    problem = _not_in_pair(session, data.pair_id, data.session_id)
+    if problem is not None:
+        return reject(problem)
+    assert session is not None
+    if data.participant_id not in (session.mentor_id, session.mentee_id):
+        return reject("Only the mentor or the mentee of this session can record attendance.")
+    if session.status == "cancelled":
+        return reject("This session was cancelled, so attendance cannot be recorded for it.")
+    if session.status != "scheduled":
+        return  # the outcome is published; later records have no effect
+    await store.record_attendance(
+        session.session_id, data.participant_id, data.attended, data.rating
+    )
+    records = await store.attendance(session.session_id)
+    mentor, mentee = records.get(session.mentor_id), records.get(session.mentee_id)
+    if mentor is None or mentee is None:
+        return
+    event_id = stable_id(session.session_id, "outcome")
+    if mentor.attended and mentee.attended:
+        await store.set_outcome(session.session_id, "completed")
+        uow.emit(
+            Topic.SESSIONS,
+            SessionCompleted(
+                **_session_fields(session),
+                minutes=session.minutes,
+                ratings=Ratings(mentor=mentor.rating, mentee=mentee.rating),
+            ),
+            event_id=event_id,
+        )
+    else:
+        await store.set_outcome(session.session_id, "missed")
+        absent = [r.participant_id for r in (mentor, mentee) if not r.attended]
+        uow.emit(
+            Topic.SESSIONS,
+            SessionMissed(**_session_fields(session), absent=absent),
+            event_id=event_id,
+        )
+
+
+# ---------------------------------------------------------------- event fields
+
+
+def _session_fields(session: Session) -> dict[str, object]:
+    return {
+        "session_id": session.session_id,
+        "pair_id": session.pair_id,
+        "programme_id": session.programme_id,
+        "mentor_id": session.mentor_id,
+        "mentee_id": session.mentee_id,
+        "sequence": session.sequence,
+    }
+
+
+def _booked_fields(session: Session) -> dict[str, object]:
+    return _session_fields(session) | {
+        "total": session.total,
+        "starts_at": session.starts_at,
+        "ends_at": session.ends_at,
+        "revision": session.revision,
+    }

@@ -1,0 +1,347 @@
+"""The scheduling service on the real broker and database: every event in and out, and replay."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import icalendar
+import orjson
+import pytest
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from twoway_scheduling.app import create_spec
+from twoway_scheduling.config import SchedulingSettings
+from twoway_scheduling.read_api import read_routes
+from twoway_shared.contract import (
+    EVENT_MODELS,
+    EVENT_TOPIC,
+    Topic,
+    encode,
+    new_event,
+    partition_key,
+)
+from twoway_shared.contract.examples import EXAMPLE_DATA
+from twoway_shared.platform.runtime import Runtime, run_migrations
+from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
+
+pytestmark = pytest.mark.infra
+
+NOW = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
+MENTOR, MENTEE, PAIR, PROGRAMME = "M1", "E1", "P1", "RM"
+OFFICE_HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed")]
+
+
+class Harness:
+    """A running scheduling service, a reader of its output, and ways to feed it."""
+
+    def __init__(self, runtime: Runtime, reader: TopicReader, bootstrap: str) -> None:
+        self.runtime, self.reader, self.bootstrap = runtime, reader, bootstrap
+        self.sessions_topic = runtime.topic(Topic.SESSIONS)
+        self._counter = 0
+
+    def record(self, event_type: str, event_id: str | None = None, **data: Any) -> ToSend:
+        model: type[BaseModel] = EVENT_MODELS[event_type]
+        payload = model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **data})
+        self._counter += 1
+        event = new_event(payload, source="/test", event_id=event_id or f"in-{self._counter}")
+        topic = EVENT_TOPIC[event_type]
+        return ToSend(self.runtime.topic(topic), encode(event), partition_key(topic, payload))
+
+    async def send(self, *records: ToSend) -> None:
+        await publish(self.bootstrap, records)
+
+    def out(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        found = [orjson.loads(r.value or b"{}") for r in self.reader.on(self.sessions_topic)]
+        return [e for e in found if event_type is None or e["type"] == f"twoway.{event_type}.v1"]
+
+    async def wait(self, event_type: str, count: int) -> list[dict[str, Any]]:
+        def enough(records: list[Received]) -> bool:
+            return len(self.out(event_type)) >= count
+
+        await self.reader.wait_for(enough, what=f"{count} x {event_type}")
+        return [e["data"] for e in self.out(event_type)]
+
+    async def barrier(self) -> None:
+        """Wait until everything sent so far is processed (its offset is committed)."""
+        runtime = self.runtime
+        await wait_until_consumed(
+            self.bootstrap,
+            runtime.settings.consumer_group(runtime.spec.name),
+            [runtime.topic(t) for t in runtime.spec.consumes],
+        )
+
+    async def get(self, path: str) -> httpx.Response:
+        app = Starlette(routes=list(read_routes(self.runtime.pool)))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://scheduling") as client:
+            return await client.get(path)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self.runtime.pool.fetch(sql, *args))
+
+
+@pytest.fixture
+async def service(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+) -> AsyncIterator[Harness]:
+    settings = SchedulingSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=service_dsns["scheduling"],
+        topic_prefix=topic_prefix,
+        topic_partitions=3,
+        http_port=0,
+    )
+    spec = create_spec()
+    await run_migrations(spec, settings)
+    runtime = Runtime(spec, settings, clock=lambda: NOW)
+    await runtime.start()
+    try:
+        async with TopicReader(infra.kafka_bootstrap, [runtime.topic(Topic.SESSIONS)]) as reader:
+            yield Harness(runtime, reader, infra.kafka_bootstrap)
+    finally:
+        await runtime.stop()
+
+
+def profile(h: Harness, participant_id: str, role: str, **changes: Any) -> ToSend:
+    fields = {
+        "participant_id": participant_id,
+        "programme_id": PROGRAMME,
+        "role": role,
+        "timezone": "Europe/London",
+        "availability": OFFICE_HOURS,
+        "manager_id": None,
+    }
+    event_type = changes.pop("event_type", "participant.enrolled")
+    return h.record(event_type, **(fields | changes))
+
+
+def programme(h: Harness, **changes: Any) -> ToSend:
+    fields: dict[str, Any] = {"programme_id": PROGRAMME, "sessions": 3, "starts_on": "2027-01-11"}
+    return h.record("programme.configured", **(fields | changes))
+
+
+def pair(
+    h: Harness, event_type: str = "pair.confirmed", event_id: str | None = None, **changes: Any
+) -> ToSend:
+    fields = {"pair_id": PAIR, "programme_id": PROGRAMME, "mentor_id": MENTOR, "mentee_id": MENTEE}
+    return h.record(event_type, event_id, **fields, **changes)
+
+
+async def book(h: Harness) -> list[dict[str, Any]]:
+    await h.send(programme(h), profile(h, MENTOR, "mentor"), profile(h, MENTEE, "mentee"))
+    await h.barrier()  # topics have no mutual order: settings and profiles first
+    await h.send(pair(h))
+    return await h.wait("session.scheduled", 3)
+
+
+async def test_confirmed_pair_is_booked_once_even_when_replayed(service: Harness) -> None:
+    h = service
+    confirmation = pair(h, event_id="confirm-1")
+    records = [programme(h), profile(h, MENTOR, "mentor"), profile(h, MENTEE, "mentee")]
+    await h.send(*records)
+    await h.barrier()  # the profiles first, so the confirmation is what books the series
+    records.append(confirmation)
+    await h.send(confirmation)
+    booked = await h.wait("session.scheduled", 3)
+    assert [(s["sequence"], s["total"], s["starts_at"]) for s in booked] == [
+        (1, 3, "2027-01-11T09:00:00Z"),
+        (2, 3, "2027-01-18T09:00:00Z"),
+        (3, 3, "2027-01-25T09:00:00Z"),
+    ]
+    assert {s["revision"] for s in booked} == {0}
+    events = h.out("session.scheduled")
+    assert {e["causationid"] for e in events} == {"confirm-1"}
+    # The same records again, and the same confirmation under a new event id: nothing new.
+    await h.send(*records, pair(h))
+    await h.barrier()
+    assert len(h.out("session.scheduled")) == 3
+    assert len({e["id"] for e in events}) == 3
+
+
+async def test_pair_confirmed_before_enrolments_waits_for_both(service: Harness) -> None:
+    h = service
+    await h.send(programme(h))
+    await h.barrier()  # the settings apply to the booking below
+    await h.send(pair(h), profile(h, MENTOR, "mentor"))
+    await h.barrier()
+    assert h.out("session.scheduled") == []
+    await h.send(profile(h, MENTEE, "mentee"))
+    booked = await h.wait("session.scheduled", 3)
+    assert booked[0]["pair_id"] == PAIR
+
+
+async def test_no_common_time_gives_booking_failed(service: Harness) -> None:
+    h = service
+    friday = [{"day": "fri", "start": "09:00", "end": "10:00"}]
+    await h.send(programme(h), profile(h, MENTOR, "mentor", availability=friday))
+    await h.send(profile(h, MENTEE, "mentee"))
+    await h.barrier()
+    await h.send(pair(h))
+    failed = await h.wait("session.booking_failed", 1)
+    assert failed[0]["booked"] == 0
+    assert failed[0]["total"] == 3
+    assert "availability" in failed[0]["reason"]
+
+
+async def test_reschedule_moves_or_explains_refusals(service: Harness) -> None:
+    h = service
+    booked = await book(h)
+    first = booked[0]["session_id"]
+    await h.send(
+        h.record(
+            "session.reschedule_requested",
+            session_id=first,
+            pair_id=PAIR,
+            requested_by=MENTEE,
+            not_before="2027-01-12T10:00:00Z",
+        ),
+        h.record(
+            "session.reschedule_requested",
+            session_id=first,
+            pair_id=PAIR,
+            requested_by="X9",
+            not_before=None,
+        ),
+        h.record(
+            "session.reschedule_requested",
+            session_id="nope",
+            pair_id=PAIR,
+            requested_by=MENTEE,
+            not_before=None,
+        ),
+    )
+    moved = (await h.wait("session.rescheduled", 1))[0]
+    assert moved["starts_at"] == "2027-01-12T10:00:00Z"
+    assert moved["previous_starts_at"] == "2027-01-11T09:00:00Z"
+    assert (moved["revision"], moved["reason"]) == (1, "requested")
+    rejected = await h.wait("session.request_rejected", 2)
+    reasons = " ".join(r["reason"] for r in rejected)
+    assert "Only the mentor or the mentee" in reasons
+    assert "There is no session nope" in reasons
+    # A week holding another session of the pair is not offered: 19 January is in week 2.
+    await h.send(
+        h.record(
+            "session.reschedule_requested",
+            session_id=first,
+            pair_id=PAIR,
+            requested_by=MENTOR,
+            not_before="2027-01-19T10:00:00Z",
+        )
+    )
+    again = (await h.wait("session.rescheduled", 2))[1]
+    assert again["starts_at"] == "2027-02-01T09:00:00Z"
+    listed = (await h.get(f"/participants/{MENTEE}/sessions")).json()
+    assert [s["revision"] for s in listed if s["session_id"] == first] == [2]
+    assert (await h.get("/participants/nobody/sessions")).status_code == 404
+
+
+async def test_attendance_completes_or_misses_a_session(service: Harness) -> None:
+    h = service
+    booked = await book(h)
+    one, two = booked[0]["session_id"], booked[1]["session_id"]
+
+    def attend(session_id: str, who: str, attended: bool, rating: int | None = None) -> ToSend:
+        return h.record(
+            "session.attendance_recorded",
+            session_id=session_id,
+            pair_id=PAIR,
+            participant_id=who,
+            attended=attended,
+            rating=rating,
+        )
+
+    await h.send(
+        attend(one, MENTOR, False),
+        attend(one, MENTOR, True, 4),  # replaces the first record
+        attend(one, MENTEE, True, 5),
+        attend(one, MENTEE, False),  # after the outcome: no effect
+        attend(two, MENTOR, True),
+        attend(two, MENTEE, False),
+        attend(two, "X9", True),
+    )
+    completed = (await h.wait("session.completed", 1))[0]
+    assert completed["minutes"] == 30
+    assert completed["ratings"] == {"mentor": 4, "mentee": 5}
+    missed = (await h.wait("session.missed", 1))[0]
+    assert missed["absent"] == [MENTEE]
+    rejected = await h.wait("session.request_rejected", 1)
+    assert rejected[0]["request"] == "attendance"
+    await h.barrier()
+    assert len(h.out("session.completed")) == 1
+    assert len(h.out("session.missed")) == 1
+
+
+async def test_pair_ended_cancels_then_withdrawal_is_a_no_op(service: Harness) -> None:
+    h = service
+    booked = await book(h)
+    await h.send(pair(h, "pair.ended", reason="withdrawn", withdrawn_by=MENTEE))
+    cancelled = await h.wait("session.cancelled", 3)
+    assert {(c["reason"], c["revision"]) for c in cancelled} == {("pair_ended", 1)}
+    # Sent only now: the two topics have no mutual order.
+    await h.send(
+        h.record("participant.withdrawn", participant_id=MENTEE, programme_id=PROGRAMME, erase=True)
+    )
+    await h.barrier()
+    assert len(h.out("session.cancelled")) == 3
+    feed = await h.get(f"/participants/{MENTOR}/calendar.ics")
+    assert feed.headers["content-type"].startswith("text/calendar")
+    calendar = icalendar.Calendar.from_ical(feed.content)
+    events = list(calendar.walk("VEVENT"))
+    assert {str(e["uid"]) for e in events} == {f"{s['session_id']}@twoway" for s in booked}
+    assert {str(e["status"]) for e in events} == {"CANCELLED"}
+    assert {e.decoded("sequence") for e in events} == {1}
+    assert b"DTSTART:20270111T090000Z" in feed.content
+    erased = await h.fetch(
+        "SELECT timezone, availability FROM scheduling.participants WHERE participant_id = $1",
+        MENTEE,
+    )
+    assert [tuple(r) for r in erased] == [(None, None)]
+
+
+async def test_withdrawal_cancels_and_late_pair_ended_is_a_no_op(service: Harness) -> None:
+    h = service
+    await book(h)
+    await h.send(h.record("participant.withdrawn", participant_id=MENTOR, programme_id=PROGRAMME))
+    cancelled = await h.wait("session.cancelled", 3)
+    assert {c["reason"] for c in cancelled} == {"participant_withdrawn"}
+    await h.send(pair(h, "pair.ended", reason="withdrawn", withdrawn_by=MENTOR))
+    await h.barrier()
+    assert len(h.out("session.cancelled")) == 3
+
+
+async def test_availability_change_moves_or_cancels_future_sessions(service: Harness) -> None:
+    h = service
+    await book(h)  # Mondays 09:00 London
+    tuesdays = [{"day": "tue", "start": "14:00", "end": "15:00"}]
+    await h.send(
+        profile(
+            h, MENTOR, "mentor", event_type="participant.updated", revision=1, availability=tuesdays
+        )
+    )
+    moved = await h.wait("session.rescheduled", 3)
+    assert [m["starts_at"] for m in moved] == [
+        "2027-01-12T14:00:00Z",
+        "2027-01-19T14:00:00Z",
+        "2027-01-26T14:00:00Z",
+    ]
+    assert {m["reason"] for m in moved} == {"availability_changed"}
+    # A stale update has no effect; an availability nobody shares cancels with no_slot.
+    await h.send(profile(h, MENTOR, "mentor", event_type="participant.updated", revision=0))
+    await h.send(
+        profile(
+            h,
+            MENTEE,
+            "mentee",
+            event_type="participant.updated",
+            revision=1,
+            availability=[{"day": "sun", "start": "09:00", "end": "10:00"}],
+        )
+    )
+    cancelled = await h.wait("session.cancelled", 3)
+    assert {(c["reason"], c["revision"]) for c in cancelled} == {("no_slot", 2)}
