@@ -4,9 +4,10 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lint fmt test test-fast contract stack-up stack-down run clean
+.PHONY: help install system-deps lint fmt test test-fast contract stack-up stack-down run demo clean
 
 help:
+	@echo "make demo       start everything locally, run a synthetic programme through it, report"
 	@echo "make run        start Kafka + PostgreSQL locally and run the three services"
 	@echo "make test       install everything and run every test (real Kafka and PostgreSQL)"
 	@echo "make test-fast  only the tests that need no broker or database"
@@ -55,6 +56,9 @@ stack-down: install
 
 run: install
 	$(UV) run twoway-dev run
+
+demo: install
+	$(UV) run twoway-dev demo $(ARGS)
 
 clean:
 	-$(UV) run twoway-stack down

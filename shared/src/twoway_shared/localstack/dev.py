@@ -115,7 +115,33 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--dir", type=Path, default=None, help="where the stack keeps its data")
     run.add_argument("--kafka-port", type=int, default=9092)
     run.add_argument("--pg-port", type=int, default=5432)
+    demo = sub.add_parser(
+        "demo", help="everything, plus a synthetic programme flowing through, and a report"
+    )
+    demo.add_argument("--n", type=int, default=300, help="people in the programme (default 300)")
+    demo.add_argument("--seed", type=int, default=2027, help="seed of the synthetic cohort")
+    demo.add_argument("--once", action="store_true", help="exit after the report")
+    demo.add_argument("--kafka-port", type=int, default=9092)
+    demo.add_argument("--pg-port", type=int, default=5432)
+    demo.add_argument("--smtp-port", type=int, default=2525, help="the local SMTP sink")
+    demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for settling")
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        if args.n < 2:
+            parser.error("--n must be at least 2")
+        from twoway_shared.localstack.demo import run_demo
+
+        sys.exit(
+            run_demo(
+                n=args.n,
+                seed=args.seed,
+                once=args.once,
+                kafka_port=args.kafka_port,
+                pg_port=args.pg_port,
+                smtp_port=args.smtp_port,
+                timeout=args.timeout,
+            )
+        )
 
     root = args.dir or repo_root() / ".stack" / "local"
     stack = LocalStack(root, kafka_port=args.kafka_port, pg_port=args.pg_port)

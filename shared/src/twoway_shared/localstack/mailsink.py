@@ -1,0 +1,44 @@
+"""A local SMTP server that keeps every message it receives as an .eml file in a folder."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class _Keep:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self._lock:
+            number = next(self._numbers)
+        recipients = "_".join(r.replace("@", "-at-") for r in envelope.rcpt_tos)[:80]
+        path = self.folder / f"{number:06d}-{recipients}.eml"
+        path.write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+class MailSink:
+    """Start with `start()`; messages land in `folder` until `stop()`."""
+
+    def __init__(self, folder: Path, port: int = 2525, host: str = "127.0.0.1") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.port = port
+        self._controller = Controller(_Keep(folder), hostname=host, port=port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def messages(self) -> list[Path]:
+        return sorted(self.folder.glob("*.eml"))

@@ -1,0 +1,521 @@
+"""`twoway`: publish portal events, follow topics and read dead letters from the command line.
+
+Exit codes scripts can rely on: 0 ok; 1 invalid input (nothing was published);
+2 usage error (bad arguments or TWOWAY_* settings); 3 Kafka unreachable or publishing failed;
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from twoway_shared.contract import (
+    PairResponseSubmitted,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    SessionAttendanceRecorded,
+    SessionRescheduleRequested,
+    event_type_of,
+    full_type,
+)
+from twoway_shared.contract.envelope import describe
+from twoway_shared.platform.kafka import client_options
+from twoway_shared.platform.settings import Settings
+from twoway_shared.toolkit import inputs
+from twoway_shared.toolkit.generate import generate_cohort
+from twoway_shared.toolkit.publish import DEFAULT_SOURCE, KafkaTrouble, Outgoing, outgoing, publish
+from twoway_shared.toolkit.tail import (
+    DeadLetter,
+    Record,
+    follow,
+    read_dead_letters,
+    resolve_topics,
+    summarise,
+)
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_KAFKA = 3
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0  ok
+  1  invalid input: nothing was published (each problem is printed)
+  2  usage error: bad arguments, or bad TWOWAY_* settings
+  3  Kafka unreachable, or publishing failed
+  130 interrupted
+
+Kafka settings come from the services' variables: TWOWAY_KAFKA_BOOTSTRAP_SERVERS
+(default localhost:9092), TWOWAY_KAFKA_SECURITY_PROTOCOL, TWOWAY_KAFKA_SASL_MECHANISM,
+TWOWAY_KAFKA_SASL_USERNAME/_PASSWORD, TWOWAY_KAFKA_SSL_CAFILE, TWOWAY_TOPIC_PREFIX
+(default twoway.) and TWOWAY_TOPIC_PARTITIONS. Missing topics are created before publishing.
+
+examples:
+  twoway generate --n 300 -o cohort.csv && twoway enrol cohort.csv
+  twoway programme configure RM-2027 --sessions 12 --starts-on 2027-01-11 --acceptance-required
+  twoway accept 5d1c2a4e-7b7f-4d36-9d43-0f6c1c3e2b11 E12345
+  twoway tail sessions pairs --from-beginning --max 20 --timeout 5
+  twoway dlq
+"""
+
+
+SHORT_EPILOG = "exit codes: 0 ok, 1 invalid input (nothing published), 2 usage error, 3 Kafka"
+
+
+class Toolkit:
+    """The commands, writing results to `out` and problems and progress to `err`."""
+
+    def __init__(self, out: Console, err: Console) -> None:
+        self.out = out
+        self.err = err
+        self.loaded: Settings | None = None
+
+    # ---------------------------------------------------------------- helpers
+
+    def fail(self, message: str, code: int) -> int:
+        self.err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        return code
+
+    def settings(self) -> Settings | None:
+        """The TWOWAY_* settings, or None after saying what is wrong with them."""
+        try:
+            settings = Settings()
+            client_options(settings)
+        except ValidationError as exc:
+            self.fail(f"invalid TWOWAY_* settings: {describe(exc)}", EXIT_USAGE)
+            return None
+        except ValueError as exc:
+            self.fail(str(exc), EXIT_USAGE)
+            return None
+        self.loaded = settings
+        return settings
+
+    def run_kafka(self, work: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
+        settings = self.settings()
+        if settings is None:
+            return EXIT_USAGE
+        try:
+            return asyncio.run(work(settings))
+        except KafkaTrouble as exc:
+            return self.fail(str(exc), EXIT_KAFKA)
+
+    def publish_records(self, records: list[Outgoing], dry_run: bool) -> int:
+        """Publish with a progress bar (or print them, for a dry run)."""
+        if dry_run:
+            for record in records:
+                self.out.print(record.value.decode(), markup=False, highlight=False, soft_wrap=True)
+            return EXIT_OK
+
+        async def work(settings: Settings) -> int:
+            with Progress(
+                TextColumn("publishing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=self.err,
+                transient=True,
+                disable=len(records) < 2,
+            ) as progress:
+                task = progress.add_task("publish", total=len(records))
+                await publish(settings, records, on_sent=lambda: progress.advance(task))
+            return EXIT_OK
+
+        return self.run_kafka(work)
+
+    def publish_one(self, model: type[BaseModel], data: dict[str, Any], args: Any) -> int:
+        """Validate one event's data with the contract model, then publish it."""
+        event_type = full_type(event_type_of(model))
+        try:
+            record = outgoing(model.model_validate(data), source=args.source)
+        except ValidationError as exc:
+            return self.fail(f"invalid {event_type}: {describe(exc)}", EXIT_INVALID)
+        code = self.publish_records([record], args.dry_run)
+        if code == EXIT_OK and self.loaded is not None:
+            self.out.print(
+                f"published {event_type} {record.event.id} to "
+                f"{self.loaded.topic(record.topic)} (key {record.key.decode()})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return code
+
+    # ---------------------------------------------------------------- commands
+
+    def enrol(self, args: Any) -> int:
+        fmt: inputs.Format = args.format or inputs.format_of(args.file) or "csv"
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return self.fail(f"cannot read {args.file}: {exc}", EXIT_INVALID)
+        parsed = inputs.parse_text(text, fmt, updated=args.updated)
+        if parsed.errors:
+            self.show_row_errors(args.file, parsed.errors)
+        if parsed.errors and not args.skip_invalid:
+            return self.fail(
+                f"nothing published: {len(parsed.errors)} invalid row(s) in {args.file}; "
+                "fix them, or publish the valid rows with --skip-invalid",
+                EXIT_INVALID,
+            )
+        if not parsed.valid:
+            return self.fail(
+                f"nothing published: no valid participant in {args.file}", EXIT_INVALID
+            )
+        records = [outgoing(row.profile, source=args.source) for row in parsed.valid]
+        code = self.publish_records(records, args.dry_run)
+        if code == EXIT_OK:
+            verb = "would publish" if args.dry_run else "published"
+            event_type = "participant.updated" if args.updated else "participant.enrolled"
+            self.out.print(
+                f"{verb} {len(records)} {event_type} event(s), invalid {len(parsed.errors)}",
+                highlight=False,
+            )
+        return code
+
+    def show_row_errors(self, filename: str, errors: list[inputs.RowError]) -> None:
+        """One `FILE:LINE: (ID) reason` line per invalid row, as compilers do, so editors jump."""
+        for error in errors:
+            who = f" ({error.participant_id})" if error.participant_id else ""
+            self.err.print(
+                f"[bold]{escape(filename)}:{error.line}:[/]{escape(who)} {escape(error.reason)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    def programme_configure(self, args: Any) -> int:
+        data: dict[str, Any] = {"programme_id": args.programme_id}
+        options = {
+            "name": args.name,
+            "session_minutes": args.session_minutes,
+            "cadence": args.cadence,
+            "sessions": args.sessions,
+            "starts_on": args.starts_on,
+            "min_notice_hours": args.min_notice_hours,
+            "reminder_minutes": [] if args.no_reminders else args.reminder_minutes,
+        }
+        matching = {
+            "mode": args.mode,
+            "acceptance_required": args.acceptance_required,
+            "min_grade_gap": args.min_grade_gap,
+            "cross_department": args.cross_department,
+            "proposal_ttl_hours": args.proposal_ttl_hours,
+        }
+        data.update({k: v for k, v in options.items() if v is not None})
+        data["matching"] = {k: v for k, v in matching.items() if v is not None}
+        return self.publish_one(ProgrammeConfigured, data, args)
+
+    def programme_match(self, args: Any) -> int:
+        return self.publish_one(
+            ProgrammeMatchingRequested, {"programme_id": args.programme_id}, args
+        )
+
+    def respond(self, args: Any) -> int:
+        data = {
+            "pair_id": args.pair_id,
+            "participant_id": args.participant_id,
+            "response": args.command,
+            "reason": getattr(args, "reason", None),
+        }
+        return self.publish_one(PairResponseSubmitted, data, args)
+
+    def reschedule(self, args: Any) -> int:
+        data = {
+            "session_id": args.session_id,
+            "pair_id": args.pair_id,
+            "requested_by": args.requested_by,
+            "reason": args.reason,
+            "not_before": args.not_before,
+        }
+        return self.publish_one(SessionRescheduleRequested, data, args)
+
+    def attend(self, args: Any) -> int:
+        data = {
+            "session_id": args.session_id,
+            "pair_id": args.pair_id,
+            "participant_id": args.participant_id,
+            "attended": args.attended,
+            "rating": args.rating,
+            "comment": args.comment,
+        }
+        return self.publish_one(SessionAttendanceRecorded, data, args)
+
+    def withdraw(self, args: Any) -> int:
+        data = {
+            "participant_id": args.participant_id,
+            "programme_id": args.programme_id,
+            "reason": args.reason,
+            "erase": args.erase,
+        }
+        return self.publish_one(ParticipantWithdrawn, data, args)
+
+    def tail(self, args: Any) -> int:
+        async def work(settings: Settings) -> int:
+            topics = resolve_topics(settings.topic_prefix, args.topics)
+
+            def emit(record: Record) -> None:
+                line = summarise(settings.topic_prefix, record)
+                self.out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+            await follow(
+                settings,
+                topics,
+                emit,
+                from_beginning=args.from_beginning,
+                max_records=args.max,
+                idle_timeout=args.timeout,
+            )
+            return EXIT_OK
+
+        return self.run_kafka(work)
+
+    def dlq(self, args: Any) -> int:
+        async def work(settings: Settings) -> int:
+            letters = await read_dead_letters(settings, args.max)
+            if not letters:
+                self.err.print("no dead letters", highlight=False)
+                return EXIT_OK
+            self.show_dead_letters(f"{settings.topic_prefix}deadletter.v1", letters)
+            return EXIT_OK
+
+        return self.run_kafka(work)
+
+    def show_dead_letters(self, topic: str, letters: list[DeadLetter]) -> None:
+        """A table on a terminal; one tab-separated line per dead letter when piped."""
+        columns = ("when", "consumer", "original", "type", "key", "error")
+        rows = [
+            (d.record.when, d.consumer, d.original, d.event_type, d.record.key_text, d.error)
+            for d in letters
+        ]
+        if not self.out.is_terminal:
+            for row in rows:
+                self.out.file.write("\t".join(row) + "\n")  # rich would expand the tabs
+            return
+        table = Table(title=f"{len(rows)} dead letter(s) on {topic}")
+        for column in columns:
+            table.add_column(column, overflow="fold", no_wrap=column != "error")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        self.out.print(table)
+
+    def generate(self, args: Any) -> int:
+        cohort = generate_cohort(args.n, seed=args.seed, programme_id=args.programme)
+        fmt = args.format or (inputs.format_of(args.output) if args.output else None) or "jsonl"
+        text = inputs.to_csv(cohort) if fmt == "csv" else inputs.to_jsonl(cohort)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            Path(args.output).write_text(text, encoding="utf-8")
+        mentors = sum(1 for p in cohort if p["role"] == "mentor")
+        where = args.output or "standard output"
+        self.err.print(
+            f"wrote {len(cohort)} profiles ({mentors} mentors, {len(cohort) - mentors} mentees) "
+            f"for {args.programme} to {where} as {fmt}",
+            highlight=False,
+        )
+        return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `twoway` argument parser."""
+    publishing = argparse.ArgumentParser(add_help=False)
+    publishing.add_argument(
+        "--source",
+        default=DEFAULT_SOURCE,
+        help=f"CloudEvents source of the events (default {DEFAULT_SOURCE})",
+    )
+    publishing.add_argument(
+        "--dry-run", action="store_true", help="validate and print the events; publish nothing"
+    )
+    top = argparse.ArgumentParser(
+        prog="twoway",
+        description="The Twoway portal and operator toolkit: publish portal events to Kafka, "
+        "follow topics, list dead letters, generate a synthetic programme.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("-v", "--verbose", action="store_true", help="show Kafka client logs")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enrol = sub.add_parser(
+        "enrol",
+        parents=[publishing],
+        help="publish participant.enrolled events from an HR export (CSV or JSONL)",
+        description="Validate every row, then publish one participant.enrolled event per row. "
+        "CSV columns are the profile fields; languages, offers and wants are separated by ; or |; "
+        "availability reads 'mon 09:00-12:00; thu 14:00-24:00'; notify_email and "
+        "notify_reminders are true/false. JSONL holds one profile object per line.",
+    )
+    enrol.add_argument("file", metavar="FILE", help="FILE.csv or FILE.jsonl")
+    enrol.add_argument("--format", choices=("csv", "jsonl"), help="default: from the file name")
+    enrol.add_argument("--updated", action="store_true", help="publish participant.updated instead")
+    enrol.add_argument(
+        "--skip-invalid", action="store_true", help="publish the valid rows even if some are not"
+    )
+
+    programme = sub.add_parser("programme", help="configure a programme or run a matching round")
+    psub = programme.add_subparsers(dest="action", required=True, metavar="ACTION")
+    configure = psub.add_parser(
+        "configure",
+        parents=[publishing],
+        help="publish programme.configured (options left out take the contract defaults)",
+    )
+    configure.add_argument("programme_id", metavar="PROGRAMME_ID")
+    configure.add_argument("--name")
+    configure.add_argument("--session-minutes", type=int, help="15..120, multiple of 15 (30)")
+    configure.add_argument("--cadence", choices=("weekly", "fortnightly"))
+    configure.add_argument("--sessions", type=int, help="1..52 (12)")
+    configure.add_argument("--starts-on", help="YYYY-MM-DD (default: the day it is processed)")
+    configure.add_argument("--min-notice-hours", type=int, help="0..336 (24)")
+    reminders = configure.add_mutually_exclusive_group()
+    reminders.add_argument(
+        "--reminder-minutes", type=int, action="append", help="repeatable, at most 5 (1440)"
+    )
+    reminders.add_argument("--no-reminders", action="store_true", help="send no reminders")
+    configure.add_argument("--mode", choices=("continuous", "batch"))
+    configure.add_argument(
+        "--acceptance-required", action=argparse.BooleanOptionalAction, default=None
+    )
+    configure.add_argument("--min-grade-gap", type=int, help="0..29 (1)")
+    configure.add_argument(
+        "--cross-department", action=argparse.BooleanOptionalAction, default=None
+    )
+    configure.add_argument("--proposal-ttl-hours", type=int, help="(72)")
+    configure.set_defaults(run=Toolkit.programme_configure)
+    match = psub.add_parser(
+        "match", parents=[publishing], help="publish programme.matching_requested"
+    )
+    match.add_argument("programme_id", metavar="PROGRAMME_ID")
+    match.set_defaults(run=Toolkit.programme_match)
+
+    for response in ("accept", "decline"):
+        respond = sub.add_parser(response, parents=[publishing], help=f"{response} a proposed pair")
+        respond.add_argument("pair_id", metavar="PAIR_ID")
+        respond.add_argument("participant_id", metavar="PARTICIPANT_ID")
+        if response == "decline":
+            respond.add_argument("--reason", help="at most 500 characters")
+        respond.set_defaults(run=Toolkit.respond)
+
+    reschedule = sub.add_parser(
+        "reschedule", parents=[publishing], help="publish session.reschedule_requested"
+    )
+    reschedule.add_argument("session_id", metavar="SESSION_ID")
+    reschedule.add_argument("pair_id", metavar="PAIR_ID")
+    reschedule.add_argument(
+        "requested_by", metavar="REQUESTED_BY", help="participant id of the person asking"
+    )
+    reschedule.add_argument("--reason")
+    reschedule.add_argument("--not-before", help="RFC 3339 time, e.g. 2027-03-01T09:00:00Z")
+    reschedule.set_defaults(run=Toolkit.reschedule)
+
+    attend = sub.add_parser(
+        "attend", parents=[publishing], help="publish session.attendance_recorded"
+    )
+    attend.add_argument("session_id", metavar="SESSION_ID")
+    attend.add_argument("pair_id", metavar="PAIR_ID")
+    attend.add_argument("participant_id", metavar="PARTICIPANT_ID")
+    presence = attend.add_mutually_exclusive_group(required=True)
+    presence.add_argument("--attended", dest="attended", action="store_true", default=None)
+    presence.add_argument("--absent", dest="attended", action="store_false")
+    attend.add_argument("--rating", type=int, help="1..5")
+    attend.add_argument("--comment", help="at most 2000 characters")
+    attend.set_defaults(run=Toolkit.attend)
+
+    withdraw = sub.add_parser(
+        "withdraw", parents=[publishing], help="publish participant.withdrawn"
+    )
+    withdraw.add_argument("participant_id", metavar="PARTICIPANT_ID")
+    withdraw.add_argument("programme_id", metavar="PROGRAMME_ID")
+    withdraw.add_argument("--reason")
+    withdraw.add_argument(
+        "--erase", action="store_true", help="every service deletes the person's personal data"
+    )
+    withdraw.set_defaults(run=Toolkit.withdraw)
+
+    tail = sub.add_parser(
+        "tail",
+        help="follow events as one-line summaries",
+        description="Follow topics (default: every contract topic under the prefix). "
+        "TOPIC is a contract topic (sessions, sessions.v1) or a full topic name.",
+    )
+    tail.add_argument("topics", nargs="*", metavar="TOPIC")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.add_argument("--max", type=_positive, help="stop after N records")
+    tail.add_argument(
+        "--timeout", type=_seconds, help="stop once no record has arrived for S seconds"
+    )
+    tail.set_defaults(run=Toolkit.tail)
+
+    dlq = sub.add_parser(
+        "dlq", help="list dead letters with their reasons, from the beginning to the end"
+    )
+    dlq.add_argument("--max", type=_positive, help="list at most N (the oldest first)")
+    dlq.set_defaults(run=Toolkit.dlq)
+
+    generate = sub.add_parser(
+        "generate", help="write a synthetic cohort that `twoway enrol` accepts"
+    )
+    generate.add_argument("--n", type=_positive, default=300, help="participants (300)")
+    generate.add_argument("--seed", type=int, default=2027, help="same seed, same cohort (2027)")
+    generate.add_argument("--programme", default="RM-DEMO", help="programme id (RM-DEMO)")
+    generate.add_argument("--format", choices=("jsonl", "csv"), help="default: from -o, else jsonl")
+    generate.add_argument("-o", "--output", help="file to write (default: standard output)")
+    generate.set_defaults(run=Toolkit.generate)
+
+    enrol.set_defaults(run=Toolkit.enrol)
+    for command in [*sub.choices.values(), *psub.choices.values()]:
+        command.epilog = SHORT_EPILOG
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `twoway` with `argv` (default: the command line) and return its exit code."""
+    command = parser()
+    try:
+        args = command.parse_args(argv)
+        if args.command == "enrol" and not (args.format or inputs.format_of(args.file)):
+            command.error(
+                f"cannot tell the format of {args.file}: name it .csv or .jsonl, or use --format"
+            )
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not args.verbose:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    toolkit = Toolkit(Console(soft_wrap=True), Console(stderr=True, soft_wrap=True))
+    try:
+        code: int = args.run(toolkit, args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return code
