@@ -57,9 +57,11 @@ def start_services(
     started = []
     for name in SERVICES:
         env = service_env(kafka, dsns[name], HTTP_PORTS[name], extra)
-        subprocess.run([command(name), "migrate"], env=env, check=True)
         log_path = log_dir / f"{name}.log"
         log = log_path.open("ab")
+        migrated = subprocess.run([command(name), "migrate"], env=env, stdout=log, stderr=log)
+        if migrated.returncode != 0:
+            raise SystemExit(f"twoway-{name} migrate failed; see {log_path}")
         process = subprocess.Popen([command(name), "run"], env=env, stdout=log, stderr=log)
         started.append(ServiceProcess(name, process, log_path, HTTP_PORTS[name]))
     return started
