@@ -1,0 +1,51 @@
+"""The deployment files name only real settings and the real console scripts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from twoway_notifications.config import NotificationsSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOWN = {f"TWOWAY_{name.upper()}" for name in NotificationsSettings.model_fields}
+SCRIPTS = {"twoway-matching", "twoway-scheduling", "twoway-notifications"}
+
+
+def variables(text: str) -> set[str]:
+    return set(re.findall(r"\bTWOWAY_[A-Z_]+\b", text)) - {"TWOWAY_IMAGE", "TWOWAY_DB_PASSWORD"}
+
+
+def test_kubernetes_manifests_use_known_settings_and_commands() -> None:
+    text = (ROOT / "deploy" / "kubernetes" / "twoway.yaml").read_text()
+    assert variables(text) <= KNOWN
+    documents: list[dict[str, Any]] = list(yaml.safe_load_all(text))
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    assert len(deployments) == 3
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        (migrate,) = pod["initContainers"]
+        assert container["command"][0] in SCRIPTS
+        assert container["command"][1:] == ["run"]
+        assert migrate["command"] == [container["command"][0], "migrate"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_compose_uses_known_settings() -> None:
+    text = (ROOT / "deploy" / "compose.yaml").read_text()
+    assert variables(text) <= KNOWN
+    assert yaml.safe_load(text)["services"]["kafka"]["image"].startswith("apache/kafka:4")
+
+
+def test_every_contract_variable_is_a_setting() -> None:
+    contract = (ROOT.parent / "shared" / "design" / "CONTRACT.md").read_text()
+    named = variables(contract)
+    assert "TWOWAY_KAFKA_BOOTSTRAP_SERVERS" in named
+    assert named <= KNOWN
+    # Rows such as "TWOWAY_SMTP_USERNAME / _PASSWORD / _STARTTLS" name the rest by suffix.
+    for suffix in re.findall(r"`(_[A-Z_]+)`", contract):
+        assert any(v.endswith(suffix) for v in KNOWN), suffix
