@@ -258,12 +258,10 @@ async def _add_booking(
         )
 
 
-async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
-    s = event.data
-    store = Storage(uow.conn)
-    known = await store.session(s.session_id)
-    if known is not None and known.revision >= s.revision:
-        return  # the same fact again, or an older one
+async def _keep_current_time(
+    store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
+) -> None:
+    """Keep a session's current time (scheduled or rescheduled), what set it, its reminders."""
     await store.save_session(
         session_id=s.session_id,
         pair_id=s.pair_id,
@@ -276,7 +274,7 @@ async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) 
         ends_at=s.ends_at,
         revision=s.revision,
         status="scheduled",
-        cause_id=event.id,
+        cause_id=cause_id,
     )
     await _add_reminders(
         store,
@@ -288,8 +286,17 @@ async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) 
         starts_at=s.starts_at,
         revision=s.revision,
         minutes=await _programme_reminders(store, s.programme_id),
-        cause_id=event.id,
+        cause_id=cause_id,
     )
+
+
+async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
+    s = event.data
+    store = Storage(uow.conn)
+    known = await store.session(s.session_id)
+    if known is not None and known.revision >= s.revision:
+        return  # the same fact again, or an older one
+    await _keep_current_time(store, uow, s, event.id)
     await _book_when_complete(store, uow, s, event.id)
 
 
@@ -300,35 +307,10 @@ async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWo
     known = await store.session(s.session_id)
     if known is not None and known.revision >= s.revision:
         return
-    await store.save_session(
-        session_id=s.session_id,
-        pair_id=s.pair_id,
-        programme_id=s.programme_id,
-        mentor_id=s.mentor_id,
-        mentee_id=s.mentee_id,
-        sequence=s.sequence,
-        total=s.total,
-        starts_at=s.starts_at,
-        ends_at=s.ends_at,
-        revision=s.revision,
-        status="scheduled",
-        cause_id=event.id,
-    )
     await store.drop_unsent(
         s.session_id, (Template.REMINDER, Template.SESSION_RESCHEDULED), uow.now
     )
-    await _add_reminders(
-        store,
-        uow,
-        session_id=s.session_id,
-        pair_id=s.pair_id,
-        mentor_id=s.mentor_id,
-        mentee_id=s.mentee_id,
-        starts_at=s.starts_at,
-        revision=s.revision,
-        minutes=await _programme_reminders(store, s.programme_id),
-        cause_id=event.id,
-    )
+    await _keep_current_time(store, uow, s, event.id)
     for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
         # Before the booking email goes out, it will show the new time itself.
         if await store.booking_went_out(s.pair_id, recipient, uow.now):
