@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
@@ -27,7 +28,14 @@ from twoway_shared.contract import (
 )
 from twoway_shared.platform.runtime import Runtime
 from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.kafka import (
+    Received,
+    TopicReader,
+    ToSend,
+    eventually,
+    publish,
+    wait_until_consumed,
+)
 from twoway_shared.testing.service import MovableClock, running_service
 
 pytestmark = pytest.mark.infra
@@ -315,3 +323,47 @@ async def test_invalid_enrolments_are_dead_lettered_with_a_reason(harness: Harne
 
 def test_starts_on_default_is_processing_day() -> None:
     assert configure().starts_on == date(2027, 1, 4)
+
+
+async def test_two_instances_never_break_capacity(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+) -> None:
+    """Both instances run rounds; the per-programme lock keeps every person within capacity."""
+    settings = MatchingSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=service_dsns["matching"],
+        topic_prefix=topic_prefix,
+        topic_partitions=4,
+        http_port=0,
+    )
+    async with (
+        running_service(create_spec(), settings) as first,
+        running_service(create_spec(), settings),
+        TopicReader(infra.kafka_bootstrap, [settings.topic(Topic.PAIRS)]) as reader,
+    ):
+        h = Harness(first, infra, reader, MovableClock())
+        await h.send(Topic.PROGRAMMES, configure())
+        for k in range(8):
+            await h.enrol(f"M{k}", "mentor", capacity=1 + k % 2)
+        for k in range(12):
+            await h.enrol(f"E{k}", "mentee")
+        confirmed = await h.wait("confirmed", 12, timeout=60)
+        # A few more changes, to make both instances run rounds again.
+        for k in range(4):
+            await h.send(
+                Topic.ENROLMENTS,
+                ParticipantUpdated.model_validate(profile(f"E{k}", "mentee", revision=1)),
+            )
+        await wait_until_consumed(
+            infra.kafka_bootstrap,
+            settings.consumer_group("matching"),
+            [settings.topic(t) for t in create_spec().consumes],
+        )
+        rows = await first.pool.fetch(
+            "SELECT mentor_id, mentee_id FROM matching.pairs WHERE status = 'confirmed'"
+        )
+    assert len(rows) == 12
+    assert len({r["mentee_id"] for r in rows}) == 12
+    per_mentor = Counter(r["mentor_id"] for r in rows)
+    assert all(per_mentor[f"M{k}"] <= 1 + k % 2 for k in range(8))
+    assert len({e["data"]["pair_id"] for e in confirmed}) == len(confirmed)
