@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from twoway_matching.domain.model import Window
+from twoway_shared.intervals import Interval, merge
 
-Interval = tuple[int, int]  # [start, end) in minutes since the Unix epoch, UTC
+from twoway_matching.domain.model import Window
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -38,30 +38,3 @@ def first_week_intervals(
             if end > start:  # a window inside a skipped DST hour has no length
                 intervals.append((start, end))
     return merge(intervals)
-
-
-def merge(intervals: Iterable[Interval]) -> list[Interval]:
-    """Sorted, disjoint, non-touching intervals covering the same minutes."""
-    merged: list[Interval] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
-    """The intervals where both `a` and `b` are available (both merged)."""
-    out: list[Interval] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        start = max(a[i][0], b[j][0])
-        end = min(a[i][1], b[j][1])
-        if start < end:
-            out.append((start, end))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from twoway_matching.domain.availability import Interval, first_week_intervals, intersect
+from twoway_shared.intervals import Interval, intersect
+
+from twoway_matching.domain.availability import first_week_intervals
 from twoway_matching.domain.model import (
     SCORE_UNITS,
     MatchingRules,

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from ortools.graph.python import min_cost_flow
+from twoway_shared.intervals import Interval
 
-from twoway_matching.domain.availability import Interval, first_week_intervals
+from twoway_matching.domain.availability import first_week_intervals
 from twoway_matching.domain.explain import Unmatched, explain_unmatched
 from twoway_matching.domain.model import (
     SCORE_UNITS,

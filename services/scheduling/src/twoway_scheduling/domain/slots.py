@@ -9,18 +9,16 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from twoway_shared.intervals import Interval, intersect, merge, subtract
+
 from twoway_scheduling.domain.model import Person, SeriesPlan, SeriesRules
 from twoway_scheduling.domain.zones import (
-    Interval,
     available,
     ceil_minute,
     day_minute,
     from_minute,
-    intersect,
     local_date,
-    merge,
     monday_of,
-    subtract,
     to_minute,
     wall_to_utc,
     week_grid,
