@@ -18,6 +18,7 @@ from twoway_shared.contract import (
     SessionRescheduled,
     SessionScheduled,
 )
+from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_notifications.domain.ids import notification_id
@@ -74,6 +75,13 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """Enrolled or updated: new contact details apply to every message not yet sent."""
     p = event.data
     store = Storage(uow.conn)
+    known = await store.enrolment(p.participant_id)
+    if known is not None and known[0] != "unknown" and known != (p.role, p.programme_id):
+        raise Rejected(
+            f"participant {p.participant_id} is enrolled as {known[0]} in programme "
+            f"{known[1]}; role and programme never change for an id, so enrol the person "
+            "under a new participant_id instead"
+        )
     applied = await store.upsert_participant(
         participant_id=p.participant_id,
         programme_id=p.programme_id,

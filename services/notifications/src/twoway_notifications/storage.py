@@ -115,6 +115,15 @@ class Storage:
         )
         return bool(applied)
 
+    async def enrolment(self, participant_id: str) -> tuple[str, str] | None:
+        """(role, programme_id) as first enrolled, locked for this transaction; None if unknown."""
+        row = await self._conn.fetchrow(
+            """SELECT role, programme_id FROM notifications.participants
+               WHERE participant_id = $1 FOR UPDATE""",
+            participant_id,
+        )
+        return None if row is None else (row["role"], row["programme_id"])
+
     async def withdraw(self, participant_id: str, programme_id: str, *, erase: bool) -> None:
         """Mark a person withdrawn; with `erase`, forget their name and address."""
         await self._conn.execute(

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
 from twoway_shared.platform.db import schema_identifier
 from twoway_shared.platform.metrics import Metrics
@@ -14,6 +15,7 @@ from twoway_shared.platform.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 2000
+TRUNCATED_BYTES = 512 * 1024
 
 
 class DeadLetters:
@@ -54,10 +56,15 @@ class DeadLetters:
             if not first_time:
                 return
             headers = [*(record.headers or ()), *self.headers(record, reason)]
-            future = await self._producer.send(
-                self._topic, value=record.value, key=record.key, headers=headers
-            )
-            await future
+            try:
+                await self._send(record.value, record.key, headers)
+            except MessageSizeTooLargeError:
+                # Even compressed, the copy is over the broker's limit (a record over 1 MiB is
+                # one reason to dead-letter it). Keep the first part, say so, and go on:
+                # nothing about a bad record may stop the good ones behind it.
+                size = len(record.value or b"")
+                headers.append(("x-twoway-truncated-from", str(size).encode()))
+                await self._send((record.value or b"")[:TRUNCATED_BYTES], record.key, headers)
         self._metrics.dead_lettered.labels(record.topic).inc()
         log.warning(
             "record dead-lettered",
@@ -68,6 +75,10 @@ class DeadLetters:
                 "reason": reason,
             },
         )
+
+    async def _send(self, value: bytes | None, key: bytes | None, headers: list[Any]) -> None:
+        future = await self._producer.send(self._topic, value=value, key=key, headers=headers)
+        await future
 
     def headers(self, record: Any, reason: str) -> list[tuple[str, bytes]]:
         return [

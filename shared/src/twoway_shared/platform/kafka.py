@@ -93,6 +93,9 @@ def idempotent_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        # Compressed batches keep the copy of a large record (dead letters) under the broker's
+        # 1 MiB limit, and cost little on small JSON events.
+        compression_type="gzip",
         max_request_size=2 * 1024 * 1024,
         **client_options(settings),
     )

@@ -1,0 +1,319 @@
+"""End-to-end helpers: the three real services as processes, a mail sink, events and mail."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import icalendar
+from pydantic import BaseModel
+from twoway_shared.contract import (
+    WEEKDAYS,
+    Topic,
+    encode,
+    new_event,
+    partition_key,
+    topic_name,
+)
+from twoway_shared.localstack.mailsink import MailSink
+from twoway_shared.testing.infra import SERVICES
+from twoway_shared.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
+
+SOURCE = "/tests/e2e"
+
+CONSUMES: dict[str, tuple[Topic, ...]] = {
+    "matching": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
+    "scheduling": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSION_REQUESTS),
+    "notifications": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS),
+}
+"""Each service's input topics (its `ServiceSpec.consumes`)."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def script(service: str) -> str:
+    found = shutil.which(f"twoway-{service}", path=os.path.dirname(sys.executable))
+    assert found is not None, f"twoway-{service} is not installed"
+    return found
+
+
+@dataclass
+class Stack:
+    """The three services as `twoway-<svc> run` processes on their own ports and topic prefix."""
+
+    kafka: str
+    admin_dsn: str
+    dsns: dict[str, str]
+    prefix: str
+    log_dir: Path
+    mail: MailSink
+    ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    def topic(self, topic: Topic) -> str:
+        return topic_name(self.prefix, topic)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self, service: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
+        env.update(
+            TWOWAY_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            TWOWAY_DATABASE_URL=self.dsns[service],
+            TWOWAY_HTTP_PORT=str(self.ports[service]),
+            TWOWAY_TOPIC_PREFIX=self.prefix,
+            TWOWAY_SMTP_HOST="127.0.0.1",
+            TWOWAY_SMTP_PORT=str(self.mail.port),
+            TWOWAY_PORTAL_URL="http://portal.test",
+            TWOWAY_LOG_LEVEL="INFO",
+        )
+        return env
+
+    async def start(self) -> None:
+        """Migrate each service with its own role, start it, and wait until /readyz is 200."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            with (self.log_dir / f"{name}.log").open("ab") as log:
+                migrate = await asyncio.create_subprocess_exec(
+                    script(name), "migrate", env=self.env(name), stdout=log, stderr=log
+                )
+                assert await migrate.wait() == 0, f"twoway-{name} migrate failed; see {log.name}"
+                self.processes[name] = await asyncio.create_subprocess_exec(
+                    script(name), "run", env=self.env(name), stdout=log, stderr=log
+                )
+        async with httpx.AsyncClient() as client:
+            for name in SERVICES:
+                process = self.processes[name]
+
+                async def readyz(
+                    name: str = name, process: asyncio.subprocess.Process = process
+                ) -> int:
+                    if process.returncode is not None:
+                        raise AssertionError(f"twoway-{name} exited with {process.returncode}")
+                    try:
+                        return (await client.get(f"{self.url(name)}/readyz")).status_code
+                    except httpx.TransportError:
+                        return 0
+
+                await eventually(
+                    readyz, lambda code: code == 200, timeout=90, what=f"{name} /readyz"
+                )
+
+    async def stop(self) -> dict[str, int]:
+        """SIGTERM every service and wait for it to drain; service -> exit code."""
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        codes = {}
+        for name, process in self.processes.items():
+            try:
+                codes[name] = await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                process.kill()
+                codes[name] = await process.wait()
+        self.processes.clear()
+        return codes
+
+    def alive(self) -> bool:
+        return all(p.returncode is None for p in self.processes.values())
+
+    async def send(self, *items: BaseModel | tuple[Topic, BaseModel]) -> list[str]:
+        """Publish contract events in order, each on its topic with its key; their ids."""
+        records, ids = [], []
+        for item in items:
+            topic, data = item if isinstance(item, tuple) else (topic_of_model(item), item)
+            event = new_event(data, source=SOURCE)
+            ids.append(event.id)
+            records.append(ToSend(self.topic(topic), encode(event), partition_key(topic, data)))
+        await publish(self.kafka, records)
+        return ids
+
+    async def consumed(self, services: Iterable[str] = SERVICES, timeout: float = 60) -> None:
+        """Barrier: each service has committed every record now on its input topics."""
+        for name in services:
+            await wait_until_consumed(
+                self.kafka,
+                f"{self.prefix}{name}",
+                [self.topic(t) for t in CONSUMES[name]],
+                timeout=timeout,
+            )
+
+    async def get(self, service: str, path: str) -> Any:
+        async with httpx.AsyncClient(base_url=self.url(service), timeout=10) as client:
+            response = await client.get(path)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        if response.headers["content-type"].startswith("application/json"):
+            return response.json()
+        return response.text
+
+
+def topic_of_model(data: BaseModel) -> Topic:
+    from twoway_shared.contract import EVENT_TOPIC, event_type_of
+
+    return EVENT_TOPIC[event_type_of(type(data))]
+
+
+# ---------------------------------------------------------------- events read back
+
+
+def event(record: Received) -> dict[str, Any]:
+    """The CloudEvent of a record Twoway produced, with `kind` = the short type."""
+    document: dict[str, Any] = json.loads(record.value or b"{}")
+    document["kind"] = document["type"].removeprefix("twoway.").removesuffix(".v1")
+    return document
+
+
+def events(
+    records: Sequence[Received], topic: str, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Events Twoway produced on `topic`; records a test wrote there (no content-type) are not."""
+    found = [event(r) for r in records if r.topic == topic and "content-type" in r.headers]
+    return [e for e in found if kind is None or e["kind"] == kind]
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# ---------------------------------------------------------------- people
+
+
+def next_monday(today: date) -> date:
+    return today + timedelta(days=7 - today.weekday())
+
+
+def person(
+    participant_id: str,
+    programme_id: str,
+    role: str,
+    *,
+    name: str | None = None,
+    grade: int | None = None,
+    department: str | None = None,
+    timezone: str = "Europe/London",
+    availability: list[dict[str, str]] | None = None,
+    revision: int = 0,
+) -> dict[str, Any]:
+    """A hand-made profile: mentors junior, mentees senior, both free on weekdays 09-17 London."""
+    mentor = role == "mentor"
+    return {
+        "participant_id": participant_id,
+        "programme_id": programme_id,
+        "role": role,
+        "display_name": name or f"Person {participant_id}",
+        "email": f"{participant_id.lower()}@example.com",
+        "grade": grade if grade is not None else (5 if mentor else 20),
+        "department": department or ("Engineering" if mentor else "Finance"),
+        "manager_id": None,
+        "location": None,
+        "timezone": timezone,
+        "languages": ["en"],
+        "offers": ["python"] if mentor else ["leadership"],
+        "wants": ["leadership"] if mentor else ["python"],
+        "availability": availability
+        or [{"day": d, "start": "09:00", "end": "17:00"} for d in WEEKDAYS[:5]],
+        "capacity": 1,
+        "locale": "en",
+        "notify": {"email": True, "reminders": True},
+        "revision": revision,
+    }
+
+
+def within_availability(profile: dict[str, Any], starts: datetime, ends: datetime) -> bool:
+    """`[starts, ends)` lies inside one weekly window of `profile`, in its own timezone."""
+    zone = ZoneInfo(profile["timezone"])
+    local_start, local_end = starts.astimezone(zone), ends.astimezone(zone)
+    day = WEEKDAYS[local_start.weekday()]
+    for window in profile["availability"]:
+        if window["day"] != day:
+            continue
+        lo = datetime.combine(local_start.date(), time.fromisoformat(window["start"]), zone)
+        if window["end"] == "24:00":
+            hi = datetime.combine(local_start.date() + timedelta(days=1), time(), zone)
+        else:
+            hi = datetime.combine(local_start.date(), time.fromisoformat(window["end"]), zone)
+        if lo <= local_start and local_end <= hi:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- mail
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message the sink received."""
+
+    path: Path
+    message: EmailMessage
+
+    @property
+    def to(self) -> str:
+        return parseaddr(str(self.message["To"]))[1].lower()
+
+    @property
+    def template(self) -> str:
+        return str(self.message["X-Twoway-Template"])
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+    def calendar(self) -> icalendar.Calendar | None:
+        for part in self.message.walk():
+            if part.get_content_type() == "text/calendar":
+                payload = part.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                return icalendar.Calendar.from_ical(payload)
+        return None
+
+    def vevents(self) -> list[Any]:
+        cal = self.calendar()
+        return [] if cal is None else list(cal.walk("VEVENT"))
+
+    def text(self) -> str:
+        return self.path.read_bytes().decode("utf-8", errors="replace")
+
+
+def mails(sink: MailSink, addresses: Iterable[str] | None = None) -> list[Mail]:
+    """Every message in the sink, or those to one of `addresses`."""
+    wanted = None if addresses is None else {a.lower() for a in addresses}
+    found = []
+    for path in sink.messages():
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        mail = Mail(path, message)
+        if wanted is None or mail.to in wanted:
+            found.append(mail)
+    return found
+
+
+def vevent_times(vevent: Any) -> tuple[datetime, datetime]:
+    start, end = vevent["DTSTART"].dt, vevent["DTEND"].dt
+    assert isinstance(start, datetime)
+    assert isinstance(end, datetime)
+    return start.astimezone(UTC), end.astimezone(UTC)
