@@ -367,3 +367,29 @@ async def test_two_instances_never_break_capacity(
     per_mentor = Counter(r["mentor_id"] for r in rows)
     assert all(per_mentor[f"M{k}"] <= 1 + k % 2 for k in range(8))
     assert len({e["data"]["pair_id"] for e in confirmed}) == len(confirmed)
+
+
+async def test_only_a_newer_enrolment_brings_a_withdrawn_person_back(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.send(
+        Topic.ENROLMENTS, ParticipantWithdrawn(participant_id="M1", programme_id=PROGRAMME)
+    )
+    # The same revision again (a portal re-sending), and an update: still withdrawn.
+    await harness.enrol("M1", "mentor")
+    await harness.send(
+        Topic.ENROLMENTS, ParticipantUpdated.model_validate(profile("M1", "mentor", revision=1))
+    )
+    await harness.enrol("E1", "mentee")
+    await wait_until_consumed(
+        harness.infra.kafka_bootstrap,
+        harness.runtime.settings.consumer_group("matching"),
+        [harness.runtime.topic(t) for t in harness.runtime.spec.consumes],
+    )
+    stored = await harness.runtime.pool.fetchval(
+        "SELECT active FROM matching.participants WHERE participant_id = 'M1'"
+    )
+    assert stored is False
+    await harness.enrol("M1", "mentor", revision=2)
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["mentor_id"] == "M1"

@@ -162,6 +162,18 @@ def test_html_escapes_names() -> None:
     assert "&lt;b&gt;Sam&lt;/b&gt;" in bodies(parsed(mail))[1]
 
 
+def test_line_breaks_in_names_never_reach_headers() -> None:
+    """The contract allows any display name; a header may hold no line break."""
+    dana = Contact("E1", "mentee", "Dana\nWhitfield\r", "dana@example.com", "Europe/London")
+    sam = Contact("E2", "mentor", "Sam\x00 Okafor", "sam@example.com", "UTC")
+    mail = compose(message(Template.BOOKING), dana, sam, [session(1)], SETTINGS, NOW)
+    assert mail is not None
+    assert mail["To"] == "Dana Whitfield <dana@example.com>"
+    assert "\n" not in str(mail["Subject"])
+    calendar = next(p for p in mail.walk() if p.get_content_type() == "text/calendar")
+    assert 'CN="Sam Okafor"' in calendar.get_content()
+
+
 def test_booking_calendar_holds_every_session() -> None:
     sessions = [session(1), session(2, revision=1), session(3, status="cancelled")]
     mail = compose(message(Template.BOOKING), DANA, SAM, sessions, SETTINGS, NOW)

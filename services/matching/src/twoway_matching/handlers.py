@@ -99,6 +99,10 @@ async def enrol(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
             )
         if profile.revision < stored.revision:
             return  # stale: a newer profile is already applied
+        if not stored.active and (
+            event.type == "participant.updated" or profile.revision == stored.revision
+        ):
+            return  # withdrawn: only an enrolment with a higher revision brings them back
     reactivates = event.type == "participant.enrolled"
     await storage.upsert_participant(
         uow.conn,
@@ -154,6 +158,10 @@ async def respond(event: Event[PairResponseSubmitted], uow: UnitOfWork) -> None:
         )
     if current.status != "proposed":
         return  # already confirmed, declined or expired: no effect
+    if current.expires_at is not None and current.expires_at <= uow.now:
+        await _decline(uow, current, "expired", by=None)  # the expiry worker had not run yet
+        await _pool_changed(uow, current.programme_id)
+        return
     if data.response == "decline":
         await _decline(uow, current, "declined", by=data.participant_id)
         await _pool_changed(uow, current.programme_id)

@@ -15,6 +15,8 @@ from twoway_matching.domain.model import MatchingRules, Participant, Window
 # Rounds in continuous mode wait this long for more changes, and run at most this often.
 ROUND_DEBOUNCE = timedelta(seconds=1)
 ROUND_MIN_INTERVAL = timedelta(seconds=3)
+# A claimed round not finished within this time (its instance died) is due again.
+ROUND_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -329,17 +331,31 @@ async def request_round(
     )
 
 
-async def claim_due_round(conn: asyncpg.Connection, now: datetime) -> str | None:
-    """Take one due round (clearing it), or None; other instances skip the locked row."""
-    programme_id: str | None = await conn.fetchval(
-        """UPDATE matching.rounds SET due_at = NULL, last_run_at = $1
+async def claim_due_round(conn: asyncpg.Connection, now: datetime) -> tuple[str, datetime] | None:
+    """Lease one due round: (programme, lease end), or None; other instances skip the row.
+
+    The round stays due at the lease's end until `finish_round` clears it in the round's own
+    transaction, so a round lost to a crash or an outage runs again.
+    """
+    row = await conn.fetchrow(
+        """UPDATE matching.rounds SET due_at = $2, last_run_at = $1
            WHERE programme_id = (
                SELECT programme_id FROM matching.rounds WHERE due_at <= $1
                ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-           RETURNING programme_id""",
+           RETURNING programme_id, due_at""",
         now,
+        now + ROUND_LEASE,
     )
-    return programme_id
+    return None if row is None else (row["programme_id"], row["due_at"])
+
+
+async def finish_round(conn: asyncpg.Connection, programme_id: str, lease_end: datetime) -> None:
+    """Clear the lease; a change that asked for a round meanwhile moved due_at and keeps it."""
+    await conn.execute(
+        "UPDATE matching.rounds SET due_at = NULL WHERE programme_id = $1 AND due_at = $2",
+        programme_id,
+        lease_end,
+    )
 
 
 async def lock_programme_round(conn: asyncpg.Connection, programme_id: str) -> None:

@@ -32,16 +32,20 @@ async def matching_worker(runtime: Runtime, stopping: asyncio.Event) -> None:
 
 async def _run_one_round(runtime: Runtime) -> bool:
     async with runtime.db.unit_of_work() as uow:
-        programme_id = await storage.claim_due_round(uow.conn, uow.now)
-    if programme_id is None:
+        claimed = await storage.claim_due_round(uow.conn, uow.now)
+    if claimed is None:
         return False
+    programme_id, lease_end = claimed
     started = time.perf_counter()
     try:
         async with runtime.db.unit_of_work() as uow:
             result = await handlers.run_matching_round(uow, programme_id)
+            await storage.finish_round(uow.conn, programme_id, lease_end)
     except Exception:
-        async with runtime.db.unit_of_work() as uow:  # try again later
-            await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
+        # The lease keeps the round due; ask for it sooner when the database still answers.
+        with contextlib.suppress(Exception):
+            async with runtime.db.unit_of_work() as uow:
+                await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
         raise
     log.info(
         "matching round",

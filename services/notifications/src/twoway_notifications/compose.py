@@ -121,7 +121,7 @@ def compose(
     rendered = render(message.template, recipient.locale, context)
     mail = EmailMessage()
     mail["From"] = settings.mail_from
-    mail["To"] = formataddr((recipient.display_name, recipient.email))
+    mail["To"] = formataddr((one_line(recipient.display_name), recipient.email))
     mail["Subject"] = rendered.subject
     mail["Message-ID"] = f"<{message.notification_id}@twoway>"
     mail["Date"] = format_datetime(now)
@@ -130,11 +130,11 @@ def compose(
     mail.add_alternative(rendered.html, subtype="html")
     method = _METHODS.get(message.template)
     if method is not None:
-        attendees = [Attendee(recipient.email, recipient.display_name)]
+        attendees = [Attendee(recipient.email, one_line(recipient.display_name))]
         if known_partner is not None:
             assert known_partner.email is not None
             assert known_partner.display_name is not None
-            attendees.append(Attendee(known_partner.email, known_partner.display_name))
+            attendees.append(Attendee(known_partner.email, one_line(known_partner.display_name)))
         ics = build_calendar(
             method,
             sessions,
@@ -151,6 +151,11 @@ def compose(
             params={"method": method, "charset": "utf-8"},
         )
     return mail
+
+
+def one_line(name: str) -> str:
+    """A name fit for a header: the contract allows any text, headers allow no line breaks."""
+    return " ".join("".join(c if c.isprintable() else " " for c in name).split())
 
 
 def _address_of(mail_from: str) -> str:

@@ -76,12 +76,17 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     p = event.data
     store = Storage(uow.conn)
     known = await store.enrolment(p.participant_id)
-    if known is not None and known[0] != "unknown" and known != (p.role, p.programme_id):
-        raise Rejected(
-            f"participant {p.participant_id} is enrolled as {known[0]} in programme "
-            f"{known[1]}; role and programme never change for an id, so enrol the person "
-            "under a new participant_id instead"
-        )
+    if known is not None and known.role != "unknown":
+        if (known.role, known.programme_id) != (p.role, p.programme_id):
+            raise Rejected(
+                f"participant {p.participant_id} is enrolled as {known.role} in programme "
+                f"{known.programme_id}; role and programme never change for an id, so enrol "
+                "the person under a new participant_id instead"
+            )
+        if known.withdrawn and (
+            event.type == "participant.updated" or p.revision <= known.revision
+        ):
+            return  # withdrawn (maybe erased): only a newer enrolment brings them back
     applied = await store.upsert_participant(
         participant_id=p.participant_id,
         programme_id=p.programme_id,

@@ -30,8 +30,10 @@ class SenderOptions:
     """Tunables of the sender; the defaults are the contract's (first retry within 30 s)."""
 
     retry_base: timedelta = timedelta(seconds=15)
-    lease: timedelta = timedelta(minutes=2)
-    batch_size: int = 200
+    # The lease must outlast the slowest batch, or another instance sends it again: 40
+    # messages over 4 connections is at most 10 sends of at most 30 s (the SMTP timeout) each.
+    lease: timedelta = timedelta(minutes=10)
+    batch_size: int = 40
     connections: int = 4
     poll_seconds: float = 1.0
     idle_close_seconds: float = 10.0
@@ -150,14 +152,22 @@ class Sender:
             if decision.verdict is not Verdict.SEND:
                 done.append(Outcome(message, decision.verdict.value, decision.why))
                 continue
-            mail = compose(
-                message,
-                contacts[message.participant_id],
-                partner,
-                sessions.get(message.pair_id or "", []),
-                self._mail,
-                self._runtime.clock(),
-            )
+            try:
+                mail = compose(
+                    message,
+                    contacts[message.participant_id],
+                    partner,
+                    sessions.get(message.pair_id or "", []),
+                    self._mail,
+                    self._runtime.clock(),
+                )
+            except Exception as exc:
+                # One message that cannot be built must not stop the others; the error names
+                # the kind of problem only (its text may quote personal data).
+                log.exception("could not compose a message", extra={"id": message.notification_id})
+                error = f"message could not be composed ({type(exc).__name__})"
+                done.append(Outcome(message, Delivery.PERMANENT.value, error))
+                continue
             if mail is None:
                 done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,16 @@ DUE_CHANNEL = "twoway_notifications_due"
 """LISTEN/NOTIFY channel that wakes the senders when a message becomes due."""
 
 UNSENT = ("pending", "waiting")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A stored enrolment; role "unknown" marks a withdrawal seen before any enrolment."""
+
+    role: str
+    programme_id: str
+    withdrawn: bool
+    revision: int
 
 
 def _contact(row: asyncpg.Record) -> Contact:
@@ -115,14 +126,14 @@ class Storage:
         )
         return bool(applied)
 
-    async def enrolment(self, participant_id: str) -> tuple[str, str] | None:
-        """(role, programme_id) as first enrolled, locked for this transaction; None if unknown."""
+    async def enrolment(self, participant_id: str) -> Enrolment | None:
+        """What is stored of a person's enrolment, locked for this transaction; None if unknown."""
         row = await self._conn.fetchrow(
-            """SELECT role, programme_id FROM notifications.participants
+            """SELECT role, programme_id, withdrawn, revision FROM notifications.participants
                WHERE participant_id = $1 FOR UPDATE""",
             participant_id,
         )
-        return None if row is None else (row["role"], row["programme_id"])
+        return None if row is None else Enrolment(**dict(row))
 
     async def withdraw(self, participant_id: str, programme_id: str, *, erase: bool) -> None:
         """Mark a person withdrawn; with `erase`, forget their name and address."""

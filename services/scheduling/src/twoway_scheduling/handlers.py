@@ -96,12 +96,12 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     withdrawn = existing is not None and existing.withdrawn
     if withdrawn and event.type == "participant.enrolled":
         withdrawn = existing is not None and data.revision <= existing.revision
+    if withdrawn:
+        return  # withdrawn (maybe erased): keep nothing until a newer enrolment
     person = person_of(data)
     await store.save_participant(
         data.participant_id, data.programme_id, data.role, person, data.revision, withdrawn
     )
-    if withdrawn:
-        return
     if existing is not None and existing.person is not None and existing.person != person:
         await _refit_future_sessions(store, uow, data.participant_id)
     for pair in await store.active_pairs_of(data.participant_id):

@@ -66,14 +66,10 @@ class DeadLetters:
                 headers.append(("x-twoway-truncated-from", str(size).encode()))
                 await self._send((record.value or b"")[:TRUNCATED_BYTES], record.key, headers)
         self._metrics.dead_lettered.labels(record.topic).inc()
+        # The reason can quote the record (personal data): it goes to the topic, not the log.
         log.warning(
             "record dead-lettered",
-            extra={
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "reason": reason,
-            },
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
 
     async def _send(self, value: bytes | None, key: bytes | None, headers: list[Any]) -> None:
