@@ -326,10 +326,12 @@ class Storage:
         )
 
     async def drop_unsent_reminders_of_programme(self, programme_id: str, now: datetime) -> None:
+        """Forget the programme's reminders still in the future; ones already due stay due."""
         await self._conn.execute(
             """DELETE FROM notifications.messages m USING notifications.sessions s
                WHERE m.session_id = s.session_id AND s.programme_id = $1
                  AND m.template = 'reminder' AND m.status = ANY($2::text[])
+                 AND m.due_at > $3
                  AND (m.lease_until IS NULL OR m.lease_until < $3)""",
             programme_id,
             list(UNSENT),
