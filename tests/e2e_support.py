@@ -25,6 +25,7 @@ import icalendar
 from pydantic import BaseModel
 from twoway_shared.contract import (
     WEEKDAYS,
+    ProgrammeConfigured,
     Topic,
     encode,
     new_event,
@@ -140,14 +141,27 @@ class Stack:
         return all(p.returncode is None for p in self.processes.values())
 
     async def send(self, *items: BaseModel | tuple[Topic, BaseModel]) -> list[str]:
-        """Publish contract events in order, each on its topic with its key; their ids."""
+        """Publish contract events in order, each on its topic with its key; their ids.
+
+        Programme settings go first and are consumed by every service before the rest:
+        topics have no mutual order, and the settings should apply to what follows.
+        """
+        settings = [i for i in items if isinstance(i, ProgrammeConfigured)]
+        rest = [i for i in items if not isinstance(i, ProgrammeConfigured)]
+        ids = await self._publish(settings)
+        if settings and rest:
+            await self.consumed()
+        return ids + await self._publish(rest)
+
+    async def _publish(self, items: Sequence[BaseModel | tuple[Topic, BaseModel]]) -> list[str]:
         records, ids = [], []
         for item in items:
             topic, data = item if isinstance(item, tuple) else (topic_of_model(item), item)
             event = new_event(data, source=SOURCE)
             ids.append(event.id)
             records.append(ToSend(self.topic(topic), encode(event), partition_key(topic, data)))
-        await publish(self.kafka, records)
+        if records:
+            await publish(self.kafka, records)
         return ids
 
     async def consumed(self, services: Iterable[str] = SERVICES, timeout: float = 60) -> None:

@@ -80,6 +80,18 @@ class Harness:
         )
         self.sent.append(record)
         await publish(self.infra.kafka_bootstrap, [record])
+        if topic is Topic.PROGRAMMES:
+            # Topics have no mutual order: let the settings land before the enrolments.
+            await self.barrier()
+
+    async def barrier(self) -> None:
+        """Wait until the service has committed every record sent so far."""
+        runtime = self.runtime
+        await wait_until_consumed(
+            self.infra.kafka_bootstrap,
+            runtime.settings.consumer_group("matching"),
+            [runtime.topic(t) for t in runtime.spec.consumes],
+        )
 
     async def enrol(self, pid: str, role: str, **changes: Any) -> None:
         await self.send(
