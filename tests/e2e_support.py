@@ -11,13 +11,15 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -33,7 +35,8 @@ from twoway_shared.contract import (
     topic_name,
 )
 from twoway_shared.localstack.mailsink import MailSink
-from twoway_shared.testing.infra import SERVICES
+from twoway_shared.platform.roles import provision
+from twoway_shared.testing.infra import SERVICES, unique_name
 from twoway_shared.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
 
 SOURCE = "/tests/e2e"
@@ -183,6 +186,24 @@ class Stack:
         if response.headers["content-type"].startswith("application/json"):
             return response.json()
         return response.text
+
+
+@asynccontextmanager
+async def running_stack(kafka: str, admin_dsn: str, root: Path) -> AsyncIterator[Stack]:
+    """A fresh database with least-privileged roles, an SMTP sink, and the three services."""
+    database = unique_name("t_")
+    dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
+    parts = urlsplit(admin_dsn)
+    database_dsn = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+    sink = MailSink(root / "mail", port=free_port())
+    sink.start()
+    stack = Stack(kafka, database_dsn, dsns, f"{unique_name('t')}.", root / "logs", sink)
+    try:
+        await stack.start()
+        yield stack
+    finally:
+        await stack.stop()
+        sink.stop()
 
 
 def topic_of_model(data: BaseModel) -> Topic:

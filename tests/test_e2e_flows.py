@@ -9,7 +9,6 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -32,9 +31,7 @@ from twoway_shared.contract import (
     encode,
     new_event,
 )
-from twoway_shared.localstack.mailsink import MailSink
-from twoway_shared.platform.roles import provision
-from twoway_shared.testing.infra import SERVICES, Infra, unique_name
+from twoway_shared.testing.infra import SERVICES, Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
 from twoway_shared.toolkit.generate import generate_cohort
 
@@ -42,11 +39,11 @@ from tests.e2e_support import (
     CONSUMES,
     Stack,
     events,
-    free_port,
     mails,
     next_monday,
     parse_time,
     person,
+    running_stack,
     vevent_times,
     within_availability,
 )
@@ -82,22 +79,9 @@ def enrolled(profile: dict[str, Any]) -> ParticipantEnrolled:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """One running set of the three services for the whole module (each test its own ids)."""
-    database = unique_name("t_")
-    dsns = await provision(infra.admin_dsn, database, role_prefix=f"{database}_")
-    parts = urlsplit(infra.admin_dsn)
-    admin_dsn = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
     root = tmp_path_factory.mktemp("e2e")
-    sink = MailSink(root / "mail", port=free_port())
-    sink.start()
-    running = Stack(
-        infra.kafka_bootstrap, admin_dsn, dsns, f"{unique_name('t')}.", root / "logs", sink
-    )
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
-        sink.stop()
+    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root) as stack:
+        yield stack
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -17,12 +16,10 @@ from twoway_shared.contract import (
     SessionScheduled,
     Topic,
 )
-from twoway_shared.localstack.mailsink import MailSink
-from twoway_shared.platform.roles import provision
-from twoway_shared.testing.infra import Infra, unique_name
+from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import eventually
 
-from tests.e2e_support import Stack, free_port, mails, person, script
+from tests.e2e_support import Stack, mails, person, running_stack, script
 
 pytestmark = pytest.mark.infra
 
@@ -31,21 +28,8 @@ PROGRAMME = "RM-KILL"
 
 @pytest.fixture
 async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
-    database = unique_name("t_")
-    dsns = await provision(infra.admin_dsn, database, role_prefix=f"{database}_")
-    parts = urlsplit(infra.admin_dsn)
-    admin_dsn = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
-    sink = MailSink(tmp_path / "mail", port=free_port())
-    sink.start()
-    running = Stack(
-        infra.kafka_bootstrap, admin_dsn, dsns, f"{unique_name('t')}.", tmp_path / "logs", sink
-    )
-    try:
-        await running.start()
+    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, tmp_path) as running:
         yield running
-    finally:
-        await running.stop()
-        sink.stop()
 
 
 async def restart_notifications(stack: Stack) -> None:
