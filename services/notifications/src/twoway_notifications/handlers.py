@@ -36,6 +36,33 @@ def _pair_of(mentor_id: str, mentee_id: str) -> tuple[tuple[str, str], tuple[str
     return ((mentor_id, mentee_id), (mentee_id, mentor_id))
 
 
+async def _to_both(
+    store: Storage,
+    uow: UnitOfWork,
+    template: Template,
+    pair_id: str,
+    mentor_id: str,
+    mentee_id: str,
+    *,
+    cause_id: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """One message about the pair to each of its two people (never one email to both)."""
+    for recipient, partner in _pair_of(mentor_id, mentee_id):
+        await _add(
+            store,
+            uow,
+            template,
+            recipient,
+            partner,
+            pair_id,
+            pair_id=pair_id,
+            session_id=None,
+            cause_id=cause_id,
+            details=details,
+        )
+
+
 async def _add(
     store: Storage,
     uow: UnitOfWork,
@@ -155,36 +182,30 @@ async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
         "languages": list(pair.reasons.languages),
         "expires_at": pair.expires_at.isoformat(),
     }
-    for recipient, partner in _pair_of(pair.mentor_id, pair.mentee_id):
-        await _add(
-            store,
-            uow,
-            Template.PAIR_PROPOSED,
-            recipient,
-            partner,
-            pair.pair_id,
-            pair_id=pair.pair_id,
-            session_id=None,
-            cause_id=event.id,
-            details=details,
-        )
+    await _to_both(
+        store,
+        uow,
+        Template.PAIR_PROPOSED,
+        pair.pair_id,
+        pair.mentor_id,
+        pair.mentee_id,
+        cause_id=event.id,
+        details=details,
+    )
 
 
 async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
     pair = event.data
     store = Storage(uow.conn)
-    for recipient, partner in _pair_of(pair.mentor_id, pair.mentee_id):
-        await _add(
-            store,
-            uow,
-            Template.PAIR_CONFIRMED,
-            recipient,
-            partner,
-            pair.pair_id,
-            pair_id=pair.pair_id,
-            session_id=None,
-            cause_id=event.id,
-        )
+    await _to_both(
+        store,
+        uow,
+        Template.PAIR_CONFIRMED,
+        pair.pair_id,
+        pair.mentor_id,
+        pair.mentee_id,
+        cause_id=event.id,
+    )
 
 
 async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
@@ -257,18 +278,7 @@ async def _book_when_complete(
 async def _add_booking(
     store: Storage, uow: UnitOfWork, pair_id: str, mentor_id: str, mentee_id: str, cause_id: str
 ) -> None:
-    for recipient, partner in _pair_of(mentor_id, mentee_id):
-        await _add(
-            store,
-            uow,
-            Template.BOOKING,
-            recipient,
-            partner,
-            pair_id,
-            pair_id=pair_id,
-            session_id=None,
-            cause_id=cause_id,
-        )
+    await _to_both(store, uow, Template.BOOKING, pair_id, mentor_id, mentee_id, cause_id=cause_id)
 
 
 async def _keep_current_time(
