@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime, run_migrations
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
+from twoway_shared.testing.service import running_service
 
 pytestmark = pytest.mark.infra
 
@@ -345,3 +347,45 @@ async def test_availability_change_moves_or_cancels_future_sessions(service: Har
     )
     cancelled = await h.wait("session.cancelled", 3)
     assert {(c["reason"], c["revision"]) for c in cancelled} == {("no_slot", 2)}
+
+
+async def test_two_instances_never_double_book_a_mentor(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+) -> None:
+    """Pairs of one mentor confirmed at once on two instances get non-overlapping series."""
+    settings = SchedulingSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=service_dsns["scheduling"],
+        topic_prefix=topic_prefix,
+        topic_partitions=4,
+        http_port=0,
+    )
+    async with (
+        running_service(create_spec(), settings) as first,
+        running_service(create_spec(), settings),
+        TopicReader(infra.kafka_bootstrap, [settings.topic(Topic.SESSIONS)]) as reader,
+    ):
+        h = Harness(first, reader, infra.kafka_bootstrap)
+        mentees = [f"E{k}" for k in range(6)]
+        await h.send(programme(h), profile(h, MENTOR, "mentor"))
+        await h.send(*(profile(h, e, "mentee") for e in mentees))
+        await h.barrier()
+        # Six pairs of the same mentor, keyed by pair id so they spread over the partitions
+        # and so over both instances.
+        await h.send(
+            *(
+                h.record(
+                    "pair.confirmed",
+                    pair_id=f"P{k}",
+                    programme_id=PROGRAMME,
+                    mentor_id=MENTOR,
+                    mentee_id=e,
+                )
+                for k, e in enumerate(mentees)
+            )
+        )
+        booked = await h.wait("session.scheduled", 6 * 3)
+    assert len({s["session_id"] for s in booked}) == 18
+    spans = sorted((s["starts_at"], s["ends_at"]) for s in booked)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, "the mentor has two sessions at once"
