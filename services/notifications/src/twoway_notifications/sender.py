@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import asyncpg
 from twoway_shared.contract import NotificationFailed, NotificationSent, Topic
@@ -45,6 +46,18 @@ class Outcome:
     message: Message
     verdict: str  # sent, temporary, permanent, wait, skip
     error: str = ""
+
+
+def _reported(m: Message) -> dict[str, Any]:
+    """The fields notification.sent and notification.failed share (no personal data)."""
+    return {
+        "notification_id": m.notification_id,
+        "participant_id": m.participant_id,
+        "channel": "email",
+        "template": m.template.value,
+        "cause_id": m.cause_id,
+        "session_id": m.session_id,
+    }
 
 
 def smtp_config(settings: NotificationsSettings) -> SmtpConfig:
@@ -190,14 +203,7 @@ class Sender:
                     if await store.mark_sent(m.notification_id, uow.now):
                         uow.emit(
                             Topic.NOTIFICATIONS,
-                            NotificationSent(
-                                notification_id=m.notification_id,
-                                participant_id=m.participant_id,
-                                channel="email",
-                                template=m.template.value,
-                                cause_id=m.cause_id,
-                                session_id=m.session_id,
-                            ),
+                            NotificationSent(**_reported(m)),
                             event_id=outcome_event_id(m.notification_id, "sent"),
                         )
                 elif o.verdict == Delivery.TEMPORARY and not gives_up(
@@ -209,15 +215,7 @@ class Sender:
                     if await store.mark_failed(m.notification_id, o.error, uow.now):
                         uow.emit(
                             Topic.NOTIFICATIONS,
-                            NotificationFailed(
-                                notification_id=m.notification_id,
-                                participant_id=m.participant_id,
-                                channel="email",
-                                template=m.template.value,
-                                cause_id=m.cause_id,
-                                session_id=m.session_id,
-                                error=o.error,
-                            ),
+                            NotificationFailed(**_reported(m), error=o.error),
                             event_id=outcome_event_id(m.notification_id, "failed"),
                         )
                 elif o.verdict == Verdict.WAIT:
