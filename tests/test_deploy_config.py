@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from twoway_matching.config import MatchingSettings
 from twoway_notifications.config import NotificationsSettings
+from twoway_progress.config import ProgressSettings
+from twoway_scheduling.config import SchedulingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-KNOWN = {f"TWOWAY_{name.upper()}" for name in NotificationsSettings.model_fields}
+SETTINGS = (MatchingSettings, SchedulingSettings, NotificationsSettings, ProgressSettings)
+KNOWN = {f"TWOWAY_{name.upper()}" for cls in SETTINGS for name in cls.model_fields}
 SCRIPTS = {"twoway-matching", "twoway-scheduling", "twoway-notifications"}
 
 
@@ -42,7 +46,7 @@ def test_compose_uses_known_settings() -> None:
 
 
 def test_every_contract_variable_is_a_setting() -> None:
-    contract = (ROOT.parent / "shared" / "design" / "CONTRACT.md").read_text()
+    contract = (ROOT / "docs" / "contract.md").read_text()
     named = variables(contract)
     assert "TWOWAY_KAFKA_BOOTSTRAP_SERVERS" in named
     assert named <= KNOWN

@@ -30,7 +30,7 @@ def test_there_is_one_schema_per_event_type() -> None:
         schema = json.loads(files[f"schemas/{full_type(event_type)}.json"])
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["$id"].endswith(full_type(event_type))
-        assert schema["x-twoway-contract-version"] == "1.0.0"
+        assert schema["x-twoway-contract-version"] == "1.1.0"
         assert schema["properties"]["type"]["const"] == full_type(event_type)
         assert "data" in schema["required"]
     assert len(files) == len(EVENT_MODELS) + 1
@@ -39,7 +39,7 @@ def test_there_is_one_schema_per_event_type() -> None:
 def test_asyncapi_document_covers_every_topic_and_message() -> None:
     document = json.loads(generated_files()["asyncapi.json"])
     assert document["asyncapi"] == "3.0.0"
-    assert document["info"]["version"] == "1.0.0"
+    assert document["info"]["version"] == "1.1.0"
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert addresses == {f"twoway.{topic.value}" for topic in Topic}
     pairs = document["channels"]["pairs"]

@@ -282,6 +282,17 @@ CASES: list[tuple[str, Topic, bytes | None, bytes | None, str]] = [
      "field data.channel"),
     ("empty error", Topic.NOTIFICATIONS, with_data("notification.failed", error=""), None,
      "field data.error"),
+    ("feedback rating 0", Topic.FEEDBACK, with_data("session.feedback_submitted", rating=0), None,
+     "field data.rating"),
+    ("fit maybe", Topic.FEEDBACK, with_data("session.feedback_submitted", fit="maybe"), None,
+     "field data.fit"),
+    ("no goals", Topic.FEEDBACK, with_data("pair.goals_set", goals=[]), None, "field data.goals"),
+    ("health sick", Topic.PROGRESS, with_data("pair.health_changed", health="sick"), None,
+     "field data.health"),
+    ("credits 0.3", Topic.PROGRESS, with_data("credit.awarded", credits=0.3), None,
+     "whole number of fifths"),
+    ("rematch completed", Topic.PROGRESS,
+     with_data("pair.rematch_requested", reason="completed"), None, "field data.reason"),
 ]  # fmt: skip
 
 

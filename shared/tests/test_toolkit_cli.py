@@ -156,7 +156,9 @@ def test_programme_configure_sends_only_what_was_given(capsys: pytest.CaptureFix
         "programme", "configure", "RM-2027", "--name", "Reverse mentoring 2027",
         "--session-minutes", "45", "--starts-on", "2027-01-11", "--reminder-minutes", "1440",
         "--reminder-minutes", "60", "--mode", "batch", "--acceptance-required",
-        "--no-cross-department", "--proposal-ttl-hours", "48",
+        "--no-cross-department", "--proposal-ttl-hours", "48", "--min-score", "0.25",
+        "--inactive-warning-days", "14", "--credit-minutes", "60",
+        "--coordinator-email", "office@example.com",
     ]  # fmt: skip
     [event] = dry_run(argv, capsys)
 
@@ -176,7 +178,15 @@ def test_programme_configure_sends_only_what_was_given(capsys: pytest.CaptureFix
             "min_grade_gap": 1,
             "cross_department": False,
             "proposal_ttl_hours": 48,
+            "min_score": 0.25,
         },
+        "progress": {
+            "fit_check": True,
+            "inactive_warning_days": 14,
+            "inactive_close_days": 42,
+            "credit_minutes": 60,
+        },
+        "coordinator_email": "office@example.com",
     }
     [quiet] = dry_run(["programme", "configure", "RM", "--no-reminders"], capsys)
     assert quiet["data"]["reminder_minutes"] == []

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.settings import CalendarSettings
 
 
-class NotificationsSettings(Settings):
+class NotificationsSettings(CalendarSettings):
     """TWOWAY_* settings of the notifications service (CONTRACT.md section 7)."""
 
     http_port: int = Field(
@@ -18,3 +18,8 @@ class NotificationsSettings(Settings):
     smtp_password: SecretStr | None = Field(None, description="SMTP login password.")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
     mail_from: str = Field("Twoway <no-reply@twoway.local>", description="From: of every email.")
+    calendar_organizer: str | None = Field(
+        None,
+        description="ORGANIZER of invitations, a mailbox that can receive replies; "
+        "unset: the address of mail_from.",
+    )

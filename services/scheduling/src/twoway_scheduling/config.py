@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import Field
-from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.settings import CalendarSettings
 
 
-class SchedulingSettings(Settings):
+class SchedulingSettings(CalendarSettings):
     """TWOWAY_* settings of the scheduling service (CONTRACT.md section 7)."""
 
     http_port: int = Field(

@@ -37,6 +37,10 @@ def _unique_minutes(items: list[int]) -> list[int]:
     return list(dict.fromkeys(items))
 
 
+def _unique_tags(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
 # ---------------------------------------------------------------- programmes.v1
 
 
@@ -48,6 +52,27 @@ class MatchingSettings(ContractModel):
     min_grade_gap: Annotated[int, Field(strict=True, ge=0, le=29)] = 1
     cross_department: StrictBool = True
     proposal_ttl_hours: Annotated[int, Field(strict=True, ge=1, le=8760)] = 72
+    min_score: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = Field(
+        default=0.0, description="(1.1) pairs scoring below this are not eligible"
+    )
+
+
+class ProgressSettings(ContractModel):
+    """(1.1) How the progress service follows a programme's pairs."""
+
+    fit_check: StrictBool = True
+    inactive_warning_days: Annotated[int, Field(strict=True, ge=0, le=365)] = 21
+    inactive_close_days: Annotated[int, Field(strict=True, ge=0, le=730)] = 42
+    credit_minutes: Annotated[int, Field(strict=True, ge=15, le=120)] = 50
+
+    @model_validator(mode="after")
+    def _close_after_warning(self) -> ProgressSettings:
+        if self.inactive_close_days and self.inactive_close_days <= self.inactive_warning_days:
+            raise ValueError(
+                f"inactive_close_days ({self.inactive_close_days}) must be 0 or greater than "
+                f"inactive_warning_days ({self.inactive_warning_days})"
+            )
+        return self
 
 
 class ProgrammeConfigured(ContractModel):
@@ -68,6 +93,10 @@ class ProgrammeConfigured(ContractModel):
         AfterValidator(_unique_minutes),
     ] = Field(default=[1440])  # pydantic copies mutable defaults per instance
     matching: MatchingSettings = MatchingSettings()
+    progress: ProgressSettings = ProgressSettings()
+    coordinator_email: Email | None = Field(
+        default=None, description="(1.1) where at-risk and inactive pairs are reported"
+    )
 
 
 class ProgrammeMatchingRequested(ContractModel):
@@ -205,8 +234,17 @@ class PairDeclined(PairMembers):
 class PairEnded(PairMembers):
     """A confirmed pair has ended."""
 
-    reason: Literal["withdrawn", "cancelled"]
+    reason: Literal["withdrawn", "cancelled", "not_a_fit", "inactive", "completed"]
     withdrawn_by: Id | None = None
+
+
+class PairResponseRejected(ContractModel):
+    """(1.1) A response to a pair could not be applied; `reason` is for the person."""
+
+    pair_id: Id
+    participant_id: Id
+    response: Literal["accept", "decline"]
+    reason: SystemReason
 
 
 # ---------------------------------------------------------------- sessions.v1
@@ -324,6 +362,94 @@ class NotificationFailed(ContractModel):
     error: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
 
 
+# ---------------------------------------------------------------- feedback.v1 (1.1)
+
+Fit = Literal["good", "unsure", "not_a_fit"]
+LearnedTags = Annotated[list[Tag], Field(max_length=10), AfterValidator(_unique_tags)]
+
+
+class SessionFeedbackSubmitted(ContractModel):
+    """One of the pair's two people about one started session; a later one replaces it."""
+
+    session_id: Id
+    pair_id: Id
+    participant_id: Id
+    learned: LearnedTags = Field(default_factory=list)
+    rating: Annotated[int, Field(strict=True, ge=1, le=5)]
+    fit: Fit | None = None
+    comment: Annotated[str, StringConstraints(strict=True, max_length=2000)] | None = None
+
+
+class Goal(ContractModel):
+    """One thing a person wants to get out of a pair."""
+
+    tag: Tag
+    note: Annotated[str, StringConstraints(strict=True, max_length=280)] | None = None
+
+
+class PairGoalsSet(ContractModel):
+    """What one person of a pair wants from it; replaces their earlier goals."""
+
+    pair_id: Id
+    participant_id: Id
+    goals: Annotated[list[Goal], Field(min_length=1, max_length=10)]
+
+
+# ---------------------------------------------------------------- progress.v1 (1.1)
+
+Health = Literal["on_track", "at_risk", "inactive"]
+HealthReason = Literal["missed_in_a_row", "low_rating", "fit_unsure", "no_recent_session"]
+Count = Annotated[int, Field(strict=True, ge=0, le=1000)]
+Minutes = Annotated[int, Field(strict=True, ge=0, le=100_000)]
+
+
+class PairHealthChanged(PairMembers):
+    """A pair's health or its reasons changed."""
+
+    health: Health
+    reasons: Annotated[list[HealthReason], Field(max_length=4)]
+    sessions_completed: Count
+    sessions_missed: Count
+    last_activity_at: UtcDateTime | None = None
+
+
+class PairRematchRequested(PairMembers):
+    """Progress asks matching to end a pair and find both people someone new."""
+
+    reason: Literal["not_a_fit", "inactive"]
+
+
+class PairCompleted(PairMembers):
+    """Every session of the pair's series has an outcome."""
+
+    sessions_completed: Count
+    sessions_missed: Count
+    minutes: Minutes
+    mentee_learned: Annotated[list[Tag], Field(max_length=100)]
+    mentor_learned: Annotated[list[Tag], Field(max_length=100)]
+
+
+class CreditAwarded(ContractModel):
+    """Continuing-education credits for one person of a completed pair."""
+
+    credit_id: Id
+    participant_id: Id
+    programme_id: Id
+    pair_id: Id
+    role: Literal["mentor", "mentee"]
+    sessions_completed: Count
+    minutes: Minutes
+    credits: Annotated[float, Field(ge=0.0, le=10_000.0, allow_inf_nan=False)]
+    topics: Annotated[list[Tag], Field(max_length=100)]
+    issued_at: UtcDateTime
+
+    @model_validator(mode="after")
+    def _whole_fifths(self) -> CreditAwarded:
+        if abs(self.credits * 5 - round(self.credits * 5)) > 1e-9:
+            raise ValueError(f"credits {self.credits} must be a whole number of fifths")
+        return self
+
+
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "programme.configured": ProgrammeConfigured,
     "programme.matching_requested": ProgrammeMatchingRequested,
@@ -346,6 +472,13 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "session.booking_failed": SessionBookingFailed,
     "notification.sent": NotificationSent,
     "notification.failed": NotificationFailed,
+    "pair.response_rejected": PairResponseRejected,
+    "session.feedback_submitted": SessionFeedbackSubmitted,
+    "pair.goals_set": PairGoalsSet,
+    "pair.health_changed": PairHealthChanged,
+    "pair.rematch_requested": PairRematchRequested,
+    "pair.completed": PairCompleted,
+    "credit.awarded": CreditAwarded,
 }
 """Short event type (`participant.enrolled`) -> model of its `data`."""
 

@@ -23,29 +23,34 @@ from twoway_shared.contract.topics import (
     topic_name,
 )
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
 DEFAULT_OUT = Path("docs/contract")
 
 # Who sends to and receives from each topic (CONTRACT.md section 2); Twoway's services first.
 OPERATIONS: tuple[tuple[str, str, tuple[Topic, ...]], ...] = (
-    ("matching", "receive", (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES)),
+    ("matching", "receive", (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES,
+                             Topic.PROGRESS)),
     ("matching", "send", (Topic.PAIRS, Topic.DEADLETTER)),
     ("scheduling", "receive", (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS,
                                Topic.SESSION_REQUESTS)),
     ("scheduling", "send", (Topic.SESSIONS, Topic.DEADLETTER)),
     ("notifications", "receive", (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS,
-                                  Topic.SESSIONS)),
+                                  Topic.SESSIONS, Topic.PROGRESS)),
     ("notifications", "send", (Topic.NOTIFICATIONS, Topic.DEADLETTER)),
+    ("progress", "receive", (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS,
+                             Topic.FEEDBACK)),
+    ("progress", "send", (Topic.PROGRESS, Topic.DEADLETTER)),
     ("admin-portal", "send", (Topic.PROGRAMMES,)),
     ("hr-portals", "send", (Topic.ENROLMENTS,)),
-    ("portals", "send", (Topic.PAIR_RESPONSES, Topic.SESSION_REQUESTS)),
+    ("portals", "send", (Topic.PAIR_RESPONSES, Topic.SESSION_REQUESTS, Topic.FEEDBACK)),
     ("calendar-bridges", "send", (Topic.SESSION_REQUESTS,)),
-    ("integrators", "receive", (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS)),
+    ("integrators", "receive", (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS,
+                                Topic.PROGRESS)),
     ("operations", "receive", (Topic.DEADLETTER,)),
 )  # fmt: skip
-TWOWAY_SERVICES = frozenset({"matching", "scheduling", "notifications"})
+TWOWAY_SERVICES = frozenset({"matching", "scheduling", "notifications", "progress"})
 
 
 def schema_id(event_type: str) -> str:

@@ -15,6 +15,8 @@ class Topic(StrEnum):
     SESSION_REQUESTS = "session-requests.v1"
     SESSIONS = "sessions.v1"
     NOTIFICATIONS = "notifications.v1"
+    FEEDBACK = "feedback.v1"
+    PROGRESS = "progress.v1"
     DEADLETTER = "deadletter.v1"
 
 
@@ -26,7 +28,15 @@ TOPIC_EVENT_TYPES: dict[Topic, frozenset[str]] = {
         {"participant.enrolled", "participant.updated", "participant.withdrawn"}
     ),
     Topic.PAIR_RESPONSES: frozenset({"pair.response_submitted"}),
-    Topic.PAIRS: frozenset({"pair.proposed", "pair.confirmed", "pair.declined", "pair.ended"}),
+    Topic.PAIRS: frozenset(
+        {
+            "pair.proposed",
+            "pair.confirmed",
+            "pair.declined",
+            "pair.ended",
+            "pair.response_rejected",
+        }
+    ),
     Topic.SESSION_REQUESTS: frozenset(
         {"session.reschedule_requested", "session.attendance_recorded"}
     ),
@@ -42,6 +52,10 @@ TOPIC_EVENT_TYPES: dict[Topic, frozenset[str]] = {
         }
     ),
     Topic.NOTIFICATIONS: frozenset({"notification.sent", "notification.failed"}),
+    Topic.FEEDBACK: frozenset({"session.feedback_submitted", "pair.goals_set"}),
+    Topic.PROGRESS: frozenset(
+        {"pair.health_changed", "pair.rematch_requested", "pair.completed", "credit.awarded"}
+    ),
     # Dead letters are copies of rejected records, kept unchanged and never parsed.
     Topic.DEADLETTER: frozenset(),
 }
@@ -55,6 +69,8 @@ TOPIC_KEY_FIELD: dict[Topic, str] = {
     Topic.SESSION_REQUESTS: "pair_id",
     Topic.SESSIONS: "pair_id",
     Topic.NOTIFICATIONS: "participant_id",
+    Topic.FEEDBACK: "pair_id",
+    Topic.PROGRESS: "pair_id",
 }
 """The `data` field whose UTF-8 bytes are the record key (dead letters keep the original key)."""
 

@@ -486,8 +486,9 @@ class LocalStack:
                     classpath,
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    new_cluster_id(),
+                    # One argument with "=": an id may start with "-" (argparse would
+                    # read a separate "-abc..." as an option).
+                    f"--cluster-id={new_cluster_id()}",
                     "-c",
                     str(self.kafka_properties),
                 ],

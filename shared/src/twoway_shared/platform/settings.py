@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         description="PostgreSQL DSN of this service's own least-privileged role.",
     )
     http_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics.")
+    http_host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer of read-API tokens; unset: the read API is closed."
+    )
+    oidc_audience: str = Field("twoway", description="The `aud` every read-API token must carry.")
+    oidc_roles_claim: str = Field(
+        "roles", description="Claim holding the roles; a dotted path is followed."
+    )
+    auth_disabled: bool = Field(
+        False, description="Open the read API without tokens (local development only)."
+    )
     portal_url: str = Field("http://localhost:8080", description="Base URL of links in messages.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Level of the JSON logs written to stdout."
@@ -51,3 +62,15 @@ class Settings(BaseSettings):
     def consumer_group(self, service: str) -> str:
         """The consumer group of a service, e.g. `twoway.scheduling`."""
         return f"{self.topic_prefix}{service}"
+
+
+class CalendarSettings(Settings):
+    """Settings of the services that hand out calendar feed links (scheduling, notifications)."""
+
+    calendar_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated calendar feed token secrets; the first signs, all verify.",
+    )
+    calendar_base_url: str = Field(
+        "http://localhost:8082", description="Public base URL of scheduling's calendar feeds."
+    )

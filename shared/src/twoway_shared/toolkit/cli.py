@@ -212,9 +212,18 @@ class Toolkit:
             "min_grade_gap": args.min_grade_gap,
             "cross_department": args.cross_department,
             "proposal_ttl_hours": args.proposal_ttl_hours,
+            "min_score": args.min_score,
         }
+        progress = {
+            "fit_check": args.fit_check,
+            "inactive_warning_days": args.inactive_warning_days,
+            "inactive_close_days": args.inactive_close_days,
+            "credit_minutes": args.credit_minutes,
+        }
+        options["coordinator_email"] = args.coordinator_email
         data.update({k: v for k, v in options.items() if v is not None})
         data["matching"] = {k: v for k, v in matching.items() if v is not None}
+        data["progress"] = {k: v for k, v in progress.items() if v is not None}
         return self.publish_one(ProgrammeConfigured, data, args)
 
     def programme_match(self, args: Any) -> int:
@@ -413,6 +422,12 @@ def parser() -> argparse.ArgumentParser:
         "--cross-department", action=argparse.BooleanOptionalAction, default=None
     )
     configure.add_argument("--proposal-ttl-hours", type=int, help="(72)")
+    configure.add_argument("--min-score", type=float, help="0..1: weaker pairs are not formed (0)")
+    configure.add_argument("--fit-check", action=argparse.BooleanOptionalAction, default=None)
+    configure.add_argument("--inactive-warning-days", type=int, help="0 = never (21)")
+    configure.add_argument("--inactive-close-days", type=int, help="0 = never (42)")
+    configure.add_argument("--credit-minutes", type=int, help="15..120 (50)")
+    configure.add_argument("--coordinator-email", help="where at-risk pairs are reported")
     configure.set_defaults(run=Toolkit.programme_configure)
     match = psub.add_parser(
         "match", parents=[publishing], help="publish programme.matching_requested"
