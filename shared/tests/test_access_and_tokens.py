@@ -21,7 +21,7 @@ def test_acls_follow_the_asyncapi_operations() -> None:
 
 def test_no_service_may_write_another_services_output() -> None:
     acls = all_acls("p.")
-    writers = {a.name: set() for a in acls if a.operation == "Write"}
+    writers: dict[str, set[str]] = {a.name: set() for a in acls if a.operation == "Write"}
     for acl in acls:
         if acl.operation == "Write":
             writers[acl.name].add(acl.principal)
