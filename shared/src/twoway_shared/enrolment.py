@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from twoway_shared.errors import Rejected
+
 Role = Literal["mentor", "mentee"]
 TOMBSTONE_REVISION = -1
 """The revision stored for a person known only from a withdrawal."""
@@ -27,6 +29,16 @@ class Enrolment:
     role: Role | None
     revision: int
     withdrawn: bool
+
+    @classmethod
+    def stored(
+        cls, programme_id: str, role: str | None, revision: int, withdrawn: bool
+    ) -> Enrolment:
+        """From a service's row, where a tombstone's role may be stored as NULL or a marker."""
+        known: Role | None = (
+            "mentor" if role == "mentor" else "mentee" if role == "mentee" else None
+        )
+        return cls(programme_id, known, revision, withdrawn)
 
 
 class Verdict(StrEnum):
@@ -46,14 +58,28 @@ class Decision:
     reactivates: bool = False
     """True when the applied profile makes a withdrawn person active again."""
 
+    def applies(self) -> bool:
+        """True to apply, False for a stale event; a rejection raises `Rejected` (a dead letter)."""
+        if self.verdict is Verdict.REJECT:
+            raise Rejected(self.reason)
+        return self.verdict is Verdict.APPLY
+
 
 APPLY = Decision(Verdict.APPLY)
+
+
+ProfileEvent = Literal["participant.enrolled", "participant.updated"]
+
+
+def profile_event_type(event_type: str) -> ProfileEvent:
+    """The profile event type of a short event type (anything but `enrolled` updates)."""
+    return "participant.enrolled" if event_type == "participant.enrolled" else "participant.updated"
 
 
 def decide_profile(
     stored: Enrolment | None,
     *,
-    event_type: Literal["participant.enrolled", "participant.updated"],
+    event_type: ProfileEvent,
     participant_id: str,
     programme_id: str,
     role: Role,

@@ -23,6 +23,12 @@ from twoway_shared.contract import (
     Topic,
     primary_subtag,
 )
+from twoway_shared.enrolment import (
+    Enrolment,
+    decide_profile,
+    decide_withdrawal,
+    profile_event_type,
+)
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -90,43 +96,45 @@ async def enrol(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """participant.enrolled and participant.updated: upserts ordered by revision."""
     profile = event.data
     stored = await storage.participant(uow.conn, profile.participant_id, lock=True)
-    if stored is not None:
-        if stored.role != profile.role or stored.programme_id != profile.programme_id:
-            raise Rejected(
-                f"participant {profile.participant_id} is enrolled as {stored.role} in programme "
-                f"{stored.programme_id}; role and programme never change for an id, so enrol "
-                "the person under a new participant_id instead"
-            )
-        if profile.revision < stored.revision:
-            return  # stale: a newer profile is already applied
-        if not stored.active and (
-            event.type == "participant.updated" or profile.revision == stored.revision
-        ):
-            return  # withdrawn: only an enrolment with a higher revision brings them back
-    reactivates = event.type == "participant.enrolled"
+    if not decide_profile(
+        None if stored is None else _enrolment(stored),
+        event_type=profile_event_type(event.type),
+        participant_id=profile.participant_id,
+        programme_id=profile.programme_id,
+        role=profile.role,
+        revision=profile.revision,
+    ).applies():
+        return  # stale, or withdrawn until an enrolment with a higher revision
     await storage.upsert_participant(
         uow.conn,
         participant_id=profile.participant_id,
         programme_id=profile.programme_id,
         role=profile.role,
         revision=profile.revision,
-        active=True if stored is None or reactivates else stored.active,
+        active=True,
         profile=matching_profile(profile),
     )
     await _pool_changed(uow, profile.programme_id)
+
+
+def _enrolment(stored: storage.StoredParticipant) -> Enrolment:
+    return Enrolment.stored(stored.programme_id, stored.role, stored.revision, not stored.active)
 
 
 async def withdraw(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
     """Decline or end the person's active pairs; the partners return to the pool."""
     data = event.data
     stored = await storage.participant(uow.conn, data.participant_id, lock=True)
-    if stored is None:
-        return  # never enrolled here: nothing to withdraw
-    if stored.programme_id != data.programme_id:
-        raise Rejected(
-            f"participant {data.participant_id} is enrolled in programme {stored.programme_id}, "
-            f"not {data.programme_id}; check the programme_id of the withdrawal"
+    decide_withdrawal(
+        None if stored is None else _enrolment(stored),
+        participant_id=data.participant_id,
+        programme_id=data.programme_id,
+    ).applies()
+    if stored is None:  # never enrolled here: remember the withdrawal only
+        await storage.withdraw_participant(
+            uow.conn, data.participant_id, data.programme_id, erase=data.erase
         )
+        return
     for active in await storage.active_pairs_of(uow.conn, data.participant_id):
         if active.status == "proposed":
             await _decline(uow, active, "withdrawn", by=data.participant_id)
@@ -139,7 +147,9 @@ async def withdraw(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
                 PairEnded(**_members(active), reason="withdrawn", withdrawn_by=data.participant_id),
                 event_id=event_id_for(active.pair_id, "ended"),
             )
-    await storage.withdraw_participant(uow.conn, data.participant_id, erase=data.erase)
+    await storage.withdraw_participant(
+        uow.conn, data.participant_id, data.programme_id, erase=data.erase
+    )
     await _pool_changed(uow, stored.programme_id)
 
 

@@ -23,7 +23,7 @@ ROUND_LEASE = timedelta(minutes=5)
 class StoredParticipant:
     participant_id: str
     programme_id: str
-    role: str
+    role: str | None
     revision: int
     active: bool
     erased: bool
@@ -138,7 +138,7 @@ async def upsert_participant(
         """INSERT INTO matching.participants
                (participant_id, programme_id, role, revision, active, profile)
            VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-           ON CONFLICT (participant_id) DO UPDATE SET
+           ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role,
                revision = EXCLUDED.revision, active = EXCLUDED.active,
                profile = EXCLUDED.profile, updated_at = now()""",
         participant_id,
@@ -151,14 +151,18 @@ async def upsert_participant(
 
 
 async def withdraw_participant(
-    conn: asyncpg.Connection, participant_id: str, *, erase: bool
+    conn: asyncpg.Connection, participant_id: str, programme_id: str, *, erase: bool
 ) -> None:
+    """Leave the pool; a person not seen before is kept as a tombstone (no role, revision -1)."""
     await conn.execute(
-        """UPDATE matching.participants
+        """INSERT INTO matching.participants AS p
+               (participant_id, programme_id, role, revision, active, profile)
+           VALUES ($1, $2, NULL, -1, false, NULL)
+           ON CONFLICT (participant_id) DO UPDATE
            SET active = false, updated_at = now(),
-               profile = CASE WHEN $2 THEN NULL ELSE profile END
-           WHERE participant_id = $1""",
+               profile = CASE WHEN $3 THEN NULL ELSE p.profile END""",
         participant_id,
+        programme_id,
         erase,
     )
 

@@ -18,7 +18,7 @@ from twoway_shared.contract import (
     SessionRescheduled,
     SessionScheduled,
 )
-from twoway_shared.platform.consumer import Rejected
+from twoway_shared.enrolment import decide_profile, decide_withdrawal, profile_event_type
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_notifications.domain.ids import notification_id
@@ -102,18 +102,15 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """Enrolled or updated: new contact details apply to every message not yet sent."""
     p = event.data
     store = Storage(uow.conn)
-    known = await store.enrolment(p.participant_id)
-    if known is not None and known.role != "unknown":
-        if (known.role, known.programme_id) != (p.role, p.programme_id):
-            raise Rejected(
-                f"participant {p.participant_id} is enrolled as {known.role} in programme "
-                f"{known.programme_id}; role and programme never change for an id, so enrol "
-                "the person under a new participant_id instead"
-            )
-        if known.withdrawn and (
-            event.type == "participant.updated" or p.revision <= known.revision
-        ):
-            return  # withdrawn (maybe erased): only a newer enrolment brings them back
+    if not decide_profile(
+        await store.enrolment(p.participant_id),
+        event_type=profile_event_type(event.type),
+        participant_id=p.participant_id,
+        programme_id=p.programme_id,
+        role=p.role,
+        revision=p.revision,
+    ).applies():
+        return  # stale, or withdrawn (maybe erased) until a newer enrolment
     applied = await store.upsert_participant(
         participant_id=p.participant_id,
         programme_id=p.programme_id,
@@ -135,6 +132,11 @@ async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> N
     """Without erasure the person still gets their cancellations; with it, nothing more."""
     w = event.data
     store = Storage(uow.conn)
+    decide_withdrawal(
+        await store.enrolment(w.participant_id),
+        participant_id=w.participant_id,
+        programme_id=w.programme_id,
+    ).applies()
     await store.withdraw(w.participant_id, w.programme_id, erase=w.erase)
     if w.erase:
         await store.skip_unsent_to(w.participant_id, "recipient erased")

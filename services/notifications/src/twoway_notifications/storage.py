@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from twoway_shared.enrolment import Enrolment
 
 from twoway_notifications.domain.model import Contact, Message, Session, Template
 
@@ -16,16 +16,6 @@ DUE_CHANNEL = "twoway_notifications_due"
 """LISTEN/NOTIFY channel that wakes the senders when a message becomes due."""
 
 UNSENT = ("pending", "waiting")
-
-
-@dataclass(frozen=True)
-class Enrolment:
-    """A stored enrolment; role "unknown" marks a withdrawal seen before any enrolment."""
-
-    role: str
-    programme_id: str
-    withdrawn: bool
-    revision: int
 
 
 def _contact(row: asyncpg.Record) -> Contact:
@@ -103,7 +93,7 @@ class Storage:
                    display_name, email, timezone, locale, notify_email, notify_reminders,
                    revision, withdrawn, erased, updated_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false, false, $11)
-               ON CONFLICT (participant_id) DO UPDATE SET
+               ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role,
                    display_name = EXCLUDED.display_name, email = EXCLUDED.email,
                    timezone = EXCLUDED.timezone, locale = EXCLUDED.locale,
                    notify_email = EXCLUDED.notify_email,
@@ -127,20 +117,25 @@ class Storage:
         return bool(applied)
 
     async def enrolment(self, participant_id: str) -> Enrolment | None:
-        """What is stored of a person's enrolment, locked for this transaction; None if unknown."""
+        """What is stored of a person's enrolment, locked for this transaction; None if unknown.
+
+        Role "unknown" (revision -1) marks a withdrawal seen before any enrolment.
+        """
         row = await self._conn.fetchrow(
-            """SELECT role, programme_id, withdrawn, revision FROM notifications.participants
+            """SELECT programme_id, role, revision, withdrawn FROM notifications.participants
                WHERE participant_id = $1 FOR UPDATE""",
             participant_id,
         )
-        return None if row is None else Enrolment(**dict(row))
+        if row is None:
+            return None
+        return Enrolment.stored(row["programme_id"], row["role"], row["revision"], row["withdrawn"])
 
     async def withdraw(self, participant_id: str, programme_id: str, *, erase: bool) -> None:
         """Mark a person withdrawn; with `erase`, forget their name and address."""
         await self._conn.execute(
             """INSERT INTO notifications.participants AS p
-                   (participant_id, programme_id, role, withdrawn, erased)
-               VALUES ($1, $2, 'unknown', true, $3)
+                   (participant_id, programme_id, role, revision, withdrawn, erased)
+               VALUES ($1, $2, 'unknown', -1, true, $3)
                ON CONFLICT (participant_id) DO UPDATE SET withdrawn = true,
                    erased = p.erased OR $3,
                    display_name = CASE WHEN $3 THEN NULL ELSE p.display_name END,

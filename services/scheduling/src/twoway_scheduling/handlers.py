@@ -25,7 +25,12 @@ from twoway_shared.contract import (
     SessionScheduled,
     Topic,
 )
-from twoway_shared.platform.consumer import Rejected
+from twoway_shared.enrolment import (
+    Enrolment,
+    decide_profile,
+    decide_withdrawal,
+    profile_event_type,
+)
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_scheduling.domain.model import Person, SeriesRules, Window
@@ -81,26 +86,18 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """`participant.enrolled` and `participant.updated`: upsert, refit, book waiting pairs."""
     data, store = event.data, Storage(uow.conn)
     existing = (await store.lock_participants([data.participant_id])).get(data.participant_id)
-    changed = existing is not None and (existing.role, existing.programme_id) != (
-        data.role,
-        data.programme_id,
-    )
-    if existing is not None and existing.role is not None and changed:
-        raise Rejected(
-            f"participant {data.participant_id} is a {existing.role} in programme "
-            f"{existing.programme_id}; role and programme never change for an id, so "
-            "enrol the person again under a new participant_id"
-        )
-    if existing is not None and data.revision < existing.revision:
-        return  # stale
-    withdrawn = existing is not None and existing.withdrawn
-    if withdrawn and event.type == "participant.enrolled":
-        withdrawn = existing is not None and data.revision <= existing.revision
-    if withdrawn:
-        return  # withdrawn (maybe erased): keep nothing until a newer enrolment
+    if not decide_profile(
+        None if existing is None else _enrolment(existing),
+        event_type=profile_event_type(event.type),
+        participant_id=data.participant_id,
+        programme_id=data.programme_id,
+        role=data.role,
+        revision=data.revision,
+    ).applies():
+        return  # stale, or withdrawn until a newer enrolment
     person = person_of(data)
     await store.save_participant(
-        data.participant_id, data.programme_id, data.role, person, data.revision, withdrawn
+        data.participant_id, data.programme_id, data.role, person, data.revision, False
     )
     if existing is not None and existing.person is not None and existing.person != person:
         await _refit_future_sessions(store, uow, data.participant_id)
@@ -109,9 +106,18 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
             await _book(store, uow, pair)
 
 
+def _enrolment(p: Participant) -> Enrolment:
+    return Enrolment.stored(p.programme_id, p.role, p.revision, p.withdrawn)
+
+
 async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
     data, store = event.data, Storage(uow.conn)
-    await store.lock_participants([data.participant_id])
+    existing = (await store.lock_participants([data.participant_id])).get(data.participant_id)
+    decide_withdrawal(
+        None if existing is None else _enrolment(existing),
+        participant_id=data.participant_id,
+        programme_id=data.programme_id,
+    ).applies()
     await store.withdraw_participant(data.participant_id, data.programme_id)
     for pair in await store.active_pairs_of(data.participant_id):
         await _end_pair(store, uow, pair, "participant_withdrawn")

@@ -12,10 +12,13 @@ import asyncpg
 from aiokafka.errors import KafkaError
 
 from twoway_shared.contract import Event, InvalidRecord, Topic, parse_record
+from twoway_shared.errors import Rejected
 from twoway_shared.platform.deadletter import DeadLetters
 from twoway_shared.platform.inbox import Inbox
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.uow import Database, UnitOfWork
+
+__all__ = ["RecordProcessor", "Rejected"]
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +35,6 @@ _TRANSIENT = (
     asyncpg.TransactionRollbackError,
     KafkaError,
 )
-
-
-class Rejected(Exception):
-    """A valid record that breaks a business rule; it is dead-lettered with this reason."""
 
 
 class RecordProcessor:
