@@ -684,16 +684,6 @@ async def test_acceptance_accept_and_decline(stack: Stack, view: View) -> None:
     assert not {m2["email"], e2["email"]} & confirmed_to
 
 
-@pytest.mark.skip(
-    reason="proposal_ttl_hours is at least 1 h and the service processes read the system clock, "
-    "so an expiry cannot honestly be reached here; covered in-process with a movable clock by "
-    "services/matching/tests/test_matching_service.py::"
-    "test_unanswered_proposal_expires_and_both_return_to_the_pool (expires_at is checked above)"
-)
-def test_unanswered_proposal_expires() -> None:
-    """Placeholder that documents where expiry is covered."""
-
-
 # ---------------------------------------------------------------- 6. replay
 
 
