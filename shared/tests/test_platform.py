@@ -11,9 +11,12 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import generate_latest
 from twoway_shared.contract import (
     CONTENT_TYPE,
     Event,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
     ProgrammeMatchingRequested,
     Topic,
     encode,
@@ -26,7 +29,13 @@ from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
 from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.kafka import (
+    TopicReader,
+    ToSend,
+    eventually,
+    publish,
+    wait_until_consumed,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -75,8 +84,9 @@ def make_spec(tmp_path: Path, recorder: Recorder) -> ServiceSpec:
         name="matching",
         consumes=(Topic.PROGRAMMES,),
         produces=(Topic.PROGRAMMES,),
-        handlers={"programme.matching_requested": recorder.handle},
+        handlers={ProgrammeMatchingRequested: recorder.handle},
         migrations_dir=migrations,
+        ignores=(ProgrammeConfigured,),
     )
 
 
@@ -290,3 +300,44 @@ async def test_topics_are_created_with_configured_partitions(
     finally:
         await admin.close()
     assert {d["topic"]: len(d["partitions"]) for d in described} == dict.fromkeys(names, 4)
+
+
+async def test_ignored_event_types_are_counted_and_committed(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    runtime, recorder = running
+    topic = runtime.topic(Topic.PROGRAMMES)
+    configured = encode(new_event(ProgrammeConfigured(programme_id="p-ign"), source="/test"))
+    await publish(infra.kafka_bootstrap, [ToSend(topic, configured, b"p-ign")])
+    await wait_until_consumed(
+        infra.kafka_bootstrap, runtime.settings.consumer_group("matching"), [topic]
+    )
+    scraped = generate_latest(runtime.metrics.registry).decode()
+    assert (
+        f'twoway_records_ignored_total{{event_type="programme.configured",topic="{topic}"}} 1.0'
+        in scraped
+    )
+    assert recorder.calls == []
+
+
+def test_a_spec_must_handle_or_ignore_every_event_type_it_consumes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no handler for \['programme.configured'\]"):
+        ServiceSpec(
+            name="matching",
+            consumes=(Topic.PROGRAMMES,),
+            produces=(),
+            handlers={ProgrammeMatchingRequested: Recorder().handle},
+            migrations_dir=tmp_path,
+        )
+    with pytest.raises(ValueError, match="not on the topics it consumes"):
+        ServiceSpec(
+            name="matching",
+            consumes=(Topic.PROGRAMMES,),
+            produces=(),
+            handlers={ProgrammeMatchingRequested: Recorder().handle},
+            migrations_dir=tmp_path,
+            ignores=(ProgrammeConfigured, ParticipantWithdrawn),
+        )
+    spec = make_spec(tmp_path, Recorder())
+    assert spec.dispatch["programme.configured"] is None
+    assert spec.dispatch["programme.matching_requested"] is not None

@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from twoway_shared.contract import Topic
+from twoway_shared.contract.events import (
+    PairResponseSubmitted,
+    ParticipantEnrolled,
+    ParticipantUpdated,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+)
 from twoway_shared.platform.runtime import ServiceSpec
 
 from twoway_matching import handlers, http
@@ -22,12 +30,12 @@ def create_spec() -> ServiceSpec:
         consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
         produces=(Topic.PAIRS,),
         handlers={
-            "programme.configured": handlers.configure_programme,
-            "programme.matching_requested": handlers.request_matching,
-            "participant.enrolled": handlers.enrol,
-            "participant.updated": handlers.enrol,
-            "participant.withdrawn": handlers.withdraw,
-            "pair.response_submitted": handlers.respond,
+            ProgrammeConfigured: handlers.configure_programme,
+            ProgrammeMatchingRequested: handlers.request_matching,
+            ParticipantEnrolled: handlers.enrol,
+            ParticipantUpdated: handlers.enrol,
+            ParticipantWithdrawn: handlers.withdraw,
+            PairResponseSubmitted: handlers.respond,
         },
         migrations_dir=MIGRATIONS,
         routes=http.routes,

@@ -8,7 +8,7 @@ from twoway_shared.contract import Topic
 from twoway_shared.platform.runtime import ServiceSpec
 
 from twoway_notifications import api
-from twoway_notifications.handlers import HANDLERS
+from twoway_notifications.handlers import HANDLERS, IGNORES
 from twoway_notifications.sender import SenderOptions, sender_worker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -23,6 +23,7 @@ def create_spec(sender: SenderOptions | None = None) -> ServiceSpec:
         consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS),
         produces=(Topic.NOTIFICATIONS,),
         handlers=HANDLERS,
+        ignores=IGNORES,
         migrations_dir=MIGRATIONS,
         routes=api.routes,
         workers=(sender_worker(sender),),

@@ -5,20 +5,30 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from twoway_shared.contract import (
     Event,
     PairConfirmed,
+    PairDeclined,
     PairEnded,
     PairProposed,
+    PairResponseRejected,
+    ParticipantEnrolled,
     ParticipantProfile,
+    ParticipantUpdated,
     ParticipantWithdrawn,
     ProgrammeConfigured,
+    ProgrammeMatchingRequested,
     SessionBookingFailed,
     SessionCancelled,
+    SessionCompleted,
+    SessionMissed,
+    SessionRequestRejected,
     SessionRescheduled,
     SessionScheduled,
 )
 from twoway_shared.enrolment import decide_profile, decide_withdrawal, profile_event_type
+from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_notifications.domain.ids import notification_id
@@ -420,17 +430,27 @@ async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork)
         await _add_booking(store, uow, b.pair_id, b.mentor_id, b.mentee_id, event.id)
 
 
-HANDLERS: dict[str, Any] = {
-    "participant.enrolled": on_profile,
-    "participant.updated": on_profile,
-    "participant.withdrawn": on_withdrawn,
-    "programme.configured": on_programme_configured,
-    "pair.proposed": on_pair_proposed,
-    "pair.confirmed": on_pair_confirmed,
-    "pair.ended": on_pair_ended,
-    "session.scheduled": on_session_scheduled,
-    "session.rescheduled": on_session_rescheduled,
-    "session.cancelled": on_session_cancelled,
-    "session.booking_failed": on_booking_failed,
+HANDLERS: dict[type[BaseModel], Handler] = {
+    ParticipantEnrolled: on_profile,
+    ParticipantUpdated: on_profile,
+    ParticipantWithdrawn: on_withdrawn,
+    ProgrammeConfigured: on_programme_configured,
+    PairProposed: on_pair_proposed,
+    PairConfirmed: on_pair_confirmed,
+    PairEnded: on_pair_ended,
+    SessionScheduled: on_session_scheduled,
+    SessionRescheduled: on_session_rescheduled,
+    SessionCancelled: on_session_cancelled,
+    SessionBookingFailed: on_booking_failed,
 }
-"""Short event type -> handler; other event types are consumed (validated) and ignored."""
+"""Contract model -> handler."""
+
+IGNORES = (
+    ProgrammeMatchingRequested,
+    PairDeclined,
+    PairResponseRejected,
+    SessionCompleted,
+    SessionMissed,
+    SessionRequestRejected,
+)
+"""Event types that cause no email (a declined proposal is told by the portal)."""

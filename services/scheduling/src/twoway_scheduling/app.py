@@ -5,8 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import BaseModel
 from starlette.routing import BaseRoute
 from twoway_shared.contract import Topic
+from twoway_shared.contract.events import (
+    PairConfirmed,
+    PairDeclined,
+    PairEnded,
+    PairProposed,
+    PairResponseRejected,
+    ParticipantEnrolled,
+    ParticipantUpdated,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    SessionAttendanceRecorded,
+    SessionRescheduleRequested,
+)
 from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.runtime import Runtime, ServiceSpec
 
@@ -17,17 +32,18 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
     MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
-# pair.proposed and pair.declined need nothing from scheduling: only confirmed pairs are booked.
-HANDLERS: dict[str, Handler] = {
-    "programme.configured": handlers.on_programme_configured,
-    "participant.enrolled": handlers.on_profile,
-    "participant.updated": handlers.on_profile,
-    "participant.withdrawn": handlers.on_withdrawn,
-    "pair.confirmed": handlers.on_pair_confirmed,
-    "pair.ended": handlers.on_pair_ended,
-    "session.reschedule_requested": handlers.on_reschedule_requested,
-    "session.attendance_recorded": handlers.on_attendance_recorded,
+HANDLERS: dict[type[BaseModel], Handler] = {
+    ProgrammeConfigured: handlers.on_programme_configured,
+    ParticipantEnrolled: handlers.on_profile,
+    ParticipantUpdated: handlers.on_profile,
+    ParticipantWithdrawn: handlers.on_withdrawn,
+    PairConfirmed: handlers.on_pair_confirmed,
+    PairEnded: handlers.on_pair_ended,
+    SessionRescheduleRequested: handlers.on_reschedule_requested,
+    SessionAttendanceRecorded: handlers.on_attendance_recorded,
 }
+# Only confirmed pairs are booked, and matching rounds are matching's business.
+IGNORES = (ProgrammeMatchingRequested, PairProposed, PairDeclined, PairResponseRejected)
 
 
 def _routes(runtime: Runtime) -> Sequence[BaseRoute]:
@@ -41,6 +57,7 @@ def create_spec() -> ServiceSpec:
         consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSION_REQUESTS),
         produces=(Topic.SESSIONS,),
         handlers=HANDLERS,
+        ignores=IGNORES,
         migrations_dir=MIGRATIONS,
         routes=_routes,
     )

@@ -46,7 +46,7 @@ class RecordProcessor:
         service: str,
         topic_prefix: str,
         consumes: list[Topic],
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | None],
         database: Database,
         dead_letters: DeadLetters,
         metrics: Metrics,
@@ -117,6 +117,8 @@ class RecordProcessor:
                     return
                 if handler is not None:
                     await handler(event, uow)
+                else:
+                    self._metrics.ignored.labels(record.topic, event.type).inc()
         except Rejected as exc:
             await self._dead_letters.send(record, str(exc))
         finally:

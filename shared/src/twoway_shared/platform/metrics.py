@@ -33,6 +33,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.ignored = Counter(
+            "twoway_records_ignored",
+            "Valid records of an event type this service deliberately does not act on.",
+            ["topic", "event_type"],
+            registry=r,
+        )
         self.handler_failures = Counter(
             "twoway_handler_failures",
             "Handler attempts that failed, by topic.",

@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
+from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from twoway_shared.contract import Topic
+from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, event_type_of
 from twoway_shared.platform.consumer import Handler, RecordProcessor
 from twoway_shared.platform.db import create_pool
 from twoway_shared.platform.deadletter import DeadLetters
@@ -47,10 +48,36 @@ class ServiceSpec:
     name: str
     consumes: tuple[Topic, ...]
     produces: tuple[Topic, ...]
-    handlers: Mapping[str, Handler]
+    handlers: Mapping[type[BaseModel], Handler]
+    """Contract data model -> its handler."""
     migrations_dir: Path
     routes: Callable[[Runtime], Sequence[BaseRoute]] = field(default=lambda _: ())
     workers: tuple[Worker, ...] = ()
+    ignores: tuple[type[BaseModel], ...] = ()
+    """Event types of consumed topics this service validates and then deliberately ignores."""
+
+    def __post_init__(self) -> None:
+        # Checked when the service is built, i.e. at start-up: a consumed event type with no
+        # handler would otherwise be claimed in the inbox and committed without a trace.
+        handled = {event_type_of(model) for model in self.handlers}
+        ignored = {event_type_of(model) for model in self.ignores}
+        expected = {t for topic in self.consumes for t in TOPIC_EVENT_TYPES[topic]}
+        if missing := expected - handled - ignored:
+            raise ValueError(
+                f"{self.name}: no handler for {sorted(missing)}; handle them or list them in "
+                "ignores"
+            )
+        if stray := (handled | ignored) - expected:
+            raise ValueError(f"{self.name}: {sorted(stray)} are not on the topics it consumes")
+        if both := handled & ignored:
+            raise ValueError(f"{self.name}: {sorted(both)} are both handled and ignored")
+
+    @property
+    def dispatch(self) -> dict[str, Handler | None]:
+        """Short event type -> handler, or None for an event type it ignores."""
+        table: dict[str, Handler | None] = {event_type_of(m): None for m in self.ignores}
+        table.update({event_type_of(m): h for m, h in self.handlers.items()})
+        return table
 
     @property
     def schema(self) -> str:
@@ -140,7 +167,7 @@ class Runtime:
             service=spec.name,
             topic_prefix=settings.topic_prefix,
             consumes=list(spec.consumes),
-            handlers=spec.handlers,
+            handlers=spec.dispatch,
             database=self.database,
             dead_letters=dead_letters,
             metrics=self.metrics,
