@@ -22,9 +22,9 @@ from twoway_matching.domain.model import (
     MatchingRules,
     Participant,
     RoundInput,
-    Window,
 )
 from twoway_matching.domain.solver import Edges, eligible_edges, prune, solve
+from twoway_shared.wallclock import Window
 
 ZONES = [
     "Europe/London",

@@ -7,9 +7,10 @@ from datetime import date
 
 import pytest
 from twoway_matching.domain.availability import first_week_intervals
-from twoway_matching.domain.model import MatchingRules, Participant, RoundInput, Window
+from twoway_matching.domain.model import MatchingRules, Participant, RoundInput
 from twoway_matching.domain.rules import evaluate, reasons
 from twoway_matching.domain.solver import match_round
+from twoway_shared.wallclock import Window
 
 MON, TUE, WED = 0, 1, 2
 
@@ -177,3 +178,10 @@ def test_round_prefers_more_pairs_over_a_higher_score() -> None:
     weak = replace(weak, languages=frozenset({"fr"}))
     pairs = match_round(RoundInput(RULES, (strong, weak), (e1, e2)))
     assert {(p.mentor_id, p.mentee_id) for p in pairs} == {("m2", "e1"), ("m1", "e2")}
+
+
+def test_pair_ids_are_pinned() -> None:
+    # Published ids never change across versions: consumers deduplicate on them.
+    from twoway_matching.handlers import pair_id_for
+
+    assert pair_id_for("RM", "M1", "E1") == "314becc9-00fd-55e1-8e7d-316e3d6a44f0"

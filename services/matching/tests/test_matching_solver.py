@@ -6,9 +6,10 @@ import random
 from datetime import date
 
 import pytest
-from twoway_matching.domain.model import MatchingRules, Participant, RoundInput, Window
+from twoway_matching.domain.model import MatchingRules, Participant, RoundInput
 from twoway_matching.domain.rules import evaluate
 from twoway_matching.domain.solver import eligible_edges, match_round
+from twoway_shared.wallclock import Window
 
 ZONES = ["Europe/London", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Sydney"]
 TAGS = ["ai", "social-media", "cloud", "strategy", "finance", "leadership", "data"]

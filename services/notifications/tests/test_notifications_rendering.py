@@ -221,3 +221,13 @@ def test_cancellation_holds_every_cancelled_session() -> None:
 def test_nothing_left_to_tell_gives_no_email() -> None:
     m = message(Template.REMINDER, session_id="s1")
     assert compose(m, DANA, SAM, [session(1, status="cancelled")], SETTINGS, NOW) is None
+
+
+def test_notification_ids_are_pinned() -> None:
+    # Published ids never change across versions: the sender and consumers deduplicate on them.
+    from twoway_notifications.domain.ids import notification_id, outcome_event_id
+    from twoway_notifications.domain.model import Template
+
+    nid = notification_id(Template.BOOKING, "E1", "P1", 0)
+    assert nid == "3929f697-c4ca-52ac-9a74-577d20f6ccd2"
+    assert outcome_event_id(nid, "sent") == "4a8fa781-944f-5dd2-9047-8f17a7167e13"

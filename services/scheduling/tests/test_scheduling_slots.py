@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twoway_scheduling.domain.model import Person, SeriesRules, Window
+from twoway_scheduling.domain.model import Person, SeriesRules
 from twoway_scheduling.domain.slots import SlotFinder, find_move, plan_series, refit_session
+from twoway_shared.wallclock import Window
 
 
 def fits(person: Person, start: datetime, minutes: int) -> bool:
@@ -325,3 +326,10 @@ def test_every_booking_fits_both_people_and_never_overlaps(
             end = start + timedelta(minutes=minutes)
             assert all(end <= b_start or b_end <= start for b_start, b_end in booked)
         booked += [(s, s + timedelta(minutes=minutes)) for s in plan.starts]
+
+
+def test_session_ids_are_pinned() -> None:
+    # Published ids never change across versions: consumers deduplicate on them.
+    from twoway_scheduling.handlers import session_id_for
+
+    assert session_id_for("P1", 3) == "8ac38473-a449-54a9-85c4-7f02cc7ff381"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from twoway_shared.enrolment import (
     decide_withdrawal,
     profile_event_type,
 )
+from twoway_shared.ids import StableIds
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -39,17 +39,17 @@ from twoway_matching.storage import Pair
 
 DeclineReason = Literal["declined", "expired", "withdrawn"]
 
-_IDS = uuid.UUID("7c0b8d1e-2f43-4d8a-9a51-6f2e0c9b3a17")
+_IDS = StableIds("7c0b8d1e-2f43-4d8a-9a51-6f2e0c9b3a17")
 
 
 def pair_id_for(programme_id: str, mentor_id: str, mentee_id: str) -> str:
     """Stable: two people are paired at most once per programme."""
-    return str(uuid.uuid5(_IDS, f"pair/{programme_id}/{mentor_id}/{mentee_id}"))
+    return _IDS("pair", programme_id, mentor_id, mentee_id)
 
 
 def event_id_for(pair_id: str, what: str) -> str:
     """Stable event ids: the same fact published again carries the same id."""
-    return str(uuid.uuid5(_IDS, f"event/{pair_id}/{what}"))
+    return _IDS("event", pair_id, what)
 
 
 # ------------------------------------------------------------------ programmes

@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 from twoway_shared.contract import ProgrammeConfigured
+from twoway_shared.wallclock import Window
 
-from twoway_matching.domain.model import MatchingRules, Participant, Window
+from twoway_matching.domain.model import MatchingRules, Participant
 
 # Rounds in continuous mode wait this long for more changes, and run at most this often.
 ROUND_DEBOUNCE = timedelta(seconds=1)

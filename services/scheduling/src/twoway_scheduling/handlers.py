@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
-from uuid import UUID, uuid5
 
 from twoway_shared.contract import (
     Event,
@@ -31,9 +30,11 @@ from twoway_shared.enrolment import (
     decide_withdrawal,
     profile_event_type,
 )
+from twoway_shared.ids import StableIds
 from twoway_shared.platform.uow import UnitOfWork
+from twoway_shared.wallclock import Window
 
-from twoway_scheduling.domain.model import Person, SeriesRules, Window
+from twoway_scheduling.domain.model import Person, SeriesRules
 from twoway_scheduling.domain.slots import (
     SEARCH_WEEKS,
     SlotFinder,
@@ -47,11 +48,7 @@ CancelReason = Literal["pair_ended", "participant_withdrawn", "no_slot"]
 MoveReason = Literal["requested", "availability_changed"]
 
 # Ids derived from what they name, so a replay or redelivery produces the same ids.
-_NAMESPACE = UUID("3f1c9a0e-5b7d-4e8a-9c61-2d4f6b8e0a17")
-
-
-def stable_id(*parts: object) -> str:
-    return str(uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
+stable_id = StableIds("3f1c9a0e-5b7d-4e8a-9c61-2d4f6b8e0a17")
 
 
 def session_id_for(pair_id: str, sequence: int) -> str:

@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 import orjson
+from twoway_shared.wallclock import Window
 
-from twoway_scheduling.domain.model import Person, SeriesRules, Window
+from twoway_scheduling.domain.model import Person, SeriesRules
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from twoway_shared.wallclock import Window
+
 Role = Literal["mentor", "mentee"]
 
 # Scores are compared as integers (millionths) so the solver and any check agree exactly.
 SCORE_UNITS = 1_000_000
-
-
-@dataclass(frozen=True)
-class Window:
-    """A weekly availability window in its owner's timezone; minutes from local midnight."""
-
-    weekday: int  # 0 = Monday
-    start_minute: int
-    end_minute: int  # up to 1440 (24:00)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Plain data the slot finder works on: weekly windows, people and programme rules."""
+"""Plain data the slot finder works on: people and programme rules (windows: wallclock)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from twoway_shared.wallclock import Window
+
 Cadence = Literal["weekly", "fortnightly"]
-
-
-@dataclass(frozen=True, order=True)
-class Window:
-    """A weekly availability window in its owner's timezone; minutes from local midnight."""
-
-    weekday: int  # 0 = Monday
-    start_minute: int
-    end_minute: int  # up to 1440 (24:00)
 
 
 @dataclass(frozen=True)

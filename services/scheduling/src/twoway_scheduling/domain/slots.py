@@ -10,9 +10,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from twoway_shared.intervals import Interval, intersect, merge, subtract
-
-from twoway_scheduling.domain.model import Person, SeriesPlan, SeriesRules
-from twoway_scheduling.domain.zones import (
+from twoway_shared.wallclock import (
     available,
     ceil_minute,
     day_minute,
@@ -23,6 +21,8 @@ from twoway_scheduling.domain.zones import (
     wall_to_utc,
     week_grid,
 )
+
+from twoway_scheduling.domain.model import Person, SeriesPlan, SeriesRules
 
 SEARCH_WEEKS = 8
 """How far session 1 and a moved session are searched, and how many skipped weeks end a series."""

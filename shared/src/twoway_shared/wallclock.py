@@ -1,14 +1,27 @@
-"""Wall-clock maths: availability windows and the mentee's 15-minute grid as UTC minutes."""
+"""Wall-clock maths, one way for every service: weekly windows and local grids as UTC minutes.
+
+Exact at daylight-saving changes: a window loses the hour the clock skips and, in a repeated
+hour, holds both occurrences; a local time that does not exist is not a candidate start.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from twoway_shared.intervals import Interval, merge
 
-from twoway_scheduling.domain.model import Window
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A weekly availability window in its owner's timezone; minutes from local midnight."""
+
+    weekday: int  # 0 = Monday
+    start_minute: int
+    end_minute: int  # up to 1440 (24:00)
+
 
 Segment = tuple[int, int, int]  # [start, end) in UTC minutes during which `offset` applies
 
