@@ -22,9 +22,6 @@ from twoway_shared.contract import (
     ParticipantEnrolled,
     ProgrammeConfigured,
     Topic,
-    encode,
-    new_event,
-    partition_key,
 )
 from twoway_shared.platform.roles import provision
 from twoway_shared.platform.runtime import Runtime, run_migrations
@@ -61,12 +58,9 @@ def person(participant_id: str, role: str, rng: random.Random) -> ParticipantEnr
 
 
 def to_send(
-    settings: SchedulingSettings,
-    topic: Topic,
-    data: ProgrammeConfigured | ParticipantEnrolled | PairConfirmed,
+    settings: SchedulingSettings, data: ProgrammeConfigured | ParticipantEnrolled | PairConfirmed
 ) -> ToSend:
-    event = new_event(data, source="/bench")
-    return ToSend(settings.topic(topic), encode(event), partition_key(topic, data))
+    return ToSend.event(settings.topic_prefix, data, source="/bench")
 
 
 async def main(pairs: int) -> None:
@@ -89,22 +83,14 @@ async def main(pairs: int) -> None:
     setup = [
         to_send(
             settings,
-            Topic.PROGRAMMES,
             ProgrammeConfigured(programme_id="BENCH", starts_on=NOW.date()),
         ),
-        *(
-            to_send(settings, Topic.ENROLMENTS, person(f"M{i}", "mentor", rng))
-            for i in range(mentors)
-        ),
-        *(
-            to_send(settings, Topic.ENROLMENTS, person(f"E{i}", "mentee", rng))
-            for i in range(pairs)
-        ),
+        *(to_send(settings, person(f"M{i}", "mentor", rng)) for i in range(mentors)),
+        *(to_send(settings, person(f"E{i}", "mentee", rng)) for i in range(pairs)),
     ]
     confirmations = [
         to_send(
             settings,
-            Topic.PAIRS,
             PairConfirmed(
                 pair_id=f"P{i}",
                 programme_id="BENCH",

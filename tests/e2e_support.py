@@ -24,14 +24,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import icalendar
+import orjson
 from pydantic import BaseModel
 from twoway_shared.contract import (
     WEEKDAYS,
     ProgrammeConfigured,
     Topic,
-    encode,
-    new_event,
-    partition_key,
     topic_name,
 )
 from twoway_shared.localstack.mailsink import MailSink
@@ -143,7 +141,7 @@ class Stack:
     def alive(self) -> bool:
         return all(p.returncode is None for p in self.processes.values())
 
-    async def send(self, *items: BaseModel | tuple[Topic, BaseModel]) -> list[str]:
+    async def send(self, *items: BaseModel) -> list[str]:
         """Publish contract events in order, each on its topic with its key; their ids.
 
         Programme settings go first and are consumed by every service before the rest:
@@ -156,13 +154,12 @@ class Stack:
             await self.consumed()
         return ids + await self._publish(rest)
 
-    async def _publish(self, items: Sequence[BaseModel | tuple[Topic, BaseModel]]) -> list[str]:
+    async def _publish(self, items: Sequence[BaseModel]) -> list[str]:
         records, ids = [], []
-        for item in items:
-            topic, data = item if isinstance(item, tuple) else (topic_of_model(item), item)
-            event = new_event(data, source=SOURCE)
-            ids.append(event.id)
-            records.append(ToSend(self.topic(topic), encode(event), partition_key(topic, data)))
+        for data in items:
+            record = ToSend.event(self.prefix, data, source=SOURCE)
+            ids.append(orjson.loads(record.value or b"{}")["id"])
+            records.append(record)
         if records:
             await publish(self.kafka, records)
         return ids

@@ -28,8 +28,6 @@ from twoway_shared.contract import (
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
     Topic,
-    encode,
-    new_event,
 )
 from twoway_shared.testing.infra import SERVICES, Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
@@ -443,16 +441,7 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
     pair_id = first["data"]["pair_id"]
 
     def good(data: Any) -> ToSend:
-        from twoway_shared.contract import partition_key
-
-        from tests.e2e_support import topic_of_model
-
-        topic = topic_of_model(data)
-        return ToSend(
-            stack.topic(topic),
-            encode(new_event(data, source="/tests/e2e")),
-            partition_key(topic, data),
-        )
+        return ToSend.event(stack.prefix, data, source="/tests/e2e")
 
     changed_role = dict(m1, role="mentee", revision=1)
     role_change = good(ParticipantUpdated.model_validate(changed_role))

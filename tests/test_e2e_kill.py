@@ -14,7 +14,6 @@ from twoway_shared.contract import (
     ParticipantEnrolled,
     ProgrammeConfigured,
     SessionScheduled,
-    Topic,
 )
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import eventually
@@ -68,7 +67,7 @@ async def test_killed_service_sends_a_pending_reminder_once(stack: Stack) -> Non
         ProgrammeConfigured(programme_id=PROGRAMME, reminder_minutes=[1]), mentor, mentee
     )
     await stack.consumed(["notifications"])
-    await stack.send((Topic.SESSIONS, session))
+    await stack.send(session)
     await stack.consumed(["notifications"])
 
     # The reminders are stored; kill the process before they are due, with no chance to drain.

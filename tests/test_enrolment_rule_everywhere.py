@@ -23,11 +23,7 @@ from twoway_scheduling.app import create_spec as scheduling_spec
 from twoway_scheduling.config import SchedulingSettings
 from twoway_shared.contract import (
     EVENT_MODELS,
-    EVENT_TOPIC,
     Topic,
-    encode,
-    new_event,
-    partition_key,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime
@@ -47,9 +43,7 @@ SERVICES = (
 def record(prefix: str, event_type: str, event_id: str, **data: Any) -> ToSend:
     model: type[BaseModel] = EVENT_MODELS[event_type]
     payload = model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **data})
-    topic = EVENT_TOPIC[event_type]
-    event = new_event(payload, source="/test", event_id=event_id)
-    return ToSend(f"{prefix}{topic.value}", encode(event), partition_key(topic, payload))
+    return ToSend.event(prefix, payload, source="/test", event_id=event_id)
 
 
 @pytest.fixture

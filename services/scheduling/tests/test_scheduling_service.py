@@ -20,11 +20,7 @@ from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
 from twoway_shared.contract import (
     EVENT_MODELS,
-    EVENT_TOPIC,
     Topic,
-    encode,
-    new_event,
-    partition_key,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime, run_migrations
@@ -51,9 +47,12 @@ class Harness:
         model: type[BaseModel] = EVENT_MODELS[event_type]
         payload = model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **data})
         self._counter += 1
-        event = new_event(payload, source="/test", event_id=event_id or f"in-{self._counter}")
-        topic = EVENT_TOPIC[event_type]
-        return ToSend(self.runtime.topic(topic), encode(event), partition_key(topic, payload))
+        return ToSend.event(
+            self.runtime.settings.topic_prefix,
+            payload,
+            source="/test",
+            event_id=event_id or f"in-{self._counter}",
+        )
 
     async def send(self, *records: ToSend) -> None:
         await publish(self.bootstrap, records)

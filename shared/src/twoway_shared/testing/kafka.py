@@ -10,6 +10,16 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import BaseModel
+
+from twoway_shared.contract import (
+    EVENT_TOPIC,
+    encode,
+    event_type_of,
+    new_event,
+    partition_key,
+    topic_name,
+)
 
 T = TypeVar("T")
 
@@ -102,6 +112,18 @@ class ToSend:
     value: bytes | None
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def event(
+        cls, prefix: str, data: BaseModel, *, source: str, event_id: str | None = None
+    ) -> ToSend:
+        """A contract event as a record: its topic under `prefix`, key, and a new envelope."""
+        topic = EVENT_TOPIC[event_type_of(type(data))]
+        return cls(
+            topic_name(prefix, topic),
+            encode(new_event(data, source=source, event_id=event_id)),
+            partition_key(topic, data),
+        )
 
 
 async def publish(bootstrap: str, records: Sequence[ToSend]) -> None:
