@@ -35,6 +35,7 @@ from twoway_shared.platform.uow import UnitOfWork
 from twoway_shared.wallclock import Window
 
 from twoway_scheduling.domain.model import Person, SeriesRules
+from twoway_scheduling.domain.requests import attendance_refusal, outcome, reschedule_refusal
 from twoway_scheduling.domain.slots import (
     SEARCH_WEEKS,
     SlotFinder,
@@ -305,40 +306,23 @@ def _reject(
     )
 
 
-def _not_in_pair(session: Session | None, pair_id: str, session_id: str) -> str | None:
-    if session is None:
-        return f"There is no session {session_id}; check the link or calendar entry used."
-    if session.pair_id != pair_id:
-        return f"Session {session_id} does not belong to pair {pair_id}."
-    return None
-
-
 async def on_reschedule_requested(
     event: Event[SessionRescheduleRequested], uow: UnitOfWork
 ) -> None:
     data, store = event.data, Storage(uow.conn)
     session = await store.lock_session(data.session_id)
-
-    def reject(reason: str) -> None:
-        _reject(uow, event, data.requested_by, "reschedule", reason)
-
-    problem = _not_in_pair(session, data.pair_id, data.session_id)
-    if problem is not None:
-        return reject(problem)
-    assert session is not None
-    if data.requested_by not in (session.mentor_id, session.mentee_id):
-        return reject("Only the mentor or the mentee of this session can move it.")
-    if session.status == "cancelled":
-        return reject("This session was cancelled, so it cannot be moved.")
-    rules = await store.programme_rules(session.programme_id)
+    rules = None if session is None else await store.programme_rules(session.programme_id)
+    refusal = reschedule_refusal(
+        session,
+        session_id=data.session_id,
+        pair_id=data.pair_id,
+        requested_by=data.requested_by,
+        now=uow.now,
+        min_notice_hours=rules.min_notice_hours if rules else 0,
+    )
+    if refusal is not None or session is None or rules is None:
+        return _reject(uow, event, data.requested_by, "reschedule", refusal or "")
     earliest = uow.now + rules.min_notice
-    if session.status != "scheduled" or session.starts_at <= uow.now:
-        return reject("This session has already taken place, so it cannot be moved.")
-    if session.starts_at <= earliest:
-        return reject(
-            f"This session starts in less than {rules.min_notice_hours} hours, the programme's "
-            "minimum notice, so it can no longer be moved."
-        )
     found = await _finder_for(store, uow, session)
     new_start = None
     if found is not None:
@@ -346,10 +330,14 @@ async def on_reschedule_requested(
         not_before = max(earliest, data.not_before) if data.not_before else earliest
         new_start = find_move(finder, session.starts_at, not_before, pair_weeks)
     if new_start is None:
-        return reject(
+        return _reject(
+            uow,
+            event,
+            data.requested_by,
+            "reschedule",
             f"No other time in the {SEARCH_WEEKS} weeks searched fits both people's "
             "availability without clashing with another session or a week that already "
-            "holds one of this pair's sessions; the session stays at its current time."
+            "holds one of this pair's sessions; the session stays at its current time.",
         )
     await _move(store, uow, session, new_start, "requested")
 
@@ -357,45 +345,39 @@ async def on_reschedule_requested(
 async def on_attendance_recorded(event: Event[SessionAttendanceRecorded], uow: UnitOfWork) -> None:
     data, store = event.data, Storage(uow.conn)
     session = await store.lock_session(data.session_id)
-
-    def reject(reason: str) -> None:
-        _reject(uow, event, data.participant_id, "attendance", reason)
-
-    problem = _not_in_pair(session, data.pair_id, data.session_id)
-    if problem is not None:
-        return reject(problem)
-    assert session is not None
-    if data.participant_id not in (session.mentor_id, session.mentee_id):
-        return reject("Only the mentor or the mentee of this session can record attendance.")
-    if session.status == "cancelled":
-        return reject("This session was cancelled, so attendance cannot be recorded for it.")
+    refusal = attendance_refusal(
+        session,
+        session_id=data.session_id,
+        pair_id=data.pair_id,
+        participant_id=data.participant_id,
+    )
+    if refusal is not None or session is None:
+        return _reject(uow, event, data.participant_id, "attendance", refusal or "")
     if session.status != "scheduled":
         return  # the outcome is published; later records have no effect
     await store.record_attendance(
         session.session_id, data.participant_id, data.attended, data.rating
     )
     records = await store.attendance(session.session_id)
-    mentor, mentee = records.get(session.mentor_id), records.get(session.mentee_id)
-    if mentor is None or mentee is None:
+    result = outcome(records.get(session.mentor_id), records.get(session.mentee_id))
+    if result is None:
         return
+    await store.set_outcome(session.session_id, result.status)
     event_id = stable_id(session.session_id, "outcome")
-    if mentor.attended and mentee.attended:
-        await store.set_outcome(session.session_id, "completed")
+    if result.status == "completed":
         uow.emit(
             Topic.SESSIONS,
             SessionCompleted(
                 **_session_fields(session),
                 minutes=session.minutes,
-                ratings=Ratings(mentor=mentor.rating, mentee=mentee.rating),
+                ratings=Ratings(mentor=result.mentor_rating, mentee=result.mentee_rating),
             ),
             event_id=event_id,
         )
     else:
-        await store.set_outcome(session.session_id, "missed")
-        absent = [r.participant_id for r in (mentor, mentee) if not r.attended]
         uow.emit(
             Topic.SESSIONS,
-            SessionMissed(**_session_fields(session), absent=absent),
+            SessionMissed(**_session_fields(session), absent=list(result.absent)),
             event_id=event_id,
         )
 

@@ -12,6 +12,7 @@ import orjson
 from twoway_shared.wallclock import Window
 
 from twoway_scheduling.domain.model import Person, SeriesRules
+from twoway_scheduling.domain.requests import Attendance
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,6 @@ class Session:
     @staticmethod
     def from_row(row: asyncpg.Record) -> Session:
         return Session(**dict(row))
-
-
-@dataclass(frozen=True)
-class Attendance:
-    """What one person recorded about one session."""
-
-    participant_id: str
-    attended: bool
-    rating: int | None
 
 
 def windows_json(windows: Sequence[Window]) -> str:
