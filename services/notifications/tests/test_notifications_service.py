@@ -411,8 +411,13 @@ async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness) -
     assert datetime.now(UTC) >= late - timedelta(minutes=1)
     # The mentee opted out of reminders: nothing, and no failure.
     assert sink.to(MENTEE, "reminder") == []
-    statuses = await harness.rows(
-        "SELECT participant_id, status FROM notifications.messages WHERE template = 'reminder'"
+    # The mentee's second reminder is due with the mentor's: wait until it is resolved too.
+    statuses = await eventually(
+        lambda: harness.rows(
+            "SELECT participant_id, status FROM notifications.messages WHERE template = 'reminder'"
+        ),
+        lambda rows: all(r["status"] != "pending" for r in rows),
+        what="every due reminder resolved",
     )
     assert sorted((r["participant_id"], r["status"]) for r in statuses) == [
         ("E1", "skipped"),

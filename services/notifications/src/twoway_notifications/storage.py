@@ -11,6 +11,7 @@ import asyncpg
 from twoway_shared.enrolment import Enrolment
 
 from twoway_notifications.domain.model import Contact, Message, Session, Template
+from twoway_notifications.domain.rules import Verdict, decide
 
 DUE_CHANNEL = "twoway_notifications_due"
 """LISTEN/NOTIFY channel that wakes the senders when a message becomes due."""
@@ -387,22 +388,37 @@ class Storage:
         if released != "UPDATE 0":
             await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
-    async def release_resolved_waiting(self, now: datetime) -> None:
-        """A sweep for the rare wait recorded just as the awaited details arrived."""
-        released = await self._conn.execute(
-            """UPDATE notifications.messages m SET status = 'pending',
-                   due_at = GREATEST(m.due_at, $1)
-               WHERE m.status = 'waiting'
-                 AND EXISTS (SELECT 1 FROM notifications.participants p
-                             WHERE p.participant_id = m.participant_id
-                               AND (p.erased OR p.email IS NOT NULL))
-                 AND (NOT m.needs_partner OR m.partner_id IS NULL
-                      OR EXISTS (SELECT 1 FROM notifications.participants q
-                                 WHERE q.participant_id = m.partner_id
-                                   AND (q.erased OR q.email IS NOT NULL)))""",
-            now,
+    async def release_resolved_waiting(self, now: datetime, limit: int = 500) -> None:
+        """A sweep for the rare wait recorded just as the awaited details arrived.
+
+        Whether a message may go is decided by the one rule, `domain.rules.decide`: a waiting
+        message is released when that rule would no longer make it wait.
+        """
+        rows = await self._conn.fetch(
+            """SELECT * FROM notifications.messages WHERE status = 'waiting'
+               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            limit,
         )
-        if released != "UPDATE 0":
+        if not rows:
+            return
+        waiting = [_message(r) for r in rows]
+        contacts = await self.contacts(
+            {m.participant_id for m in waiting} | {m.partner_id for m in waiting if m.partner_id}
+        )
+        resolved = [
+            m.notification_id
+            for m in waiting
+            if decide(m, contacts.get(m.participant_id), contacts.get(m.partner_id or "")).verdict
+            is not Verdict.WAIT
+        ]
+        if resolved:
+            await self._conn.execute(
+                """UPDATE notifications.messages SET status = 'pending',
+                       due_at = GREATEST(due_at, $2)
+                   WHERE notification_id = ANY($1::text[]) AND status = 'waiting'""",
+                resolved,
+                now,
+            )
             await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
     async def skip_unsent_to(self, participant_id: str, why: str) -> None:

@@ -1,0 +1,91 @@
+"""Notifications' handlers against the real PostgreSQL, one unit of work each, no Kafka."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from twoway_notifications.app import create_spec
+from twoway_notifications.storage import Storage
+from twoway_shared.contract import (
+    PairConfirmed,
+    PairEnded,
+    ParticipantEnrolled,
+    ParticipantWithdrawn,
+)
+from twoway_shared.contract.examples import EXAMPLE_DATA
+from twoway_shared.testing.handlers import HandlerBench
+
+pytestmark = pytest.mark.infra
+
+NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+PAIR = {"pair_id": "P1", "programme_id": "RM", "mentor_id": "M1", "mentee_id": "E1"}
+
+
+def person(participant_id: str, role: str, **changes: Any) -> ParticipantEnrolled:
+    data: dict[str, Any] = copy.deepcopy(EXAMPLE_DATA["participant.enrolled"])
+    data.update(participant_id=participant_id, programme_id="RM", role=role, manager_id=None)
+    data.update(email=f"{participant_id.lower()}@example.com", **changes)
+    return ParticipantEnrolled.model_validate(data)
+
+
+@pytest.fixture
+async def bench(service_dsns: dict[str, str]) -> AsyncIterator[HandlerBench]:
+    async with HandlerBench.open(create_spec(), service_dsns["notifications"], NOW) as opened:
+        yield opened
+
+
+async def messages(bench: HandlerBench) -> list[tuple[str, str, str]]:
+    rows = await bench.fetch(
+        "SELECT participant_id, template, status FROM notifications.messages"
+        " ORDER BY participant_id, template"
+    )
+    return [(r["participant_id"], r["template"], r["status"]) for r in rows]
+
+
+async def test_confirmation_is_queued_for_both_once(bench: HandlerBench) -> None:
+    await bench.handle(person("M1", "mentor"))
+    await bench.handle(PairConfirmed(**PAIR))
+    # Queued for both even before the mentee is known: the sender decides when one may go.
+    assert await messages(bench) == [
+        ("E1", "pair_confirmed", "pending"),
+        ("M1", "pair_confirmed", "pending"),
+    ]
+    await bench.handle(PairConfirmed(**PAIR))  # the same facts again: nothing new
+    assert len(await messages(bench)) == 2
+
+
+async def test_the_sweep_releases_what_the_one_rule_would_send(bench: HandlerBench) -> None:
+    await bench.handle(person("M1", "mentor"))
+    await bench.handle(person("E1", "mentee"))
+    await bench.handle(PairConfirmed(**PAIR))
+    await bench.handle(PairConfirmed(**{**PAIR, "pair_id": "P2", "mentee_id": "E9"}))
+    # A wait recorded just as the details arrived (the race the sweep exists for).
+    await bench.pool.execute("UPDATE notifications.messages SET status = 'waiting'")
+    async with bench.pool.acquire() as conn, conn.transaction():
+        await Storage(conn).release_resolved_waiting(NOW)
+    rows = await bench.fetch(
+        "SELECT pair_id, participant_id, status FROM notifications.messages"
+        " ORDER BY pair_id, participant_id"
+    )
+    assert [(r["pair_id"], r["participant_id"], r["status"]) for r in rows] == [
+        ("P1", "E1", "pending"),
+        ("P1", "M1", "pending"),
+        ("P2", "E9", "waiting"),  # the recipient is unknown
+        ("P2", "M1", "waiting"),  # the partner it names is unknown
+    ]
+
+
+async def test_partner_withdrew_tells_only_the_remaining_partner(bench: HandlerBench) -> None:
+    await bench.handle(person("M1", "mentor"))
+    await bench.handle(person("E1", "mentee"))
+    await bench.handle(PairEnded(**PAIR, reason="withdrawn", withdrawn_by="M1"))
+    await bench.handle(ParticipantWithdrawn(participant_id="M1", programme_id="RM", erase=True))
+    assert await messages(bench) == [("E1", "partner_withdrew", "pending")]
+    rows = await bench.fetch(
+        "SELECT email, display_name FROM notifications.participants WHERE participant_id = 'M1'"
+    )
+    assert (rows[0]["email"], rows[0]["display_name"]) == (None, None)
