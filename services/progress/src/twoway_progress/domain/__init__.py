@@ -1,0 +1,1 @@
+"""Progress's pure rules: health, fit check, inactivity timers, completion, credits, xAPI."""

@@ -1,0 +1,401 @@
+"""One function per consumed event type, each inside the unit of work the platform opens."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from twoway_shared.contract import (
+    Event,
+    PairConfirmed,
+    PairEnded,
+    ParticipantProfile,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    SessionBookingFailed,
+    SessionCancelled,
+    SessionCompleted,
+    SessionMissed,
+    SessionScheduled,
+    Topic,
+)
+from twoway_shared.contract.events import (
+    CreditAwarded,
+    PairCompleted,
+    PairGoalsSet,
+    PairHealthChanged,
+    PairRematchRequested,
+    SessionFeedbackSubmitted,
+)
+from twoway_shared.platform.consumer import Handler, Rejected
+from twoway_shared.platform.uow import UnitOfWork
+
+from twoway_progress.domain import rules as r
+from twoway_progress.domain.model import PairState, Role, Rules
+from twoway_progress.domain.xapi import Attended, CompletedCredit
+from twoway_progress.storage import Credit, Pair, Storage
+
+_NAMESPACE = UUID("5d2a8c4e-7f13-4b6a-8e90-1c3b5d7f9a2e")
+
+
+def stable_id(*parts: object) -> str:
+    """An id derived from what it names, so a replay gives the same id."""
+    return str(uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def credit_id_for(pair_id: str, participant_id: str) -> str:
+    """The same pair and person always give the same credit id."""
+    return stable_id("credit", pair_id, participant_id)
+
+
+# ---------------------------------------------------------------- programmes and people
+
+
+async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    settings = data.progress
+    rules = Rules(
+        fit_check=settings.fit_check,
+        inactive_warning_days=settings.inactive_warning_days,
+        inactive_close_days=settings.inactive_close_days,
+        credit_minutes=settings.credit_minutes,
+    )
+    await store.save_programme(data.programme_id, data.name, rules)
+    await store.recheck_programme(data.programme_id, uow.now)
+
+
+async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
+    """`participant.enrolled` and `participant.updated`: keep the role and the display name."""
+    data, store = event.data, Storage(uow.conn)
+    existing = await store.lock_participant(data.participant_id)
+    changed = existing is not None and (existing.role, existing.programme_id) != (
+        data.role,
+        data.programme_id,
+    )
+    if existing is not None and existing.role is not None and changed:
+        raise Rejected(
+            f"participant {data.participant_id} is a {existing.role} in programme "
+            f"{existing.programme_id}; role and programme never change for an id, so "
+            "enrol the person again under a new participant_id"
+        )
+    if existing is not None and data.revision < existing.revision:
+        return  # stale
+    if existing is not None and existing.withdrawn:
+        reactivated = event.type == "participant.enrolled" and data.revision > existing.revision
+        if not reactivated:
+            return  # withdrawn (maybe erased): keep nothing until a newer enrolment
+    await store.save_participant(
+        data.participant_id, data.programme_id, data.role, data.display_name, data.revision
+    )
+
+
+async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
+    """The pairs end with matching's `pair.ended`; with `erase`, the person's text goes now."""
+    data, store = event.data, Storage(uow.conn)
+    await store.lock_participant(data.participant_id)
+    await store.withdraw_participant(data.participant_id, data.programme_id)
+    if data.erase:
+        await store.erase_participant(data.participant_id)
+
+
+# ---------------------------------------------------------------- pairs and sessions
+
+
+async def _pair_of(store: Storage, data: Any) -> Pair:
+    """The pair an event names, added from the event's own fields when new, locked."""
+    await store.add_pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id)
+    pair = await store.lock_pair(data.pair_id)
+    assert pair is not None
+    return pair
+
+
+async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
+    store = Storage(uow.conn)
+    await reassess(store, uow, await _pair_of(store, event.data))
+
+
+async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
+    """Timers stop; nothing more is assessed or awarded for an ended pair."""
+    store = Storage(uow.conn)
+    pair = await _pair_of(store, event.data)
+    if pair.active:
+        await store.end_pair(pair.pair_id, event.data.reason)
+
+
+async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
+    """`session.scheduled` and `session.rescheduled`: the session's current time."""
+    data, store = event.data, Storage(uow.conn)
+    pair = await _pair_of(store, data)
+    await store.set_series(pair.pair_id, total=data.total, booked=None)
+    await store.save_session_time(
+        data.session_id, data.pair_id, data.sequence, data.starts_at, data.ends_at
+    )
+    await reassess(store, uow, await _fresh(store, pair))
+
+
+async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair = await _pair_of(store, data)
+    await store.save_session_status(data.session_id, data.pair_id, data.sequence, "cancelled")
+    await reassess(store, uow, pair)
+
+
+async def on_session_completed(event: Event[SessionCompleted], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair = await _pair_of(store, data)
+    await store.save_session_status(
+        data.session_id, data.pair_id, data.sequence, "completed", data.minutes
+    )
+    found = await store.session(data.session_id)
+    ended_at = found[1].ends_at if found is not None and found[1].ends_at else uow.now
+    for participant_id in (data.mentor_id, data.mentee_id):
+        fact = Attended(
+            participant_id=participant_id,
+            session_id=data.session_id,
+            pair_id=data.pair_id,
+            programme_id=data.programme_id,
+            sequence=data.sequence,
+            minutes=data.minutes,
+            ended_at=ended_at,
+        )
+        await store.enqueue_statement(fact.statement_id, "attended", _fact_json(fact), uow.now)
+    await reassess(store, uow, pair)
+
+
+async def on_session_missed(event: Event[SessionMissed], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair = await _pair_of(store, data)
+    await store.save_session_status(data.session_id, data.pair_id, data.sequence, "missed")
+    await reassess(store, uow, pair)
+
+
+async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair = await _pair_of(store, data)
+    await store.set_series(pair.pair_id, total=data.total, booked=data.booked)
+    await reassess(store, uow, await _fresh(store, pair))
+
+
+async def _fresh(store: Storage, pair: Pair) -> Pair:
+    found = await store.pair(pair.pair_id)
+    assert found is not None
+    return found
+
+
+# ---------------------------------------------------------------- feedback and goals
+
+
+async def _member_pair(store: Storage, pair_id: str, participant_id: str) -> tuple[Pair, Role]:
+    pair = await store.lock_pair(pair_id)
+    if pair is None:
+        raise Rejected(f"pair {pair_id} is not known to progress (no confirmed pair by that id)")
+    if participant_id == pair.mentor_id:
+        return pair, "mentor"
+    if participant_id == pair.mentee_id:
+        return pair, "mentee"
+    raise Rejected(f"participant {participant_id} is not one of the two people of pair {pair_id}")
+
+
+async def on_feedback_submitted(event: Event[SessionFeedbackSubmitted], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    pair, role = await _member_pair(store, data.pair_id, data.participant_id)
+    found = await store.session(data.session_id)
+    if found is None or found[0] != data.pair_id:
+        raise Rejected(f"session {data.session_id} is not a session of pair {data.pair_id}")
+    session = found[1]
+    started = session.has_outcome or (
+        session.starts_at is not None and session.starts_at <= uow.now
+    )
+    if not started:
+        raise Rejected(f"session {data.session_id} has not started yet; feedback comes after it")
+    person = await store.participant(data.participant_id)
+    if person is not None and person.erased:
+        return  # an erased person's late feedback is not kept
+    await store.save_feedback(
+        session_id=data.session_id,
+        participant_id=data.participant_id,
+        pair_id=data.pair_id,
+        programme_id=pair.programme_id,
+        role=role,
+        sequence=session.sequence,
+        rating=data.rating,
+        learned=data.learned,
+        fit=data.fit,
+        comment=data.comment,
+        now=uow.now,
+    )
+    await reassess(store, uow, pair)
+
+
+async def on_goals_set(event: Event[PairGoalsSet], uow: UnitOfWork) -> None:
+    data, store = event.data, Storage(uow.conn)
+    await _member_pair(store, data.pair_id, data.participant_id)
+    person = await store.participant(data.participant_id)
+    if person is not None and person.erased:
+        return
+    goals = list(dict.fromkeys((g.tag, g.note) for g in data.goals))
+    await store.replace_goals(data.pair_id, data.participant_id, goals)
+
+
+# ---------------------------------------------------------------- assessment
+
+
+async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
+    """Apply every rule to the pair as it is now: health, fit check, close, completion, timer."""
+    if not pair.active or pair.completed_at is not None:
+        return
+    rules = await store.programme_rules(pair.programme_id)
+    state = await store.pair_state(pair)
+    now = uow.now
+    health = r.assess(state, rules, now)
+    if (health.health, health.reasons) != (pair.health, pair.reasons):
+        uow.emit(
+            Topic.PROGRESS,
+            PairHealthChanged(
+                pair_id=pair.pair_id,
+                programme_id=pair.programme_id,
+                mentor_id=pair.mentor_id,
+                mentee_id=pair.mentee_id,
+                health=health.health,
+                reasons=list(health.reasons),
+                sessions_completed=sum(s.status == "completed" for s in state.sessions),
+                sessions_missed=sum(s.status == "missed" for s in state.sessions),
+                last_activity_at=r.last_completed_end(state),
+            ),
+        )
+    rematch = pair.rematch_requested
+    if rematch is None and r.not_a_fit(state, rules):
+        rematch = "not_a_fit"
+    elif rematch is None and health.health == "inactive" and r.due_for_close(state, rules, now):
+        rematch = "inactive"
+    if rematch is not None and pair.rematch_requested is None:
+        # Never says who answered: the event is about the pair, its id about the pair only.
+        uow.emit(
+            Topic.PROGRESS,
+            PairRematchRequested(
+                pair_id=pair.pair_id,
+                programme_id=pair.programme_id,
+                mentor_id=pair.mentor_id,
+                mentee_id=pair.mentee_id,
+                reason=rematch,
+            ),
+            event_id=stable_id(pair.pair_id, "rematch_requested"),
+        )
+    completed_at: datetime | None = None
+    if rematch is None and r.is_complete(state):
+        completed_at = now
+        await _complete(store, uow, pair, state, rules)
+    done = rematch is not None or completed_at is not None
+    await store.save_assessment(
+        pair.pair_id,
+        health=health.health,
+        reasons=health.reasons,
+        next_check_at=None if done else r.next_check(state, rules, now),
+        rematch_requested=rematch,
+        completed_at=completed_at,
+    )
+
+
+async def _complete(
+    store: Storage, uow: UnitOfWork, pair: Pair, state: PairState, rules: Rules
+) -> None:
+    outcome = r.completion(state, rules)
+    uow.emit(
+        Topic.PROGRESS,
+        PairCompleted(
+            pair_id=pair.pair_id,
+            programme_id=pair.programme_id,
+            mentor_id=pair.mentor_id,
+            mentee_id=pair.mentee_id,
+            sessions_completed=outcome.sessions_completed,
+            sessions_missed=outcome.sessions_missed,
+            minutes=outcome.minutes,
+            mentee_learned=outcome.mentee_learned,
+            mentor_learned=outcome.mentor_learned,
+        ),
+        event_id=stable_id(pair.pair_id, "completed"),
+    )
+    completed = [s for s in state.sessions if s.status == "completed"]
+    starts = [s.starts_at for s in completed if s.starts_at is not None]
+    ends = [s.ends_at for s in completed if s.ends_at is not None]
+    learned = {"mentee": outcome.mentee_learned, "mentor": outcome.mentor_learned}
+    people: dict[Role, str] = {"mentor": pair.mentor_id, "mentee": pair.mentee_id}
+    for role, credits in outcome.credits.items():
+        participant_id = people[role]
+        credit = Credit(
+            credit_id=credit_id_for(pair.pair_id, participant_id),
+            participant_id=participant_id,
+            programme_id=pair.programme_id,
+            pair_id=pair.pair_id,
+            role=role,
+            sessions_completed=outcome.sessions_completed,
+            minutes=outcome.minutes,
+            credits=credits,
+            topics=learned[role],
+            issued_at=uow.now,
+            first_session_at=min(starts) if starts else None,
+            last_session_at=max(ends) if ends else None,
+        )
+        if not await store.add_credit(credit):
+            continue
+        uow.emit(
+            Topic.PROGRESS,
+            CreditAwarded(
+                credit_id=credit.credit_id,
+                participant_id=participant_id,
+                programme_id=pair.programme_id,
+                pair_id=pair.pair_id,
+                role=role,
+                sessions_completed=credit.sessions_completed,
+                minutes=credit.minutes,
+                credits=credit.credits,
+                topics=credit.topics,
+                issued_at=credit.issued_at,
+            ),
+            event_id=stable_id(credit.credit_id, "awarded"),
+        )
+        fact = CompletedCredit(
+            credit_id=credit.credit_id,
+            participant_id=participant_id,
+            pair_id=pair.pair_id,
+            programme_id=pair.programme_id,
+            minutes=credit.minutes,
+            credits=credit.credits,
+            issued_at=credit.issued_at,
+        )
+        await store.enqueue_statement(fact.statement_id, "completed", _fact_json(fact), uow.now)
+
+
+def _fact_json(fact: Attended | CompletedCredit) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(fact).items()}
+
+
+def fact_from_json(kind: str, data: dict[str, Any]) -> Attended | CompletedCredit:
+    """The fact a queued statement row holds, as the statement builder takes it."""
+    fields = dict(data)
+    if kind == "attended":
+        fields["ended_at"] = datetime.fromisoformat(fields["ended_at"])
+        return Attended(**fields)
+    fields["issued_at"] = datetime.fromisoformat(fields["issued_at"])
+    return CompletedCredit(**fields)
+
+
+HANDLERS: dict[str, Handler] = {
+    "programme.configured": on_programme_configured,
+    "participant.enrolled": on_profile,
+    "participant.updated": on_profile,
+    "participant.withdrawn": on_withdrawn,
+    "pair.confirmed": on_pair_confirmed,
+    "pair.ended": on_pair_ended,
+    "session.scheduled": on_session_scheduled,
+    "session.rescheduled": on_session_scheduled,
+    "session.cancelled": on_session_cancelled,
+    "session.completed": on_session_completed,
+    "session.missed": on_session_missed,
+    "session.booking_failed": on_booking_failed,
+    "session.feedback_submitted": on_feedback_submitted,
+    "pair.goals_set": on_goals_set,
+}
+"""pair.proposed, pair.declined, response and request rejections need nothing from progress."""
