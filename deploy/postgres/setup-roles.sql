@@ -41,6 +41,7 @@ SELECT :'database' ~ '^[a-z_][a-z0-9_]*$' AND length(:'database') <= 63
 SELECT :'role_prefix' || 'matching' AS matching_role,
        :'role_prefix' || 'scheduling' AS scheduling_role,
        :'role_prefix' || 'notifications' AS notifications_role,
+       :'role_prefix' || 'progress' AS progress_role,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS twoway_superuser \gset
 
 -- 1. The database, closed to everyone but the roles granted CONNECT below.
@@ -50,19 +51,19 @@ REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
 
 -- 2. One login role per service; an existing one is brought back to least privilege.
 SELECT format('CREATE ROLE %I LOGIN', role)
-  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role']) AS role
+  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role', :'progress_role']) AS role
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role) \gexec
 \if :twoway_superuser
 SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS',
               role)
-  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role']) AS role \gexec
+  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role', :'progress_role']) AS role \gexec
 \else
 -- Only a superuser may touch REPLICATION and BYPASSRLS; a non-superuser admin (managed
 -- services) must also be a member of a role to hand it a schema.
 SELECT format('ALTER ROLE %I LOGIN NOCREATEDB NOCREATEROLE', role)
-  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role']) AS role \gexec
+  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role', :'progress_role']) AS role \gexec
 SELECT format('GRANT %I TO CURRENT_USER', role)
-  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role']) AS role \gexec
+  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role', :'progress_role']) AS role \gexec
 \endif
 
 \if :{?password}
@@ -71,14 +72,14 @@ SELECT format('GRANT %I TO CURRENT_USER', role)
 SET log_statement = 'none';
 \endif
 SELECT format('ALTER ROLE %I PASSWORD %L', role, :'password')
-  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role']) AS role \gexec
+  FROM unnest(ARRAY[:'matching_role', :'scheduling_role', :'notifications_role', :'progress_role']) AS role \gexec
 \if :twoway_superuser
 RESET log_statement;
 \endif
 \endif
 
 GRANT CONNECT ON DATABASE :"database"
-   TO :"matching_role", :"scheduling_role", :"notifications_role";
+   TO :"matching_role", :"scheduling_role", :"notifications_role", :"progress_role";
 
 -- 3. Inside the database: one schema per service, owned by its role.
 \connect :"database"
@@ -93,13 +94,15 @@ SELECT format(
          schema, role)
   FROM (VALUES ('matching', :'matching_role'),
                ('scheduling', :'scheduling_role'),
-               ('notifications', :'notifications_role')) AS wanted (schema, role) \gexec
+               ('notifications', :'notifications_role'),
+               ('progress', :'progress_role')) AS wanted (schema, role) \gexec
 
 -- Unqualified names then mean the service's own schema.
 SELECT format('ALTER ROLE %I IN DATABASE %I SET search_path = %I',
               role, current_database(), schema)
   FROM (VALUES ('matching', :'matching_role'),
                ('scheduling', :'scheduling_role'),
-               ('notifications', :'notifications_role')) AS wanted (schema, role) \gexec
+               ('notifications', :'notifications_role'),
+               ('progress', :'progress_role')) AS wanted (schema, role) \gexec
 
-\echo 'Twoway database' :'database' 'is set up for roles' :'matching_role' :'scheduling_role' :'notifications_role'
+\echo 'Twoway database' :'database' 'is set up for roles' :'matching_role' :'scheduling_role' :'notifications_role' :'progress_role'

@@ -18,7 +18,7 @@ from twoway_shared.localstack.stack import LocalStack
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.infra import SERVICES, repo_root
 
-HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083}
+HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083, "progress": 8084}
 
 
 @dataclass

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-SERVICES = ("matching", "scheduling", "notifications")
+SERVICES = ("matching", "scheduling", "notifications", "progress")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # PostgreSQL silently truncates longer names, which would break the DSNs we hand out.
 _MAX_NAME = 63

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from twoway_shared.localstack.stack import LocalStack
 
-SERVICES = ("matching", "scheduling", "notifications")
+SERVICES = ("matching", "scheduling", "notifications", "progress")
 
 
 @dataclass(frozen=True)
