@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lint fmt test test-fast contract stack-up stack-down run demo clean
+.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
@@ -20,6 +20,7 @@ system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -30,6 +31,12 @@ install: system-deps
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	$(UV) sync --all-packages --frozen -q
 
+# Ralph (France Université Numérique's LRS) in its own virtualenv, for the xAPI tests.
+RALPH_DIR := .stack/tools/ralph
+lrs: install
+	@test -x $(RALPH_DIR)/bin/uvicorn || { $(UV) venv -q --python $(PYTHON) $(RALPH_DIR) && \
+	  $(UV) pip install -q --python $(RALPH_DIR)/bin/python "ralph-malph[lrs]==5.1.0" "requests>=2.32"; }
+
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
@@ -39,7 +46,7 @@ fmt: install
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-test: install
+test: install lrs
 	$(UV) run pytest -q -p no:cacheprovider
 
 test-fast: install
