@@ -1,4 +1,4 @@
-"""End-to-end helpers: the three real services as processes, a mail sink, events and mail."""
+"""End-to-end helpers: the four real services as processes, a mail sink, events and mail."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ CONSUMES: dict[str, tuple[Topic, ...]] = {
     "matching": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
     "scheduling": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSION_REQUESTS),
     "notifications": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS),
+    "progress": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS, Topic.FEEDBACK),
 }
 """Each service's input topics (its `ServiceSpec.consumes`)."""
 
@@ -62,7 +63,7 @@ def script(service: str) -> str:
 
 @dataclass
 class Stack:
-    """The three services as `twoway-<svc> run` processes on their own ports and topic prefix."""
+    """The services as `twoway-<svc> run` processes on their own ports and topic prefix."""
 
     kafka: str
     admin_dsn: str
@@ -72,6 +73,8 @@ class Stack:
     mail: MailSink
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """service -> more TWOWAY_* settings (e.g. progress's xAPI endpoint)."""
 
     def topic(self, topic: Topic) -> str:
         return topic_name(self.prefix, topic)
@@ -91,6 +94,7 @@ class Stack:
             TWOWAY_PORTAL_URL="http://portal.test",
             TWOWAY_LOG_LEVEL="INFO",
         )
+        env.update(self.extra_env.get(service, {}))
         return env
 
     async def start(self) -> None:
@@ -186,15 +190,25 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(kafka: str, admin_dsn: str, root: Path) -> AsyncIterator[Stack]:
-    """A fresh database with least-privileged roles, an SMTP sink, and the three services."""
+async def running_stack(
+    kafka: str, admin_dsn: str, root: Path, extra_env: dict[str, dict[str, str]] | None = None
+) -> AsyncIterator[Stack]:
+    """A fresh database with least-privileged roles, an SMTP sink, and the four services."""
     database = unique_name("t_")
     dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
     parts = urlsplit(admin_dsn)
     database_dsn = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
     sink = MailSink(root / "mail", port=free_port())
     sink.start()
-    stack = Stack(kafka, database_dsn, dsns, f"{unique_name('t')}.", root / "logs", sink)
+    stack = Stack(
+        kafka,
+        database_dsn,
+        dsns,
+        f"{unique_name('t')}.",
+        root / "logs",
+        sink,
+        extra_env=extra_env or {},
+    )
     try:
         await stack.start()
         yield stack

@@ -258,13 +258,13 @@ async def test_cohort_flows_to_pairs_sessions_and_booking_emails(stack: Stack, v
 
 
 async def personal_data_hits(stack: Stack, needles: list[str]) -> list[str]:
-    """Every `schema.table.column` of the three schemas whose text holds one of `needles`."""
+    """Every `schema.table.column` of the four schemas whose text holds one of `needles`."""
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
         columns = await conn.fetch(
             """SELECT table_schema, table_name, column_name, data_type
                FROM information_schema.columns
-               WHERE table_schema IN ('matching', 'scheduling', 'notifications')"""
+               WHERE table_schema IN ('matching', 'scheduling', 'notifications', 'progress')"""
         )
         assert {c["table_schema"] for c in columns} == set(SERVICES)
         hits = []

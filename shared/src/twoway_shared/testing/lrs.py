@@ -1,4 +1,5 @@
-"""Ralph, a real learning record store, as a process the tests can stop and start again."""
+"""Ralph, a real learning record store (installed by `make lrs`), as a process tests can stop
+and start again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from twoway_shared.testing.infra import repo_root
 from twoway_shared.testing.kafka import eventually
 

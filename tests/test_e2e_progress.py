@@ -1,0 +1,342 @@
+"""Progress end to end: the four real services as processes, real Kafka, PostgreSQL, and a real
+LRS (Ralph): a pair that completes and earns credits (through an LRS outage), a pair that is not
+a fit, and erasure. The inactive pair warned and closed needs days to pass: it is tested
+in-process with a movable clock (services/progress/tests)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
+from twoway_progress.handlers import credit_id_for
+from twoway_shared.contract import (
+    ParticipantEnrolled,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    SessionAttendanceRecorded,
+    Topic,
+)
+from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
+from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.kafka import TopicReader, eventually
+from twoway_shared.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
+
+from tests.e2e_support import Stack, events, person, running_stack
+
+pytestmark = [
+    pytest.mark.infra,
+    pytest.mark.skipif(not ralph_installed(), reason="Ralph is not installed: run `make lrs`"),
+]
+
+ALL_DAY = [
+    {"day": d, "start": "00:00", "end": "24:00"}
+    for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+]
+PORTAL = "http://portal.test"
+
+
+def programme(programme_id: str, sessions: int) -> ProgrammeConfigured:
+    """Sessions booked from now on (no notice), no reminders, credits per 50 minutes."""
+    return ProgrammeConfigured.model_validate(
+        {
+            "programme_id": programme_id,
+            "name": f"Progress {programme_id}",
+            "starts_on": datetime.now(UTC).date().isoformat(),
+            "min_notice_hours": 0,
+            "sessions": sessions,
+            "reminder_minutes": [],
+            "progress": {"credit_minutes": 50},
+        }
+    )
+
+
+def enrolled(participant_id: str, programme_id: str, role: str, **more: Any) -> ParticipantEnrolled:
+    profile = person(participant_id, programme_id, role, availability=ALL_DAY, **more)
+    return ParticipantEnrolled.model_validate(profile)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lrs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RalphLrs]:
+    """Ralph on a port of its own; it starts down (an outage) until a test starts it."""
+    found = RalphLrs(tmp_path_factory.mktemp("ralph"))
+    try:
+        yield found
+    finally:
+        await found.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stack(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, lrs: RalphLrs
+) -> AsyncIterator[Stack]:
+    root = tmp_path_factory.mktemp("e2e-progress")
+    xapi = {
+        "TWOWAY_XAPI_ENDPOINT": lrs.endpoint,
+        "TWOWAY_XAPI_USERNAME": USER,
+        "TWOWAY_XAPI_PASSWORD": PASSWORD,
+    }
+    async with running_stack(
+        infra.kafka_bootstrap, infra.admin_dsn, root, extra_env={"progress": xapi}
+    ) as stack:
+        yield stack
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def reader(stack: Stack) -> AsyncIterator[TopicReader]:
+    topics = [Topic.PAIRS, Topic.SESSIONS, Topic.PROGRESS, Topic.DEADLETTER]
+    async with TopicReader(stack.kafka, [stack.topic(t) for t in topics]) as found:
+        yield found
+
+
+class View:
+    def __init__(self, stack: Stack, reader: TopicReader) -> None:
+        self.stack, self.reader = stack, reader
+
+    def of(self, topic: Topic, kind: str, **match: Any) -> list[dict[str, Any]]:
+        found = events(self.reader.records, self.stack.topic(topic), kind)
+        return [e["data"] for e in found if all(e["data"].get(k) == v for k, v in match.items())]
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
+        await self.reader.wait_for(lambda _: condition(), timeout=timeout, what=what)
+
+    async def pair_of(self, mentee: str) -> dict[str, Any]:
+        await self.until(
+            lambda: bool(self.of(Topic.PAIRS, "pair.confirmed", mentee_id=mentee)),
+            f"a pair for {mentee}",
+        )
+        return self.of(Topic.PAIRS, "pair.confirmed", mentee_id=mentee)[0]
+
+    async def series(self, pair_id: str, total: int) -> list[dict[str, Any]]:
+        await self.until(
+            lambda: len(self.of(Topic.SESSIONS, "session.scheduled", pair_id=pair_id)) == total,
+            f"{total} sessions of {pair_id}",
+        )
+        return sorted(
+            self.of(Topic.SESSIONS, "session.scheduled", pair_id=pair_id),
+            key=lambda s: s["sequence"],
+        )
+
+
+@pytest.fixture
+def view(stack: Stack, reader: TopicReader) -> View:
+    return View(stack, reader)
+
+
+def attended(session: dict[str, Any], who: str) -> SessionAttendanceRecorded:
+    return SessionAttendanceRecorded(
+        session_id=session["session_id"],
+        pair_id=session["pair_id"],
+        participant_id=who,
+        attended=True,
+        rating=5,
+    )
+
+
+async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]) -> None:
+    """Both people attend each session; scheduling completes them; progress has seen it."""
+    await stack.send(
+        *(attended(s, who) for s in sessions for who in (s["mentor_id"], s["mentee_id"]))
+    )
+    ids = {s["session_id"] for s in sessions}
+    await view.until(
+        lambda: ids <= {c["session_id"] for c in view.of(Topic.SESSIONS, "session.completed")},
+        "the sessions completed",
+    )
+    await stack.consumed(["progress"])
+
+
+async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_after_an_outage(
+    stack: Stack, view: View, lrs: RalphLrs
+) -> None:
+    programme_id = "PG-DONE"
+    await stack.send(
+        programme(programme_id, sessions=2),
+        enrolled("D-M1", programme_id, "mentor"),
+        enrolled("D-E1", programme_id, "mentee", name="Ada Lovelace"),
+    )
+    pair = await view.pair_of("D-E1")
+    pair_id = pair["pair_id"]
+    sessions = await view.series(pair_id, 2)
+    await stack.send(
+        PairGoalsSet(
+            pair_id=pair_id,
+            participant_id="D-E1",
+            goals=[{"tag": "python", "note": "automate reports"}],
+        )
+    )
+    await hold_sessions(stack, view, sessions[:1])
+    await stack.send(
+        SessionFeedbackSubmitted(
+            session_id=sessions[0]["session_id"],
+            pair_id=pair_id,
+            participant_id="D-E1",
+            learned=["Python"],
+            rating=5,
+            fit="good",
+            comment="very kind",
+        ),
+        SessionFeedbackSubmitted(
+            session_id=sessions[0]["session_id"],
+            pair_id=pair_id,
+            participant_id="D-M1",
+            learned=["leadership"],
+            rating=4,
+            fit="good",
+        ),
+    )
+    await stack.consumed(["progress"])
+    await hold_sessions(stack, view, sessions[1:])
+
+    await view.until(
+        lambda: len(view.of(Topic.PROGRESS, "credit.awarded", pair_id=pair_id)) == 2, "credits"
+    )
+    (completed,) = view.of(Topic.PROGRESS, "pair.completed", pair_id=pair_id)
+    assert (completed["sessions_completed"], completed["minutes"]) == (2, 60)
+    assert completed["mentee_learned"] == ["python"]
+    assert completed["mentor_learned"] == ["leadership"]
+    credits = {
+        c["participant_id"]: c for c in view.of(Topic.PROGRESS, "credit.awarded", pair_id=pair_id)
+    }
+    assert {p: c["credits"] for p, c in credits.items()} == {"D-M1": 1.2, "D-E1": 1.2}
+    assert credits["D-E1"]["credit_id"] == credit_id_for(pair_id, "D-E1")
+
+    progress = await stack.get("progress", f"/pairs/{pair_id}/progress")
+    assert progress["completed"] is True
+    assert progress["mentee"]["goals"] == [
+        {"tag": "python", "note": "automate reports", "matched": True}
+    ]
+    assert "very kind" not in str(progress)
+    listed = await stack.get("progress", "/participants/D-E1/credits")
+    async with httpx.AsyncClient(base_url=stack.url("progress")) as client:
+        pdf = await client.get(listed[0]["certificate"])
+    assert pdf.status_code == 200
+    assert pdf.content.startswith(b"%PDF")
+
+    # The LRS was down all along: the statements wait in progress's queue...
+    expected = {
+        attended_statement_id(s["session_id"], who) for s in sessions for who in ("D-M1", "D-E1")
+    }
+    expected |= {completed_statement_id(c["credit_id"]) for c in credits.values()}
+    conn = await asyncpg.connect(stack.admin_dsn)
+    try:
+        waiting = {
+            r["statement_id"]
+            for r in await conn.fetch("SELECT statement_id FROM progress.statements")
+        }
+        assert expected <= waiting
+        # ...until it is back: then each arrives, once.
+        await lrs.start()
+        await eventually(
+            lambda: conn.fetchval("SELECT count(*) FROM progress.statements"),
+            lambda n: n == 0,
+            timeout=120,
+            what="every statement sent",
+        )
+    finally:
+        await conn.close()
+    held = await lrs.statements()
+    ids = [s["id"] for s in held]
+    assert len(ids) == len(set(ids))
+    assert expected <= set(ids)
+    assert all(s["actor"]["account"]["homePage"] == PORTAL for s in held)
+
+
+async def test_a_pair_that_is_not_a_fit_is_asked_to_be_rematched_without_naming_anyone(
+    stack: Stack, view: View
+) -> None:
+    programme_id = "PG-FIT"
+    await stack.send(
+        programme(programme_id, sessions=3),
+        enrolled("F-M1", programme_id, "mentor"),
+        enrolled("F-E1", programme_id, "mentee"),
+    )
+    pair = await view.pair_of("F-E1")
+    sessions = await view.series(pair["pair_id"], 3)
+    await hold_sessions(stack, view, sessions[:1])
+    await stack.send(
+        SessionFeedbackSubmitted(
+            session_id=sessions[0]["session_id"],
+            pair_id=pair["pair_id"],
+            participant_id="F-M1",
+            rating=2,
+            fit="not_a_fit",
+            comment="we do not click",
+        )
+    )
+    await view.until(
+        lambda: bool(view.of(Topic.PROGRESS, "pair.rematch_requested", pair_id=pair["pair_id"])),
+        "pair.rematch_requested",
+    )
+    (request,) = view.of(Topic.PROGRESS, "pair.rematch_requested", pair_id=pair["pair_id"])
+    assert request == {
+        "pair_id": pair["pair_id"],
+        "programme_id": programme_id,
+        "mentor_id": "F-M1",
+        "mentee_id": "F-E1",
+        "reason": "not_a_fit",
+    }
+    assert view.of(Topic.DEADLETTER, "session.feedback_submitted") == []
+
+
+async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text(
+    stack: Stack, view: View
+) -> None:
+    programme_id = "PG-ERASE"
+    await stack.send(
+        programme(programme_id, sessions=2),
+        enrolled("X-M1", programme_id, "mentor"),
+        enrolled("X-E1", programme_id, "mentee", name="Zebulon Erasable"),
+    )
+    pair = await view.pair_of("X-E1")
+    sessions = await view.series(pair["pair_id"], 2)
+    await hold_sessions(stack, view, sessions[:1])
+    await stack.send(
+        PairGoalsSet(
+            pair_id=pair["pair_id"],
+            participant_id="X-E1",
+            goals=[{"tag": "python", "note": "zq-goal-note"}],
+        ),
+        SessionFeedbackSubmitted(
+            session_id=sessions[0]["session_id"],
+            pair_id=pair["pair_id"],
+            participant_id="X-E1",
+            learned=["python"],
+            rating=4,
+            comment="zq-private-comment",
+        ),
+    )
+    await stack.consumed(["progress"])
+
+    async def hits() -> list[str]:
+        conn = await asyncpg.connect(stack.admin_dsn)
+        try:
+            columns = await conn.fetch(
+                """SELECT table_name, column_name FROM information_schema.columns
+                   WHERE table_schema = 'progress' AND data_type <> 'bytea'"""
+            )
+            found = []
+            for c in columns:
+                for needle in ("zq-", "Zebulon"):
+                    table, column = c["table_name"], c["column_name"]
+                    n = await conn.fetchval(
+                        f'SELECT count(*) FROM progress."{table}" WHERE "{column}"::text LIKE $1',
+                        f"%{needle}%",
+                    )
+                    if n:
+                        found.append(f"{c['table_name']}.{c['column_name']} holds {needle}")
+            return found
+        finally:
+            await conn.close()
+
+    assert len(await hits()) >= 3  # the search finds the goal note, the comment and the name
+    await stack.send(
+        ParticipantWithdrawn(participant_id="X-E1", programme_id=programme_id, erase=True)
+    )
+    await stack.consumed(["progress"])
+    assert await hits() == []
