@@ -1,4 +1,4 @@
-"""The one enrolment rule gives the same outcome in matching, scheduling and notifications.
+"""The one enrolment rule gives the same outcome in matching, scheduling, notifications, progress.
 
 The cases that drifted before it was one rule: a withdrawal seen before the enrolment (the
 person must end up enrolled with their role everywhere), and a withdrawal naming the wrong
@@ -19,6 +19,8 @@ from twoway_matching.app import create_spec as matching_spec
 from twoway_matching.config import MatchingSettings
 from twoway_notifications.app import create_spec as notifications_spec
 from twoway_notifications.config import NotificationsSettings
+from twoway_progress.app import create_spec as progress_spec
+from twoway_progress.config import ProgressSettings
 from twoway_scheduling.app import create_spec as scheduling_spec
 from twoway_scheduling.config import SchedulingSettings
 from twoway_shared.contract import (
@@ -37,6 +39,7 @@ SERVICES = (
     ("matching", matching_spec, MatchingSettings),
     ("scheduling", scheduling_spec, SchedulingSettings),
     ("notifications", notifications_spec, NotificationsSettings),
+    ("progress", progress_spec, ProgressSettings),
 )
 
 
@@ -78,6 +81,11 @@ async def stored_people(runtime: Runtime) -> dict[str, tuple[str | None, bool, b
             "SELECT participant_id, role, withdrawn, timezone IS NOT NULL AS data"
             " FROM scheduling.participants"
         )
+    elif schema == "progress":
+        rows = await runtime.pool.fetch(
+            "SELECT participant_id, role, withdrawn, display_name IS NOT NULL AS data"
+            " FROM progress.participants"
+        )
     else:
         rows = await runtime.pool.fetch(
             "SELECT participant_id, NULLIF(role, 'unknown') AS role, withdrawn,"
@@ -114,10 +122,10 @@ async def test_drifted_orderings_now_agree(
                 runtime.settings.consumer_group(runtime.spec.name),
                 [runtime.topic(Topic.ENROLMENTS)],
             )
-        await dead.wait_for(lambda got: len(got) >= 3, what="3 dead letters")
+        await dead.wait_for(lambda got: len(got) >= len(SERVICES), what="a dead letter each")
         letters = dead.on(f"{topic_prefix}{Topic.DEADLETTER.value}")
     consumers = sorted(r.headers["x-twoway-consumer"].decode() for r in letters)
-    assert consumers == ["matching", "notifications", "scheduling"]
+    assert consumers == ["matching", "notifications", "progress", "scheduling"]
     for letter in letters:
         reason = letter.headers["x-twoway-error"].decode()
         assert "is enrolled in programme RM-2027, not SOMEWHERE-ELSE" in reason

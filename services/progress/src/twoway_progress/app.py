@@ -4,16 +4,63 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
 from twoway_shared.contract import Topic
+from twoway_shared.contract.events import (
+    PairConfirmed,
+    PairDeclined,
+    PairEnded,
+    PairGoalsSet,
+    PairProposed,
+    PairResponseRejected,
+    ParticipantEnrolled,
+    ParticipantUpdated,
+    ParticipantWithdrawn,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    SessionBookingFailed,
+    SessionCancelled,
+    SessionCompleted,
+    SessionFeedbackSubmitted,
+    SessionMissed,
+    SessionRequestRejected,
+    SessionRescheduled,
+    SessionScheduled,
+)
+from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.runtime import ServiceSpec
 
-from twoway_progress import api
-from twoway_progress.handlers import HANDLERS
+from twoway_progress import api, handlers
 from twoway_progress.workers import WorkerOptions, statement_worker, timer_worker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
     MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+HANDLERS: dict[type[BaseModel], Handler] = {
+    ProgrammeConfigured: handlers.on_programme_configured,
+    ParticipantEnrolled: handlers.on_profile,
+    ParticipantUpdated: handlers.on_profile,
+    ParticipantWithdrawn: handlers.on_withdrawn,
+    PairConfirmed: handlers.on_pair_confirmed,
+    PairEnded: handlers.on_pair_ended,
+    SessionScheduled: handlers.on_session_scheduled,
+    SessionRescheduled: handlers.on_session_scheduled,
+    SessionCancelled: handlers.on_session_cancelled,
+    SessionCompleted: handlers.on_session_completed,
+    SessionMissed: handlers.on_session_missed,
+    SessionBookingFailed: handlers.on_booking_failed,
+    SessionFeedbackSubmitted: handlers.on_feedback_submitted,
+    PairGoalsSet: handlers.on_goals_set,
+}
+# Progress follows confirmed pairs only; rounds, proposals and rejected requests change nothing.
+IGNORES = (
+    ProgrammeMatchingRequested,
+    PairProposed,
+    PairDeclined,
+    PairResponseRejected,
+    SessionRequestRejected,
+)
 
 
 def create_spec(options: WorkerOptions | None = None) -> ServiceSpec:
@@ -29,6 +76,7 @@ def create_spec(options: WorkerOptions | None = None) -> ServiceSpec:
         ),
         produces=(Topic.PROGRESS,),
         handlers=HANDLERS,
+        ignores=IGNORES,
         migrations_dir=MIGRATIONS,
         routes=api.routes,
         workers=(timer_worker(options), statement_worker(options)),

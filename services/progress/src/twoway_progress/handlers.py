@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid5
 
 from twoway_shared.contract import (
     Event,
@@ -29,20 +28,24 @@ from twoway_shared.contract.events import (
     PairRematchRequested,
     SessionFeedbackSubmitted,
 )
-from twoway_shared.platform.consumer import Handler, Rejected
+from twoway_shared.enrolment import (
+    Enrolment,
+    after_withdrawal,
+    decide_profile,
+    decide_withdrawal,
+    profile_event_type,
+)
+from twoway_shared.errors import Rejected
+from twoway_shared.ids import StableIds
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_progress.domain import rules as r
 from twoway_progress.domain.model import PairState, Role, Rules
 from twoway_progress.domain.xapi import Attended, CompletedCredit
-from twoway_progress.storage import Credit, Pair, Storage
+from twoway_progress.storage import Credit, Pair, Participant, Storage
 
-_NAMESPACE = UUID("5d2a8c4e-7f13-4b6a-8e90-1c3b5d7f9a2e")
-
-
-def stable_id(*parts: object) -> str:
-    """An id derived from what it names, so a replay gives the same id."""
-    return str(uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
+# Ids derived from what they name, so a replay or redelivery produces the same ids.
+stable_id = StableIds("5d2a8c4e-7f13-4b6a-8e90-1c3b5d7f9a2e")
 
 
 def credit_id_for(pair_id: str, participant_id: str) -> str:
@@ -70,32 +73,34 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """`participant.enrolled` and `participant.updated`: keep the role and the display name."""
     data, store = event.data, Storage(uow.conn)
     existing = await store.lock_participant(data.participant_id)
-    changed = existing is not None and (existing.role, existing.programme_id) != (
-        data.role,
-        data.programme_id,
-    )
-    if existing is not None and existing.role is not None and changed:
-        raise Rejected(
-            f"participant {data.participant_id} is a {existing.role} in programme "
-            f"{existing.programme_id}; role and programme never change for an id, so "
-            "enrol the person again under a new participant_id"
-        )
-    if existing is not None and data.revision < existing.revision:
-        return  # stale
-    if existing is not None and existing.withdrawn:
-        reactivated = event.type == "participant.enrolled" and data.revision > existing.revision
-        if not reactivated:
-            return  # withdrawn (maybe erased): keep nothing until a newer enrolment
+    if not decide_profile(
+        None if existing is None else _enrolment(existing),
+        event_type=profile_event_type(event.type),
+        participant_id=data.participant_id,
+        programme_id=data.programme_id,
+        role=data.role,
+        revision=data.revision,
+    ).applies():
+        return  # stale, or withdrawn until a newer enrolment
     await store.save_participant(
         data.participant_id, data.programme_id, data.role, data.display_name, data.revision
     )
 
 
+def _enrolment(p: Participant) -> Enrolment:
+    return Enrolment.stored(p.programme_id, p.role, p.revision, p.withdrawn)
+
+
 async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
     """The pairs end with matching's `pair.ended`; with `erase`, the person's text goes now."""
     data, store = event.data, Storage(uow.conn)
-    await store.lock_participant(data.participant_id)
-    await store.withdraw_participant(data.participant_id, data.programme_id)
+    existing = await store.lock_participant(data.participant_id)
+    stored = None if existing is None else _enrolment(existing)
+    decide_withdrawal(
+        stored, participant_id=data.participant_id, programme_id=data.programme_id
+    ).applies()
+    kept = after_withdrawal(stored, data.programme_id)
+    await store.withdraw_participant(data.participant_id, kept.programme_id, kept.revision)
     if data.erase:
         await store.erase_participant(data.participant_id)
 
@@ -380,22 +385,3 @@ def fact_from_json(kind: str, data: dict[str, Any]) -> Attended | CompletedCredi
         return Attended(**fields)
     fields["issued_at"] = datetime.fromisoformat(fields["issued_at"])
     return CompletedCredit(**fields)
-
-
-HANDLERS: dict[str, Handler] = {
-    "programme.configured": on_programme_configured,
-    "participant.enrolled": on_profile,
-    "participant.updated": on_profile,
-    "participant.withdrawn": on_withdrawn,
-    "pair.confirmed": on_pair_confirmed,
-    "pair.ended": on_pair_ended,
-    "session.scheduled": on_session_scheduled,
-    "session.rescheduled": on_session_scheduled,
-    "session.cancelled": on_session_cancelled,
-    "session.completed": on_session_completed,
-    "session.missed": on_session_missed,
-    "session.booking_failed": on_booking_failed,
-    "session.feedback_submitted": on_feedback_submitted,
-    "pair.goals_set": on_goals_set,
-}
-"""pair.proposed, pair.declined, response and request rejections need nothing from progress."""

@@ -186,14 +186,18 @@ class Storage:
             revision,
         )
 
-    async def withdraw_participant(self, participant_id: str, programme_id: str) -> None:
+    async def withdraw_participant(
+        self, participant_id: str, programme_id: str, revision: int
+    ) -> None:
+        """Withdrawn; a person known only from the withdrawal is kept as a tombstone."""
         await self._conn.execute(
             """INSERT INTO progress.participants (participant_id, programme_id, revision,
                    withdrawn)
-               VALUES ($1, $2, 0, true)
+               VALUES ($1, $2, $3, true)
                ON CONFLICT (participant_id) DO UPDATE SET withdrawn = true""",
             participant_id,
             programme_id,
+            revision,
         )
 
     async def erase_participant(self, participant_id: str) -> None:
