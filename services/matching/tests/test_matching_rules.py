@@ -9,7 +9,7 @@ import pytest
 from twoway_matching.domain.availability import first_week_intervals
 from twoway_matching.domain.model import MatchingRules, Participant, RoundInput
 from twoway_matching.domain.rules import evaluate, reasons
-from twoway_matching.domain.solver import match_round
+from twoway_matching.domain.solver import run_round
 from twoway_shared.wallclock import Window
 
 MON, TUE, WED = 0, 1, 2
@@ -88,7 +88,7 @@ def test_overlap_must_hold_one_whole_session() -> None:
 def test_paired_before_is_never_repeated() -> None:
     assert evaluate(MENTOR, MENTEE, RULES, paired_before=True)[0] == "paired before"
     pool = RoundInput(RULES, (MENTOR,), (MENTEE,), frozenset({("m1", "e1")}))
-    assert match_round(pool) == []
+    assert run_round(pool).proposals == []
 
 
 def test_score_formula() -> None:
@@ -164,7 +164,7 @@ def test_spring_forward_window_has_its_real_length() -> None:
 def test_capacity_lets_a_mentor_take_several_mentees() -> None:
     mentor = replace(MENTOR, capacity=2)
     mentees = tuple(replace(MENTEE, participant_id=f"e{k}") for k in range(3))
-    pairs = match_round(RoundInput(RULES, (mentor,), mentees))
+    pairs = run_round(RoundInput(RULES, (mentor,), mentees)).proposals
     assert len(pairs) == 2
     assert {p.mentor_id for p in pairs} == {"m1"}
 
@@ -176,7 +176,7 @@ def test_round_prefers_more_pairs_over_a_higher_score() -> None:
     e1 = replace(MENTEE, participant_id="e1")
     e2 = replace(MENTEE, participant_id="e2", languages=frozenset({"en"}))
     weak = replace(weak, languages=frozenset({"fr"}))
-    pairs = match_round(RoundInput(RULES, (strong, weak), (e1, e2)))
+    pairs = run_round(RoundInput(RULES, (strong, weak), (e1, e2))).proposals
     assert {(p.mentor_id, p.mentee_id) for p in pairs} == {("m2", "e1"), ("m1", "e2")}
 
 

@@ -15,7 +15,7 @@ from twoway_shared.contract.events import (
 )
 from twoway_shared.platform.runtime import ServiceSpec
 
-from twoway_matching import handlers, http
+from twoway_matching import handlers, read_api
 from twoway_matching.workers import matching_worker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -38,6 +38,6 @@ def create_spec() -> ServiceSpec:
             PairResponseSubmitted: handlers.respond,
         },
         migrations_dir=MIGRATIONS,
-        routes=http.routes,
+        routes=read_api.routes,
         workers=(matching_worker,),
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 from twoway_shared.contract import Topic
 from twoway_shared.platform.runtime import ServiceSpec
 
-from twoway_notifications import api
+from twoway_notifications import read_api
 from twoway_notifications.handlers import HANDLERS, IGNORES
 from twoway_notifications.sender import SenderOptions, sender_worker
 
@@ -25,6 +25,6 @@ def create_spec(sender: SenderOptions | None = None) -> ServiceSpec:
         handlers=HANDLERS,
         ignores=IGNORES,
         migrations_dir=MIGRATIONS,
-        routes=api.routes,
+        routes=read_api.routes,
         workers=(sender_worker(sender),),
     )

@@ -29,7 +29,6 @@ def _contact(row: asyncpg.Record) -> Contact:
         locale=row["locale"],
         notify_email=row["notify_email"],
         notify_reminders=row["notify_reminders"],
-        withdrawn=row["withdrawn"],
         erased=row["erased"],
     )
 

@@ -60,7 +60,26 @@ class Session:
 
     @staticmethod
     def from_row(row: asyncpg.Record) -> Session:
-        return Session(**dict(row))
+        return Session(
+            session_id=row["session_id"],
+            pair_id=row["pair_id"],
+            programme_id=row["programme_id"],
+            mentor_id=row["mentor_id"],
+            mentee_id=row["mentee_id"],
+            sequence=row["sequence"],
+            total=row["total"],
+            starts_at=row["starts_at"],
+            ends_at=row["ends_at"],
+            revision=row["revision"],
+            status=row["status"],
+        )
+
+
+SESSION_COLUMNS = (
+    "session_id, pair_id, programme_id, mentor_id, mentee_id, sequence, total, starts_at,"
+    " ends_at, revision, status"
+)
+"""The columns `Session.from_row` reads, in the order of the dataclass."""
 
 
 def windows_json(windows: Sequence[Window]) -> str:
@@ -122,7 +141,8 @@ class Storage:
     async def lock_participants(self, ids: Sequence[str]) -> dict[str, Participant]:
         """Lock the rows of `ids` in id order (one order everywhere avoids deadlocks)."""
         rows = await self._conn.fetch(
-            "SELECT * FROM scheduling.participants WHERE participant_id = ANY($1::text[])"
+            "SELECT participant_id, programme_id, role, revision, withdrawn, timezone, availability"
+            " FROM scheduling.participants WHERE participant_id = ANY($1::text[])"
             " ORDER BY participant_id FOR UPDATE",
             list(ids),
         )
@@ -252,14 +272,16 @@ class Storage:
 
     async def lock_session(self, session_id: str) -> Session | None:
         row = await self._conn.fetchrow(
-            "SELECT * FROM scheduling.sessions WHERE session_id = $1 FOR UPDATE",
+            "SELECT "
+            + SESSION_COLUMNS
+            + " FROM scheduling.sessions WHERE session_id = $1 FOR UPDATE",
             session_id,
         )
         return None if row is None else Session.from_row(row)
 
     async def future_sessions_of_pair(self, pair_id: str, after: datetime) -> list[Session]:
         rows = await self._conn.fetch(
-            "SELECT * FROM scheduling.sessions WHERE pair_id = $1"
+            "SELECT " + SESSION_COLUMNS + " FROM scheduling.sessions WHERE pair_id = $1"
             " AND status = 'scheduled' AND starts_at > $2 ORDER BY sequence FOR UPDATE",
             pair_id,
             after,
@@ -268,7 +290,7 @@ class Storage:
 
     async def future_sessions_of(self, participant_id: str, after: datetime) -> list[Session]:
         rows = await self._conn.fetch(
-            "SELECT * FROM scheduling.sessions"
+            "SELECT " + SESSION_COLUMNS + " FROM scheduling.sessions"
             " WHERE (mentor_id = $1 OR mentee_id = $1) AND status = 'scheduled'"
             " AND starts_at > $2 ORDER BY starts_at, session_id FOR UPDATE",
             participant_id,
@@ -309,8 +331,8 @@ class Storage:
 
     async def sessions_of(self, participant_id: str) -> list[Session]:
         rows = await self._conn.fetch(
-            "SELECT * FROM scheduling.sessions WHERE mentor_id = $1"
-            " UNION ALL SELECT * FROM scheduling.sessions"
+            "SELECT " + SESSION_COLUMNS + " FROM scheduling.sessions WHERE mentor_id = $1"
+            " UNION ALL SELECT " + SESSION_COLUMNS + " FROM scheduling.sessions"
             " WHERE mentee_id = $1 AND mentor_id <> $1 ORDER BY starts_at, session_id",
             participant_id,
         )

@@ -89,7 +89,6 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
-        self.is_leader = False
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until `stopping` is set, then publish what is left and return."""
@@ -114,7 +113,6 @@ class OutboxRelay:
             ):
                 if await _wait(stopping, 1.0):
                     return
-            self.is_leader = True
             await conn.add_listener(self._channel, self._on_notify)
             while True:
                 self._wake.clear()
@@ -136,7 +134,6 @@ class OutboxRelay:
                     waker.cancel()
                     stopper.cancel()
         finally:
-            self.is_leader = False
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
 

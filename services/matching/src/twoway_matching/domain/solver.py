@@ -328,8 +328,3 @@ def run_round(round_input: RoundInput, *, max_candidates: int | None = None) -> 
     for j, n in zip(*np.unique(edges.mentor, return_counts=True), strict=True):
         candidates[mentors[int(j)].participant_id] = int(n)
     return RoundResult(proposals, explain_unmatched(ordered, candidates, proposals))
-
-
-def match_round(round_input: RoundInput, *, max_candidates: int | None = None) -> list[Proposal]:
-    """The proposals of `run_round`."""
-    return run_round(round_input, max_candidates=max_candidates).proposals

@@ -44,7 +44,6 @@ class Contact:
     locale: str = "en"
     notify_email: bool = True
     notify_reminders: bool = True
-    withdrawn: bool = False
     erased: bool = False
 
     @property
