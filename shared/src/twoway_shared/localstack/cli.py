@@ -17,6 +17,7 @@ from twoway_shared.localstack.stack import (
     StackError,
     StackInfo,
     default_root,
+    repo_root,
     saved_ports,
 )
 from twoway_shared.platform.roles import SERVICES, ProvisionError, provision, service_dsns
@@ -93,9 +94,27 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def demo_stack_root() -> Path:
+    """Where `make demo` (`twoway-dev demo`) keeps its stack."""
+    return repo_root() / ".demo" / "stack"
+
+
 def stack_for(args: argparse.Namespace) -> LocalStack:
-    """The stack the arguments name; ports not given are those it last ran with."""
+    """The stack the arguments name; ports not given are those it last ran with.
+
+    Without --dir, `status` and `env` look at the default folder and then at the demo's, and
+    take the first that runs, so `twoway-stack env` finds a running `make demo` too.
+    """
     root: Path = args.dir or default_root()
+    if args.dir is None and args.command in ("status", "env"):
+        for candidate in (default_root(), demo_stack_root()):
+            found = _stack_in(candidate, args)
+            if found.status().running:
+                return found
+    return _stack_in(root, args)
+
+
+def _stack_in(root: Path, args: argparse.Namespace) -> LocalStack:
     kafka_port, pg_port = saved_ports(root) or (KAFKA_PORT, PG_PORT)
     return LocalStack(
         root,
@@ -107,6 +126,14 @@ def stack_for(args: argparse.Namespace) -> LocalStack:
 def run(args: argparse.Namespace) -> int:
     stack = stack_for(args)
     if args.command == "up":
+        running = stack.status()
+        if running.running:
+            _say(
+                f"twoway-stack: a stack already runs in {stack.root} (Kafka pid "
+                f"{running.kafka_pid}): use it (`twoway-stack env`), or stop it first "
+                "(`twoway-stack down`)"
+            )
+            return 1
         _say(f"Starting Kafka on {stack.kafka_port} and PostgreSQL on {stack.pg_port} ...")
         started = time.monotonic()
         info = stack.up()
@@ -128,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"data        {stack.root}")
         return 0 if status.running else 3
     if not status.running:
-        _say("twoway-stack: the stack is not running here: start it with `twoway-stack up`")
+        looked = [stack.root] if args.dir else [default_root(), demo_stack_root()]
+        where = " or ".join(str(root) for root in looked)
+        _say(f"twoway-stack: no stack runs in {where}: start one with `twoway-stack up`")
         return 1
     print(settings(status.info))
     return 0

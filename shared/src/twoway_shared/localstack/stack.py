@@ -58,6 +58,10 @@ class StackError(RuntimeError):
     """The stack could not be started or stopped; the message says what to do about it."""
 
 
+class StackInUse(StackError):
+    """Another process (a demo, a test session) is using the stack's folder."""
+
+
 @dataclass(frozen=True)
 class StackInfo:
     """Where a running stack answers."""
@@ -197,10 +201,11 @@ def ensure_kafka_jars(cache: Path | None = None, pom: Path = KAFKA_POM) -> Path:
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not any((work / "lib").glob("kafka_*.jar")):
-            raise StackError(
-                f"Maven could not resolve Kafka {version} (exit {done.returncode}); "
-                "check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml)."
-                f"\n{tail(done.stdout + done.stderr)}"
+            raise failure(
+                f"Maven could not resolve Kafka {version} (exit {done.returncode}): is Maven "
+                "Central reachable (proxy settings in ~/.m2/settings.xml)?",
+                cache / "maven.log",
+                done.stdout + done.stderr,
             )
         shutil.rmtree(work / "target", ignore_errors=True)
         # mkdtemp makes it private; the jars are public and may serve other users.
@@ -266,6 +271,29 @@ def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def failure(what: str, log: Path, output: str | None = None) -> StackError:
+    """One line: what failed, its last error line, and the log to read (`output` goes there)."""
+    if output is not None:
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(output)
+    hint = last_problem(file_tail(log, 200)) if log.is_file() else ""
+    detail = f" ({hint})" if hint else ""
+    return StackError(f"{what}{detail}; read {log}")
+
+
+_PROBLEM = re.compile(r"error|fatal|exception|panic|refused|denied|cannot|could not", re.I)
+
+
+def last_problem(text: str, width: int = 160) -> str:
+    """The last line of a log that reads like an error (else its last line), shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    found = next((line for line in reversed(lines) if _PROBLEM.search(line)), lines[-1])
+    return found if len(found) <= width else found[: width - 1] + "…"
+
+
 def file_tail(path: Path, lines: int = 40) -> str:
     try:
         with path.open("rb") as handle:
@@ -315,19 +343,102 @@ def _process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie nobody reaps (a container without a real init) has no command line: dead.
-    return _cmdline(pid) != []
+    # A zombie nobody reaps (a container without a real init) still answers kill(0): dead.
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether the process has exited and only waits to be reaped (state Z or X in /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return Path("/proc/self").exists()
+    except OSError:
+        return False
+    # The command name in parentheses may hold spaces; the state follows its last ")".
+    state = stat.rpartition(")")[2].split()
+    return bool(state) and state[0] in ("Z", "X")
 
 
 def _cmdline(pid: int) -> list[str] | None:
-    """The command line of a process, or None where /proc cannot tell."""
+    """The command line of a process ([] for an exited one), or None where /proc cannot tell."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return [] if Path("/proc/self").exists() else None
     except OSError:
         return None
-    return raw.decode("utf-8", "replace").split("\0")
+    return raw.decode("utf-8", "replace").split("\0") if raw else []
+
+
+# Folders this process holds (a flock conflicts with another descriptor of the same process).
+_HELD: dict[Path, Any] = {}
+HOLD_FILE = "in-use.lock"
+
+
+def holder_of(root: Path) -> str | None:
+    """Who else holds the folder (`a demo (pid 123)`), or None when nobody else does."""
+    root = root.expanduser().resolve()
+    path = root / HOLD_FILE
+    if root in _HELD or not path.is_file():
+        return None
+    with path.open("r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def refuse_if_held(root: Path) -> None:
+    """Raise StackInUse when another live process holds the folder."""
+    holder = holder_of(root)
+    if holder is not None:
+        raise StackInUse(
+            f"{holder} is using {root.expanduser().resolve()}: stop it first "
+            "(Ctrl-C where it runs), or choose another folder or ports"
+        )
+
+
+@contextlib.contextmanager
+def hold(root: Path, what: str) -> Iterator[None]:
+    """Hold a stack's folder while this process uses it; StackInUse if another holds it.
+
+    An exclusive flock: the kernel releases it when the holder exits in any way (killed, or a
+    zombie never reaped), so a stale pid file can never block a new start.
+    """
+    root = root.expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    handle = (root / HOLD_FILE).open("a+")
+    # A few tries: `holder_of` in another process takes a shared lock for an instant.
+    for attempt in range(5):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt < 4:
+                time.sleep(0.05)
+                continue
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StackInUse(
+                f"{holder} is using {root}: stop it first (Ctrl-C where it runs), "
+                "or choose another folder or ports"
+            ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{what} (pid {os.getpid()})\n")
+    handle.flush()
+    _HELD[root] = handle
+    try:
+        yield
+    finally:
+        del _HELD[root]
+        handle.truncate(0)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 class LocalStack:
@@ -389,6 +500,7 @@ class LocalStack:
     def up(self) -> StackInfo:
         """Start whatever is not running yet and wait until both answer; idempotent."""
         deadline = time.monotonic() + self.timeout
+        refuse_if_held(self.root)
         with self._locked():
             # PostgreSQL is set up while the broker boots: the JVM start is the slow part.
             kafka = self._kafka_start()
@@ -402,6 +514,7 @@ class LocalStack:
     def down(self) -> None:
         """Stop both, gracefully first; data stays under root for the next `up`."""
         problems: list[str] = []
+        refuse_if_held(self.root)
         with self._locked():
             for stop in (self._kafka_down, self._postgres_down):
                 try:
@@ -479,28 +592,7 @@ class LocalStack:
         if not (data / "meta.properties").is_file():
             # A folder without meta.properties is an interrupted format: start it over.
             shutil.rmtree(data, ignore_errors=True)
-            formatted = subprocess.run(
-                [
-                    java,
-                    "-cp",
-                    classpath,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    # One argument with "=": an id may start with "-" (argparse would
-                    # read a separate "-abc..." as an option).
-                    f"--cluster-id={new_cluster_id()}",
-                    "-c",
-                    str(self.kafka_properties),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if formatted.returncode != 0:
-                raise StackError(
-                    f"formatting Kafka's storage in {data} failed:\n"
-                    f"{tail(formatted.stdout + formatted.stderr)}"
-                )
+            self._format_kafka_storage(java, classpath)
         with self.kafka_log.open("ab") as log:
             self._kafka = subprocess.Popen(
                 [java, *KAFKA_JAVA_OPTS, "-cp", classpath, KAFKA_MAIN, str(self.kafka_properties)],
@@ -514,20 +606,46 @@ class LocalStack:
         self.kafka_pidfile.write_text(f"{self._kafka.pid}\n")
         return self._kafka
 
+    def _format_kafka_storage(self, java: str, classpath: str) -> None:
+        """Write a new cluster id into the broker's empty data folder (kafka-storage format)."""
+        formatted = subprocess.run(
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                # One argument with "=": an id may start with "-" (argparse would
+                # read a separate "-abc..." as an option).
+                f"--cluster-id={new_cluster_id()}",
+                "-c",
+                str(self.kafka_properties),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if formatted.returncode != 0:
+            raise failure(
+                f"formatting Kafka's storage in {self.kafka_dir / 'data'} failed "
+                f"(exit {formatted.returncode})",
+                self.kafka_dir / "format.log",
+                formatted.stdout + formatted.stderr,
+            )
+
     def _wait_kafka(self, deadline: float, process: subprocess.Popen[bytes] | None) -> None:
         bootstrap = self.info.kafka_bootstrap
         while True:
             if process is not None and process.poll() is not None:
-                raise StackError(
-                    f"Kafka exited with code {process.returncode} while starting; "
-                    f"the end of {self.kafka_log}:\n{file_tail(self.kafka_log)}"
+                raise failure(
+                    f"Kafka exited with code {process.returncode} while starting", self.kafka_log
                 )
             if port_answers(self.kafka_port) and _run_in_fresh_loop(kafka_answers(bootstrap)):
                 return
             if time.monotonic() > deadline:
-                raise StackError(
-                    f"Kafka did not answer on {bootstrap} within {self.timeout:.0f} s; "
-                    f"the end of {self.kafka_log}:\n{file_tail(self.kafka_log)}"
+                raise failure(
+                    f"Kafka did not answer on {bootstrap} within {self.timeout:.0f} s",
+                    self.kafka_log,
                 )
             time.sleep(_POLL)
 
@@ -586,10 +704,7 @@ class LocalStack:
                 start_new_session=True,
             )
         except subprocess.TimeoutExpired as exc:
-            raise StackError(
-                f"{program} did not finish within {timeout:.0f} s; the end of {self.pg_log}:\n"
-                f"{file_tail(self.pg_log)}"
-            ) from exc
+            raise failure(f"{program} did not finish within {timeout:.0f} s", self.pg_log) from exc
 
     def _prepare_pg_dir(self) -> None:
         self.pg_dir.mkdir(parents=True, exist_ok=True)
@@ -649,8 +764,10 @@ class LocalStack:
                 timeout=max(1.0, deadline - time.monotonic()),
             )
             if created.returncode != 0:
-                raise StackError(
-                    f"initdb failed in {self.pg_data}:\n{tail(created.stdout + created.stderr)}"
+                raise failure(
+                    f"initdb failed in {self.pg_data} (exit {created.returncode})",
+                    self.pg_dir / "initdb.log",
+                    created.stdout + created.stderr,
                 )
         if self._postgres_running():
             port = self._postgres_port()
@@ -688,10 +805,7 @@ class LocalStack:
                 timeout=remaining + 10,
             )
             if started.returncode != 0:
-                raise StackError(
-                    f"PostgreSQL did not start:\n{tail(started.stdout + started.stderr, 10)}\n"
-                    f"the end of {self.pg_log}:\n{file_tail(self.pg_log)}"
-                )
+                raise failure(f"PostgreSQL did not start (exit {started.returncode})", self.pg_log)
         self._wait_postgres(deadline)
 
     def _wait_postgres(self, deadline: float) -> None:
@@ -703,9 +817,10 @@ class LocalStack:
             if subprocess.run(command, check=False, capture_output=True).returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise StackError(
+                raise failure(
                     f"PostgreSQL did not answer on 127.0.0.1:{self.pg_port} within "
-                    f"{self.timeout:.0f} s; the end of {self.pg_log}:\n{file_tail(self.pg_log)}"
+                    f"{self.timeout:.0f} s",
+                    self.pg_log,
                 )
             time.sleep(_POLL)
 
@@ -725,6 +840,4 @@ class LocalStack:
             timeout=STOP_TIMEOUT + 10,
         )
         if stopped.returncode != 0:
-            raise StackError(
-                f"PostgreSQL did not stop:\n{tail(stopped.stdout + stopped.stderr, 10)}"
-            )
+            raise failure(f"PostgreSQL did not stop (exit {stopped.returncode})", self.pg_log)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from twoway_shared.localstack.stack import LocalStack
+from twoway_shared.localstack.stack import LocalStack, hold
 
 SERVICES = ("matching", "scheduling", "notifications", "progress")
 
@@ -58,12 +58,14 @@ def session_infra() -> Iterator[Infra]:
         kafka_port=int(os.environ.get("TWOWAY_TEST_KAFKA_PORT", "29092")),
         pg_port=int(os.environ.get("TWOWAY_TEST_PG_PORT", "25432")),
     )
-    info = stack.up()
-    try:
-        yield Infra(info.kafka_bootstrap, info.admin_dsn, "local stack")
-    finally:
-        if os.environ.get("TWOWAY_TEST_KEEP_STACK") != "1":
-            stack.down()
+    # Held for the whole session: a second `make test` here would stop this one's broker.
+    with hold(stack.root, "a test session (make test)"):
+        info = stack.up()
+        try:
+            yield Infra(info.kafka_bootstrap, info.admin_dsn, "local stack")
+        finally:
+            if os.environ.get("TWOWAY_TEST_KEEP_STACK") != "1":
+                stack.down()
 
 
 @contextlib.contextmanager
