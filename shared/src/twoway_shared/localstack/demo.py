@@ -3,214 +3,265 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import time
 import urllib.request
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from twoway_shared.contract import (
     ParticipantEnrolled,
     ProgrammeConfigured,
+    ProgrammeMatchingRequested,
     Topic,
     encode,
     new_event,
     partition_key,
     topic_name,
 )
-from twoway_shared.localstack.dev import HTTP_PORTS, start_services, stop_services, wait_ready
+from twoway_shared.localstack.dev import (
+    HTTP_PORTS,
+    http_ports,
+    start_services,
+    stop_services,
+    wait_ready,
+)
 from twoway_shared.localstack.mailsink import MailSink
-from twoway_shared.localstack.stack import LocalStack
+from twoway_shared.localstack.report import ReportData, Tally, print_report, write_csv
+from twoway_shared.localstack.stack import HOLD_FILE, LocalStack, hold, repo_root
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.kafka import TopicReader, ToSend, publish
 from twoway_shared.toolkit.generate import generate_cohort
 
 PREFIX = "twoway."
+PROGRAMME_ID = "RM-DEMO"
+SOURCE = "/twoway/demo"
 console = Console()
 
 
-@dataclass
-class Tally:
-    """What the services have published so far, read back from their topics."""
+@dataclass(frozen=True)
+class Target:
+    """Where the demo publishes and reads: a broker, a topic prefix, matching's read API."""
 
-    confirmed: set[str] = field(default_factory=set)
-    ended: set[str] = field(default_factory=set)
-    scores: dict[str, float] = field(default_factory=dict)
-    scheduled: dict[str, set[str]] = field(default_factory=dict)  # pair -> session ids
-    totals: dict[str, int] = field(default_factory=dict)
-    booking_failed: dict[str, str] = field(default_factory=dict)
-    sent: Counter[str] = field(default_factory=Counter)
-    failed: int = 0
-    last_change: float = field(default_factory=time.monotonic)
+    kafka: str
+    prefix: str = PREFIX
+    matching_url: str = f"http://127.0.0.1:{HTTP_PORTS['matching']}"
 
-    def add(self, event: dict[str, Any]) -> None:
-        kind, data = event["type"].removeprefix("twoway.").removesuffix(".v1"), event["data"]
-        if kind == "pair.proposed":
-            self.scores[data["pair_id"]] = data["score"]
-        elif kind == "pair.confirmed":
-            self.confirmed.add(data["pair_id"])
-        elif kind in ("pair.ended", "pair.declined"):
-            self.ended.add(data["pair_id"])
-        elif kind == "session.scheduled":
-            self.scheduled.setdefault(data["pair_id"], set()).add(data["session_id"])
-            self.totals[data["pair_id"]] = data["total"]
-        elif kind == "session.booking_failed":
-            self.booking_failed[data["pair_id"]] = data["reason"]
-        elif kind == "notification.sent":
-            self.sent[data["template"]] += 1
-        elif kind == "notification.failed":
-            self.failed += 1
-        self.last_change = time.monotonic()
-
-    def sessions(self) -> int:
-        return sum(len(s) for s in self.scheduled.values())
-
-    def fully_booked(self) -> int:
-        return sum(1 for p, s in self.scheduled.items() if len(s) >= self.totals.get(p, 0))
-
-    def settled(self) -> bool:
-        pairs = self.confirmed - self.ended
-        booked = all(
-            p in self.booking_failed or len(self.scheduled.get(p, ())) >= self.totals.get(p, 1)
-            for p in pairs
-        )
-        return bool(pairs) and booked and self.sent["booking"] >= 2 * self.fully_booked()
+    def topic(self, topic: Topic) -> str:
+        return topic_name(self.prefix, topic)
 
 
 def next_monday(today: date) -> date:
     return today + timedelta(days=7 - today.weekday())
 
 
-async def publish_programme(kafka: str, programme_id: str, cohort: list[dict[str, Any]]) -> date:
-    starts_on = next_monday(datetime.now(UTC).date())
-    programme = ProgrammeConfigured.model_validate(
+def demo_programme(
+    programme_id: str = PROGRAMME_ID, *, starts_on: date | None = None, min_score: float = 0.0
+) -> ProgrammeConfigured:
+    """The synthetic programme: batch matching, so one round sees everyone at once."""
+    starts = starts_on or next_monday(datetime.now(UTC).date())
+    return ProgrammeConfigured.model_validate(
         {
             "programme_id": programme_id,
             "name": "Reverse mentoring (demo)",
-            "starts_on": starts_on.isoformat(),
+            "starts_on": starts.isoformat(),
             "sessions": 6,
             "reminder_minutes": [1440, 60],
+            "matching": {"mode": "batch", "min_score": min_score},
         }
     )
+
+
+async def _publish_events(target: Target, items: list[tuple[Topic, Any]]) -> None:
     records = [
         ToSend(
-            topic_name(PREFIX, Topic.PROGRAMMES),
-            encode(new_event(programme, source="/twoway/demo")),
-            partition_key(Topic.PROGRAMMES, programme),
+            target.topic(topic),
+            encode(new_event(data, source=SOURCE)),
+            partition_key(topic, data),
         )
+        for topic, data in items
     ]
-    for profile in cohort:
-        enrolled = ParticipantEnrolled.model_validate(profile)
-        records.append(
-            ToSend(
-                topic_name(PREFIX, Topic.ENROLMENTS),
-                encode(new_event(enrolled, source="/twoway/demo")),
-                partition_key(Topic.ENROLMENTS, enrolled),
-            )
-        )
-    await publish(kafka, records)
-    return starts_on
+    await publish(target.kafka, records)
 
 
-async def watch(kafka: str, people: int, timeout: float) -> Tally:
-    """Show progress until pairs, sessions and booking emails have settled (or `timeout`)."""
-    tally = Tally()
-    topics = [topic_name(PREFIX, t) for t in (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS)]
-    async with TopicReader(kafka, topics) as reader:
-        seen = 0
-        columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=console) as progress:
-            pairs_bar = progress.add_task("pairs confirmed", total=people // 2)
-            sessions_bar = progress.add_task("sessions booked", total=None)
-            emails_bar = progress.add_task("booking emails sent", total=None)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                for record in reader.records[seen:]:
-                    tally.add(json.loads(record.value or b"{}"))
-                seen = len(reader.records)
-                pairs = len(tally.confirmed - tally.ended)
-                progress.update(pairs_bar, completed=pairs, total=max(pairs, people // 2))
-                expected = sum(tally.totals.get(p, 0) for p in tally.confirmed - tally.ended)
-                progress.update(sessions_bar, completed=tally.sessions(), total=expected or None)
-                progress.update(
-                    emails_bar, completed=tally.sent["booking"], total=2 * len(tally.totals) or None
-                )
-                if tally.settled() and time.monotonic() - tally.last_change > 5:
-                    break
-                await asyncio.sleep(0.5)
-    return tally
+async def committed(target: Target, group: str, topic: Topic) -> int:
+    """How many records of `topic` the consumer group has committed (a fresh topic's count)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=target.kafka)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    name = target.topic(topic)
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == name and o.offset > 0)
 
 
-def matching_summary(programme_id: str) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{HTTP_PORTS['matching']}/programmes/{programme_id}/pairs"
+async def wait_committed(
+    target: Target, group: str, topic: Topic, count: int, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while await committed(target, group, topic) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{group} did not consume {count} records of {topic.value}")
+        await asyncio.sleep(0.2)
+
+
+def matching_summary(target: Target, programme_id: str) -> dict[str, Any]:
+    url = f"{target.matching_url}/programmes/{programme_id}/pairs"
     with urllib.request.urlopen(url, timeout=10) as response:
         result: dict[str, Any] = json.loads(response.read())
     return result
 
 
-def report(cohort: list[dict[str, Any]], tally: Tally, programme_id: str, root: Path) -> None:
-    roles = Counter(p["role"] for p in cohort)
-    pairs = tally.confirmed - tally.ended
-    scores = [tally.scores[p] for p in pairs if p in tally.scores]
-    table = Table(title=f"Programme {programme_id}", show_header=False)
-    table.add_row(
-        "people enrolled", f"{len(cohort)} ({roles['mentee']} mentees, {roles['mentor']} mentors)"
+async def _last_round(target: Target, programme_id: str) -> dict[str, Any] | None:
+    try:
+        found = await asyncio.to_thread(matching_summary, target, programme_id)
+    except OSError:
+        return None
+    last: dict[str, Any] | None = found.get("last_round")
+    return last
+
+
+async def drive(
+    target: Target,
+    programme: ProgrammeConfigured,
+    cohort: list[dict[str, Any]],
+    timeout: float,
+    out: Console = console,
+) -> tuple[Tally, dict[str, Any]]:
+    """Enrol everyone, run one batch round once all enrolments are consumed, follow until settled.
+
+    The same cohort and programme give the same pairs: the round sees the whole cohort at once.
+    Returns what the services published and matching's summary of the round.
+    """
+    programme_id = programme.programme_id
+    groups = {svc: f"{target.prefix}{svc}" for svc in ("matching", "scheduling", "notifications")}
+    # Settings first, consumed by every service, so they apply to everything after them.
+    await _publish_events(target, [(Topic.PROGRAMMES, programme)])
+    for group in groups.values():
+        await wait_committed(target, group, Topic.PROGRAMMES, 1, timeout)
+    enrolments = [(Topic.ENROLMENTS, ParticipantEnrolled.model_validate(p)) for p in cohort]
+    await _publish_events(target, enrolments)
+
+    tally = Tally()
+    summary: dict[str, Any] | None = None
+    topics = [target.topic(t) for t in (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS)]
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
     )
-    table.add_row("pairs formed", str(len(pairs)))
-    table.add_row("average pair score", f"{sum(scores) / len(scores):.3f}" if scores else "-")
-    summary = matching_summary(programme_id).get("last_round") or {}
-    unmatched = summary.get("unmatched", [])
-    why: Counter[str] = Counter()
-    for person in unmatched:
-        if person["reason"] == "no eligible partner" and person["blocking_rules"]:
-            rule = max(person["blocking_rules"].items(), key=lambda kv: kv[1])[0]
-            why[f"no eligible partner (mostly: {rule})"] += 1
+    async with TopicReader(target.kafka, topics) as reader:
+        with Progress(*columns, console=out) as progress:
+            enrolled_bar = progress.add_task("enrolments consumed", total=len(cohort))
+            pairs_bar = progress.add_task("pairs confirmed", total=None, start=False)
+            sessions_bar = progress.add_task("sessions booked", total=None, start=False)
+            emails_bar = progress.add_task("booking emails sent", total=None, start=False)
+            deadline = time.monotonic() + timeout
+            requested = False
+            seen = 0
+            while time.monotonic() < deadline:
+                if not requested:
+                    done = await committed(target, groups["matching"], Topic.ENROLMENTS)
+                    progress.update(enrolled_bar, completed=done)
+                    if done >= len(cohort):
+                        request = ProgrammeMatchingRequested(programme_id=programme_id)
+                        await _publish_events(target, [(Topic.PROGRAMMES, request)])
+                        requested = True
+                        for bar in (pairs_bar, sessions_bar, emails_bar):
+                            progress.start_task(bar)
+                elif summary is None:
+                    summary = await _last_round(target, programme_id)
+                for record in reader.records[seen:]:
+                    tally.add(json.loads(record.value or b"{}"))
+                seen = len(reader.records)
+                pairs = len(tally.pairs())
+                expected_pairs = summary["pairs_proposed"] if summary else None
+                progress.update(pairs_bar, completed=pairs, total=expected_pairs)
+                expected = sum(tally.totals.get(p, 0) for p in tally.pairs())
+                progress.update(sessions_bar, completed=tally.sessions(), total=expected or None)
+                progress.update(
+                    emails_bar, completed=tally.sent["booking"], total=2 * len(tally.totals) or None
+                )
+                if (
+                    summary is not None
+                    and pairs >= summary["pairs_proposed"]
+                    and tally.settled()
+                    and time.monotonic() - tally.last_change > 3
+                ):
+                    break
+                await asyncio.sleep(0.3)
+            # Each bar ends complete (what arrived is all there is) with its elapsed time.
+            for bar in (enrolled_bar, pairs_bar, sessions_bar, emails_bar):
+                task = progress.tasks[bar]
+                if not task.started:
+                    progress.start_task(bar)
+                progress.update(bar, total=task.completed)
+    return tally, summary or {}
+
+
+def clear_previous(root: Path, stack: LocalStack) -> None:
+    """Stop a previous demo's stack left behind (nobody holds it) and remove its files."""
+    if not any(entry.name != HOLD_FILE for entry in root.iterdir()):
+        return
+    console.print("Removing the previous demo's data ...")
+    stack.down()
+    for entry in root.iterdir():
+        if entry.name == HOLD_FILE:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
         else:
-            why[person["reason"]] += 1
-    table.add_row("unmatched people", str(len(unmatched)))
-    for reason, count in why.most_common():
-        table.add_row("", f"{count} x {reason}")
-    table.add_row(
-        "sessions booked", f"{tally.sessions()} ({tally.fully_booked()} pairs fully booked)"
-    )
-    for pair_id, reason in tally.booking_failed.items():
-        table.add_row("", f"booking failed for {pair_id}: {reason}")
-    emails = ", ".join(f"{n} {t}" for t, n in tally.sent.most_common()) or "none"
-    table.add_row("emails sent", f"{sum(tally.sent.values())} ({emails}); failed {tally.failed}")
-    table.add_row("emails kept in", str(root / "mail"))
-    some = next(iter(sorted(pairs)), None)
-    mentee = next((p["participant_id"] for p in cohort if p["role"] == "mentee"), "")
-    table.add_row(
-        "calendar feeds",
-        f"http://127.0.0.1:{HTTP_PORTS['scheduling']}/participants/{mentee}/calendar.ics",
-    )
-    table.add_row(
-        "pairs API", f"http://127.0.0.1:{HTTP_PORTS['matching']}/programmes/{programme_id}/pairs"
-    )
-    if some:
-        table.add_row("example pair", some)
-    console.print(table)
+            entry.unlink()
 
 
 def run_demo(
-    *, n: int, seed: int, once: bool, kafka_port: int, pg_port: int, smtp_port: int, timeout: float
+    *,
+    n: int,
+    seed: int,
+    once: bool,
+    kafka_port: int,
+    pg_port: int,
+    smtp_port: int,
+    timeout: float,
+    csv_dir: Path | None = None,
+    min_score: float = 0.0,
+    http_port: int = HTTP_PORTS["matching"],
 ) -> int:
-    root = Path.cwd() / ".demo"
+    root = repo_root() / ".demo"
     stack = LocalStack(root / "stack", kafka_port=kafka_port, pg_port=pg_port)
-    if root.exists():
-        console.print("Removing the previous demo's data ...")
-        stack.down()
-        shutil.rmtree(root)
-    console.print(f"Starting Kafka ({kafka_port}) and PostgreSQL ({pg_port}) ...")
+    with contextlib.ExitStack() as held:
+        # Refuses, before touching anything, when another demo runs here.
+        held.enter_context(hold(root, "a demo (twoway-dev demo)"))
+        clear_previous(root, stack)
+        held.enter_context(hold(stack.root, "a demo (twoway-dev demo)"))
+        ports = http_ports(http_port)
+        return _run(root, stack, n, seed, once, smtp_port, timeout, csv_dir, min_score, ports)
+
+
+def _run(
+    root: Path,
+    stack: LocalStack,
+    n: int,
+    seed: int,
+    once: bool,
+    smtp_port: int,
+    timeout: float,
+    csv_dir: Path | None,
+    min_score: float,
+    ports: dict[str, int],
+) -> int:
+    console.print(f"Starting Kafka ({stack.kafka_port}) and PostgreSQL ({stack.pg_port}) ...")
     info = stack.up()
     dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
     sink = MailSink(root / "mail", port=smtp_port)
@@ -220,21 +271,36 @@ def run_demo(
         "TWOWAY_SMTP_PORT": str(smtp_port),
         "TWOWAY_PORTAL_URL": "http://localhost:8080",
     }
-    services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra)
     code = 0
+    services = []
     try:
+        services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra, ports)
         wait_ready(services)
         console.print("The three services are ready. Publishing a synthetic programme ...")
-        programme_id = "RM-DEMO"
-        cohort = generate_cohort(n, seed=seed, programme_id=programme_id)
-        asyncio.run(publish_programme(info.kafka_bootstrap, programme_id, cohort))
-        tally = asyncio.run(watch(info.kafka_bootstrap, len(cohort), timeout))
-        report(cohort, tally, programme_id, root)
+        programme = demo_programme(min_score=min_score)
+        cohort = generate_cohort(n, seed=seed, programme_id=programme.programme_id)
+        target = Target(info.kafka_bootstrap, matching_url=f"http://127.0.0.1:{ports['matching']}")
+        tally, summary = asyncio.run(drive(target, programme, cohort, timeout))
+        data = ReportData(programme, cohort, tally, summary, root, ports)
+        recorder = Console(record=True, width=110)
+        print_report(data, recorder)
+        # DejaVu Sans Mono's advance (0.602 em), so converters without Fira Code line up too.
+        recorder.save_svg(
+            str(root / "report.svg"), title="twoway-dev demo", font_aspect_ratio=0.602
+        )
+        if csv_dir is not None:
+            written = write_csv(data, csv_dir)
+            console.print(f"Wrote {len(written)} CSV files to {csv_dir}")
         if not tally.settled():
             console.print(
                 f"[yellow]Not everything settled within {timeout:.0f} s; see {root / 'logs'}[/]"
             )
             code = 1
+        if shutil.which("twoway") is None:
+            console.print(
+                "The `twoway` toolkit runs as `uv run twoway ...` here (or `make shim` puts it "
+                "on your PATH); try `uv run twoway tail sessions --from-beginning --max 5`."
+            )
         if not once:
             console.print("Twoway keeps running. Press Ctrl-C to stop.")
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

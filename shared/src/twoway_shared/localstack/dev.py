@@ -14,11 +14,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from twoway_shared.localstack.stack import LocalStack
+from twoway_shared.localstack.stack import LocalStack, StackError, hold
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.infra import SERVICES, repo_root
 
 HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083, "progress": 8084}
+
+
+def http_ports(first: int) -> dict[str, int]:
+    """Each service's HTTP port, from `first` on in the order of HTTP_PORTS."""
+    return {name: first + index for index, name in enumerate(HTTP_PORTS)}
 
 
 @dataclass
@@ -50,20 +55,24 @@ def command(service: str) -> str:
 
 
 def start_services(
-    kafka: str, dsns: dict[str, str], log_dir: Path, extra: dict[str, str]
+    kafka: str,
+    dsns: dict[str, str],
+    log_dir: Path,
+    extra: dict[str, str],
+    ports: dict[str, int] = HTTP_PORTS,
 ) -> list[ServiceProcess]:
     """Migrate each service with its own role, then start it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     started = []
     for name in SERVICES:
-        env = service_env(kafka, dsns[name], HTTP_PORTS[name], extra)
+        env = service_env(kafka, dsns[name], ports[name], extra)
         log_path = log_dir / f"{name}.log"
         log = log_path.open("ab")
         migrated = subprocess.run([command(name), "migrate"], env=env, stdout=log, stderr=log)
         if migrated.returncode != 0:
             raise SystemExit(f"twoway-{name} migrate failed; see {log_path}")
         process = subprocess.Popen([command(name), "run"], env=env, stdout=log, stderr=log)
-        started.append(ServiceProcess(name, process, log_path, HTTP_PORTS[name]))
+        started.append(ServiceProcess(name, process, log_path, ports[name]))
     return started
 
 
@@ -107,7 +116,35 @@ def stop_services(services: list[ServiceProcess], timeout: float = 60.0) -> int:
     return worst
 
 
+SHIM_COMMANDS = ("twoway", "twoway-stack", "twoway-dev")
+
+
+def write_shims(bin_dir: Path, venv_bin: Path | None = None) -> list[Path]:
+    """Small scripts in `bin_dir` that run this checkout's toolkit commands from anywhere."""
+    venv_bin = venv_bin or Path(sys.executable).parent
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SHIM_COMMANDS:
+        target = venv_bin / name
+        if not target.is_file():
+            raise SystemExit(f"{target} is missing: run `make install` first")
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\n# Written by `twoway-dev shim`.\nexec "{target}" "$@"\n')
+        shim.chmod(0o755)
+        written.append(shim)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The console script; a stack that cannot start is one line on stderr and exit code 1."""
+    try:
+        _main(argv)
+    except StackError as exc:
+        print(f"twoway-dev: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(
         prog="twoway-dev", description="Run Twoway locally: Kafka, PostgreSQL and the services."
     )
@@ -125,9 +162,38 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--once", action="store_true", help="exit after the report")
     demo.add_argument("--kafka-port", type=int, default=9092)
     demo.add_argument("--pg-port", type=int, default=5432)
+    demo.add_argument(
+        "--http-port",
+        type=int,
+        default=HTTP_PORTS["matching"],
+        help="matching's read API; scheduling and notifications take the next two (8081)",
+    )
     demo.add_argument("--smtp-port", type=int, default=2525, help="the local SMTP sink")
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for settling")
+    demo.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the report as CSV files in DIR",
+    )
+    demo.add_argument(
+        "--min-score", type=float, default=0.0, help="matching.min_score of the programme (0)"
+    )
+    shim = sub.add_parser("shim", help="put twoway, twoway-stack and twoway-dev on your PATH")
+    shim.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=Path.home() / ".local" / "bin",
+        help="where to write them (default ~/.local/bin)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "shim":
+        for path in write_shims(args.bin_dir):
+            print(f"wrote {path}")
+        if str(args.bin_dir) not in os.environ.get("PATH", "").split(os.pathsep):
+            print(f"{args.bin_dir} is not on your PATH: add it, e.g. in ~/.profile")
+        return
     if args.command == "demo":
         if args.n < 2:
             parser.error("--n must be at least 2")
@@ -141,12 +207,21 @@ def main(argv: list[str] | None = None) -> None:
                 kafka_port=args.kafka_port,
                 pg_port=args.pg_port,
                 smtp_port=args.smtp_port,
+                http_port=args.http_port,
                 timeout=args.timeout,
+                csv_dir=args.csv,
+                min_score=args.min_score,
             )
         )
 
     root = args.dir or repo_root() / ".stack" / "local"
     stack = LocalStack(root, kafka_port=args.kafka_port, pg_port=args.pg_port)
+    with hold(stack.root, "twoway-dev run"):
+        _run(args, stack)
+
+
+def _run(args: argparse.Namespace, stack: LocalStack) -> None:
+    root = stack.root
     print(f"Starting Kafka on {args.kafka_port} and PostgreSQL on {args.pg_port} ...")
     info = stack.up()
     dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
