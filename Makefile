@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo clean
+.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo shim clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint       ruff and mypy (strict)"
 	@echo "make contract   regenerate docs/contract (JSON Schema, AsyncAPI)"
 	@echo "make stack-up / stack-down   the local Kafka + PostgreSQL stack alone"
+	@echo "make shim       put twoway, twoway-stack and twoway-dev on your PATH (~/.local/bin)"
 
 # Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root).
 system-deps:
@@ -66,6 +67,9 @@ run: install
 
 demo: install
 	$(UV) run twoway-dev demo $(ARGS)
+
+shim: install
+	$(UV) run twoway-dev shim
 
 clean:
 	-$(UV) run twoway-stack down

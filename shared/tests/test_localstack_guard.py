@@ -187,3 +187,18 @@ def test_env_finds_the_demo_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # Told where to look, it looks only there.
     told = cli.stack_for(cli.parser().parse_args(["env", "--dir", str(default)]))
     assert told.root == default.resolve()
+
+
+def test_shims_put_the_toolkit_on_the_path(tmp_path: Path) -> None:
+    from twoway_shared.localstack.dev import write_shims
+
+    written = write_shims(tmp_path / "bin")
+
+    assert {path.name for path in written} == {"twoway", "twoway-stack", "twoway-dev"}
+    # From another folder, with only the shims' folder and the system's on PATH.
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        ["twoway", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: twoway ")

@@ -232,7 +232,9 @@ def unmatched_section(data: ReportData) -> Section:
         [row for row in rows if row[1] == "mentee"],
         shown=8,
     )
-    everyone = DetailTable("unmatched", "Unmatched people", ("participant", "role", "why"), rows)
+    everyone = DetailTable(
+        "unmatched_people", "Unmatched people", ("participant", "role", "why"), rows
+    )
     return Section("unmatched", "Unmatched after the round", lines, [mentees, everyone])
 
 
@@ -303,7 +305,7 @@ def pairs_section(data: ReportData) -> Section:
                 [_weak_row(p, f) for p, f in by_score if f],
                 shown=8,
             ),
-            DetailTable("pairs", "All pairs", columns, [row(p, f) for p, f in by_score]),
+            DetailTable("all_pairs", "All pairs", columns, [row(p, f) for p, f in by_score]),
         ],
     )
 
@@ -429,6 +431,8 @@ def write_csv(data: ReportData, folder: Path) -> list[Path]:
         tables = [DetailTable(section.name, section.title, ("item", "value"), _filled(section))]
         for detail in [*tables, *section.details]:
             path = folder / f"{detail.name}.csv"
+            if path in written:
+                raise ValueError(f"two tables of the report are named {detail.name}")
             with path.open("w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(detail.columns)

@@ -1,0 +1,77 @@
+"""The demo's flow against the real services: the same seed gives the same programme."""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from twoway_shared.localstack.demo import Target, demo_programme, drive
+from twoway_shared.localstack.report import ReportData, Tally, build, print_report, write_csv
+from twoway_shared.testing.infra import Infra
+from twoway_shared.toolkit.generate import generate_cohort
+
+from tests.e2e_support import next_monday, running_stack
+
+pytestmark = pytest.mark.infra
+
+PEOPLE = 40
+SEED = 11
+STARTS_ON = next_monday(date.today()) + timedelta(days=7)
+BAR = re.compile(r"^(enrolments consumed|pairs confirmed|sessions booked|booking emails sent) ")
+COMPLETE = re.compile(r" (\d+)/\1 +\d+:\d\d:\d\d$")
+
+
+async def _one_run(infra: Infra, root: Path) -> tuple[Tally, dict[str, Any], str]:
+    programme = demo_programme("RM-SEED", starts_on=STARTS_ON)
+    cohort = generate_cohort(PEOPLE, seed=SEED, programme_id=programme.programme_id)
+    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root) as stack:
+        target = Target(stack.kafka, prefix=stack.prefix, matching_url=stack.url("matching"))
+        out = Console(record=True, width=120, force_terminal=False)
+        tally, last_round = await drive(target, programme, cohort, timeout=240, out=out)
+    data = ReportData(programme, cohort, tally, last_round, root)
+    print_report(data, out)
+    write_csv(data, root / "csv")
+    return tally, last_round, out.export_text()
+
+
+def _pairs(tally: Tally) -> set[tuple[str, str, float]]:
+    proposals = [tally.proposed[pair] for pair in tally.pairs()]
+    return {(p["mentor_id"], p["mentee_id"], p["score"]) for p in proposals}
+
+
+async def test_same_seed_same_pairs_and_a_complete_report(infra: Infra, tmp_path: Path) -> None:
+    first, first_round, text = await _one_run(infra, tmp_path / "first")
+    second, second_round, _ = await _one_run(infra, tmp_path / "second")
+
+    assert first.settled()
+    assert second.settled()
+    assert _pairs(first) == _pairs(second)
+    assert len(_pairs(first)) == first_round["pairs_proposed"] > 0
+    unmatched = sorted((u["participant_id"], u["reason"]) for u in first_round["unmatched"])
+    assert unmatched == sorted(
+        (u["participant_id"], u["reason"]) for u in second_round["unmatched"]
+    )
+    # Everyone is either in a pair (a mentor may have several) or unmatched with a reason.
+    paired = {person for mentor, mentee, _ in _pairs(first) for person in (mentor, mentee)}
+    assert len(paired) + len(unmatched) == PEOPLE
+
+    # Every bar ended complete (n/n), with its elapsed time.
+    bars = [line for line in text.splitlines() if BAR.search(line)]
+    assert [b.split()[0] for b in bars] == ["enrolments", "pairs", "sessions", "booking"]
+    assert all(COMPLETE.search(bar) for bar in bars), bars
+    assert f"{PEOPLE}/{PEOPLE}" in bars[0]
+    # Every table of the report went to CSV.
+    data = ReportData(
+        demo_programme("RM-SEED", starts_on=STARTS_ON), [], first, first_round, tmp_path
+    )
+    for section in build(data):
+        assert (tmp_path / "first" / "csv" / f"{section.name}.csv").is_file()
+        for detail in section.details:
+            assert (tmp_path / "first" / "csv" / f"{detail.name}.csv").is_file()
+    with (tmp_path / "first" / "csv" / "all_pairs.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(_pairs(first))
