@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from twoway_shared.platform.logs import configure_logging
 from twoway_shared.platform.migrations import MigrationError
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
-from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.settings import Settings, describe_settings_error
 
 
 def service_main(
@@ -34,9 +34,7 @@ def service_main(
     try:
         settings = settings_cls()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"TWOWAY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
+        problems = describe_settings_error(exc)
         print(f"twoway-{spec.name}: invalid configuration: {problems}", file=sys.stderr)
         return 2
     configure_logging(spec.name, settings.log_level)

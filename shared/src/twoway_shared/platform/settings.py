@@ -4,10 +4,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twoway_shared.contract.topics import Topic, topic_name
+
+_SECRET_WORDS = ("PASSWORD", "SECRET", "KEYS", "TOKEN")
+
+
+def describe_settings_error(error: ValidationError, env_prefix: str = "TWOWAY_") -> str:
+    """Each problem named by the environment variable that caused it, with the value given.
+
+    `TWOWAY_TOPIC_PARTITIONS: input should be a valid integer (got "abc")`; values of
+    secrets are never repeated.
+    """
+    problems = []
+    for problem in error.errors(include_url=False):
+        where = [str(part) for part in problem["loc"]]
+        name = f"{env_prefix}{where[0].upper()}" if where else f"the {env_prefix}* settings"
+        if where[1:]:
+            name += f" ({'.'.join(where[1:])})"
+        message = problem["msg"]
+        message = message[0].lower() + message[1:] if message else message
+        value = problem.get("input")
+        secret = any(word in name for word in _SECRET_WORDS)
+        shown = "" if secret or not isinstance(value, str | int | float) else f' (got "{value}")'
+        problems.append(f"{name}: {message}{shown}")
+    return "; ".join(problems)
 
 
 class Settings(BaseSettings):

@@ -33,7 +33,7 @@ from twoway_shared.contract import (
 )
 from twoway_shared.contract.envelope import describe
 from twoway_shared.platform.kafka import client_options
-from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.settings import Settings, describe_settings_error
 from twoway_shared.toolkit import inputs
 from twoway_shared.toolkit.generate import generate_cohort
 from twoway_shared.toolkit.publish import DEFAULT_SOURCE, KafkaTrouble, Outgoing, outgoing, publish
@@ -97,7 +97,7 @@ class Toolkit:
             settings = Settings()
             client_options(settings)
         except ValidationError as exc:
-            self.fail(f"invalid TWOWAY_* settings: {describe(exc)}", EXIT_USAGE)
+            self.fail(f"invalid settings: {describe_settings_error(exc)}", EXIT_USAGE)
             return None
         except ValueError as exc:
             self.fail(str(exc), EXIT_USAGE)
