@@ -180,3 +180,41 @@ def test_format_of_a_file_name() -> None:
     assert format_of("people.jsonl") == "jsonl"
     assert format_of("people.ndjson") == "jsonl"
     assert format_of("people.xlsx") is None
+
+
+def test_a_row_reports_every_problem_at_once() -> None:
+    row = (
+        DANA.replace(",24,", ",senior,")  # unreadable cell
+        .replace("mon 09:00-12:00", "monday 9am-noon")  # unreadable cell
+        .replace(",true,false", ",true,maybe")  # unreadable cell
+        .replace("Europe/London", "Europe/Londres")  # the model's complaint
+        .replace("dana.whitfield@example.com", "")  # the model's complaint
+    )
+
+    [error] = parse_csv(csv_of(row)).errors
+
+    reason = error.reason
+    expected = [
+        "field grade: 'senior' is not a whole number",
+        "field availability: 'monday 9am-noon' is not a window",
+        "field notify_reminders: 'maybe' is not true or false",
+        "'Europe/Londres' is not an IANA",
+        "field email: required but missing",
+    ]
+    positions = [reason.find(text) for text in expected]
+    assert -1 not in positions, reason
+    assert max(positions[:3]) < min(positions[3:])  # the unreadable cells first
+    # A cell already reported is not reported again as "missing".
+    assert reason.count("field grade") == reason.count("field availability") == 1
+    assert reason.count("field notify") == 1
+
+
+def test_a_jsonl_line_reports_every_problem_at_once() -> None:
+    document = orjson.loads(to_jsonl(generate_cohort(1, seed=1))).copy()
+    document.update(grade=99, role="boss", timezone="Mars/Olympus")
+
+    [error] = parse_jsonl(orjson.dumps(document).decode()).errors
+
+    assert "field grade:" in error.reason
+    assert "field role:" in error.reason
+    assert "field timezone:" in error.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -182,7 +183,12 @@ def _sentence(error: ErrorDetails, prefix: str) -> str:
 
 def describe(error: ValidationError, prefix: str = "") -> str:
     """All errors of a pydantic validation as one readable sentence, fields named by path."""
-    return "; ".join(_sentence(e, prefix) for e in error.errors(include_url=False))
+    return describe_errors(error.errors(include_url=False), prefix)
+
+
+def describe_errors(errors: Iterable[ErrorDetails], prefix: str = "") -> str:
+    """Some errors of a validation (say, all but those of fields known bad) as one sentence."""
+    return "; ".join(_sentence(e, prefix) for e in errors)
 
 
 def _load(value: bytes | None) -> dict[str, Any]:

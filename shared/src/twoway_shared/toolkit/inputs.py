@@ -13,7 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from twoway_shared.contract import ParticipantEnrolled, ParticipantProfile, ParticipantUpdated
-from twoway_shared.contract.envelope import describe
+from twoway_shared.contract.envelope import describe, describe_errors
 
 Format = Literal["csv", "jsonl"]
 
@@ -156,27 +156,51 @@ def _integer(column: str, cell: str) -> int:
 
 def csv_row_to_profile(row: Mapping[str, str]) -> dict[str, Any]:
     """One CSV row (column -> cell) as a JSON-shaped profile; empty cells take the defaults."""
+    profile, problems = read_csv_row(row)
+    if problems:
+        raise RowProblem("; ".join(problems.values()))
+    return profile
+
+
+def read_csv_row(row: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A CSV row as a profile without its unreadable cells, and why each is (field -> reason)."""
     profile: dict[str, Any] = {}
     notify: dict[str, bool] = {}
+    problems: dict[str, str] = {}
     for column, raw in row.items():
         cell = raw.strip()
-        if column in BOOL_COLUMNS:
-            if cell:
-                notify[BOOL_COLUMNS[column]] = _boolean(column, cell)
-        elif column == "availability":
-            profile[column] = parse_availability(cell)
-        elif column in LIST_COLUMNS:
-            profile[column] = split_list(cell)
-        elif not cell:
-            if column in NULLABLE_COLUMNS:
-                profile[column] = None
-        elif column in INT_COLUMNS:
-            profile[column] = _integer(column, cell)
-        elif column in CSV_COLUMNS:
-            profile[column] = cell
+        try:
+            if column in BOOL_COLUMNS:
+                if cell:
+                    notify[BOOL_COLUMNS[column]] = _boolean(column, cell)
+            elif column == "availability":
+                profile[column] = parse_availability(cell)
+            elif column in LIST_COLUMNS:
+                profile[column] = split_list(cell)
+            elif not cell:
+                if column in NULLABLE_COLUMNS:
+                    profile[column] = None
+            elif column in INT_COLUMNS:
+                profile[column] = _integer(column, cell)
+            elif column in CSV_COLUMNS:
+                profile[column] = cell
+        except RowProblem as problem:
+            problems["notify" if column in BOOL_COLUMNS else column] = str(problem)
     if notify:
         profile["notify"] = notify
-    return profile
+    return profile, problems
+
+
+def _remaining_problems(document: dict[str, Any], known: Mapping[str, str], updated: bool) -> str:
+    """The model's complaints about a row, besides those about cells already known bad."""
+    model = ParticipantUpdated if updated else ParticipantEnrolled
+    try:
+        model.model_validate(document)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        others = [e for e in errors if not (e["loc"] and str(e["loc"][0]) in known)]
+        return describe_errors(others)
+    return ""
 
 
 def validate_profile(document: Any, *, updated: bool = False) -> ParticipantProfile:
@@ -226,7 +250,9 @@ def _collect(rows: Iterable[tuple[int, Any]], errors: list[RowError], updated: b
     return parsed
 
 
-def _csv_documents(text: str, errors: list[RowError]) -> Iterator[tuple[int, Any]]:
+def _csv_documents(
+    text: str, errors: list[RowError], updated: bool = False
+) -> Iterator[tuple[int, Any]]:
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
     previous_end = 0
@@ -246,10 +272,14 @@ def _csv_documents(text: str, errors: list[RowError]) -> Iterator[tuple[int, Any
             yield line, RowProblem(reason, _id_of(dict(zip(header, cells, strict=False))))
             continue
         row = dict(zip(header, cells, strict=True))
-        try:
-            yield line, csv_row_to_profile(row)
-        except RowProblem as problem:
-            yield line, RowProblem(str(problem), _id_of(row))
+        # Every problem of the row at once: the unreadable cells, then what the model says
+        # about the rest, so one round of fixes is enough.
+        profile, problems = read_csv_row(row)
+        if problems:
+            reasons = [*problems.values(), _remaining_problems(profile, problems, updated)]
+            yield line, RowProblem("; ".join(r for r in reasons if r), _id_of(row))
+        else:
+            yield line, profile
     if header is None:
         errors.append(RowError(1, "file is empty; expected a header row of profile fields"))
 
@@ -267,7 +297,8 @@ def _jsonl_documents(text: str) -> Iterator[tuple[int, Any]]:
 def parse_csv(text: str, *, updated: bool = False) -> Parsed:
     """Read an HR export CSV (header row of profile fields) into valid profiles and errors."""
     errors: list[RowError] = []
-    return _collect(_csv_documents(text.removeprefix("\ufeff"), errors), errors, updated)
+    documents = _csv_documents(text.removeprefix("\ufeff"), errors, updated)
+    return _collect(documents, errors, updated)
 
 
 def parse_jsonl(text: str, *, updated: bool = False) -> Parsed:
