@@ -41,6 +41,7 @@ from twoway_shared.toolkit.tail import (
     DeadLetter,
     Record,
     follow,
+    group_dead_letters,
     read_dead_letters,
     resolve_topics,
     summarise,
@@ -302,21 +303,33 @@ class Toolkit:
         return self.run_kafka(work)
 
     def show_dead_letters(self, topic: str, letters: list[DeadLetter]) -> None:
-        """A table on a terminal; one tab-separated line per dead letter when piped."""
-        columns = ("when", "consumer", "original", "type", "key", "error")
-        rows = [
-            (d.record.when, d.consumer, d.original, d.event_type, d.record.key_text, d.error)
-            for d in letters
-        ]
+        """Each bad record once (with every service that refused it): a table on a terminal,
+        one tab-separated line when piped (when, consumers, original, type, key, error)."""
+        bad = group_dead_letters(letters)
         if not self.out.is_terminal:
-            for row in rows:
-                self.out.file.write("\t".join(row) + "\n")  # rich would expand the tabs
+            for b in bad:
+                d = b.first
+                row = (d.record.when, b.consumers, d.original, d.event_type, d.record.key_text)
+                self.out.file.write("\t".join((*row, b.error)) + "\n")  # rich expands tabs
             return
-        table = Table(title=f"{len(rows)} dead letter(s) on {topic}")
-        for column in columns:
-            table.add_column(column, overflow="fold", no_wrap=column != "error")
-        for row in rows:
-            table.add_row(*(escape(cell) for cell in row))
+        table = Table(
+            title=f"{len(bad)} bad record(s), {len(letters)} dead letter(s) on {topic}",
+            show_lines=True,
+            expand=True,
+        )
+        table.add_column("first seen", no_wrap=True)
+        table.add_column("record", no_wrap=True)
+        table.add_column("refused by", no_wrap=True)
+        table.add_column("why", ratio=1, overflow="fold")
+        for b in bad:
+            d = b.first
+            record = f"{d.original}\n{d.event_type}\nkey {d.record.key_text}"
+            table.add_row(
+                escape(d.record.when),
+                escape(record),
+                escape(b.consumers.replace(",", "\n")),
+                escape(b.error),
+            )
         self.out.print(table)
 
     def generate(self, args: Any) -> int:

@@ -220,6 +220,39 @@ class DeadLetter:
         )
 
 
+@dataclass(frozen=True)
+class BadRecord:
+    """One rejected record and its dead letters: one per service that consumed and refused it."""
+
+    letters: tuple[DeadLetter, ...]
+
+    @property
+    def first(self) -> DeadLetter:
+        return self.letters[0]
+
+    @property
+    def consumers(self) -> str:
+        return ",".join(dict.fromkeys(d.consumer for d in self.letters))
+
+    @property
+    def error(self) -> str:
+        """The reason, once when every service gave the same, else each service's own."""
+        reasons = dict.fromkeys(d.error for d in self.letters)
+        if len(reasons) == 1:
+            return next(iter(reasons))
+        return " | ".join(f"{d.consumer}: {d.error}" for d in self.letters)
+
+
+def group_dead_letters(letters: Sequence[DeadLetter]) -> list[BadRecord]:
+    """Dead letters of the same original record together, in the order first seen."""
+    groups: dict[str, list[DeadLetter]] = {}
+    for letter in letters:
+        known = "?" not in letter.original
+        where = letter.original if known else f"{letter.record.partition}@{letter.record.offset}"
+        groups.setdefault(where, []).append(letter)
+    return [BadRecord(tuple(group)) for group in groups.values()]
+
+
 async def partitions_of(settings: Settings, name: str) -> list[int]:
     """The partition numbers of a topic; none if it does not exist."""
     admin = AIOKafkaAdminClient(**client_options(settings))
