@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -59,13 +61,21 @@ class RecordProcessor:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._attempts: dict[tuple[str, int, int], int] = {}
+        self._outcomes: Counter[str] = Counter()
+
+    def take_outcomes(self) -> Counter[str]:
+        """What happened to the records since the last call (handled, duplicate, ...)."""
+        outcomes, self._outcomes = self._outcomes, Counter()
+        return outcomes
 
     async def process(self, record: Any) -> bool:
         """Handle one record; True when it is done (commit its offset), False to retry it."""
         coordinates = (record.topic, record.partition, record.offset)
+        started = time.perf_counter()
         try:
-            await self._process(record)
+            outcome = await self._process(record)
         except Exception as exc:
+            self._outcomes["retried"] += 1
             attempts = self._attempts.get(coordinates, 0) + 1
             self._attempts[coordinates] = attempts
             self._metrics.handler_failures.labels(record.topic).inc()
@@ -79,6 +89,7 @@ class RecordProcessor:
                     "records after it go on. Fix the cause, then republish the record.",
                 )
                 del self._attempts[coordinates]
+                self._outcomes["dead-lettered"] += 1
                 return True
             log.warning(
                 "handler failed; the record will be processed again",
@@ -88,9 +99,17 @@ class RecordProcessor:
             await asyncio.sleep(min(0.1 * 2**attempts, 10.0))
             return False
         self._attempts.pop(coordinates, None)
+        self._outcomes[outcome] += 1
+        # One line per record, at DEBUG; INFO gets a periodic summary (summarise_periodically).
+        log.debug(
+            "record %s",
+            outcome,
+            extra={**_where(record), "ms": round((time.perf_counter() - started) * 1000, 1)},
+        )
         return True
 
-    async def _process(self, record: Any) -> None:
+    async def _process(self, record: Any) -> str:
+        """Handle one record; what happened to it (handled, duplicate, dead-lettered)."""
         self._metrics.consumed.labels(record.topic).inc()
         topic = self._topics.get(record.topic)
         if topic is None:  # only possible with a misconfigured subscription
@@ -99,7 +118,7 @@ class RecordProcessor:
             event = parse_record(topic, record.value, record.key)
         except InvalidRecord as exc:
             await self._dead_letters.send(record, str(exc))
-            return
+            return "dead-lettered"
         handler = self._handlers.get(event.type)
         started = time.perf_counter()
         try:
@@ -114,15 +133,35 @@ class RecordProcessor:
                 )
                 if not claimed:
                     self._metrics.duplicates.labels(record.topic).inc()
-                    return
+                    return "duplicate"
                 if handler is not None:
                     await handler(event, uow)
                 else:
                     self._metrics.ignored.labels(record.topic, event.type).inc()
         except Rejected as exc:
             await self._dead_letters.send(record, str(exc))
+            return "dead-lettered"
         finally:
             self._metrics.handler_seconds.labels(event.type).observe(time.perf_counter() - started)
+        return "handled" if handler is not None else "ignored"
+
+
+async def summarise_periodically(
+    processor: RecordProcessor, stopping: asyncio.Event, every: float = 60.0
+) -> None:
+    """One INFO line every `every` seconds with what happened to the records, if any came."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every)
+        outcomes = processor.take_outcomes()
+        if outcomes:
+            log.info(
+                "records processed: %s",
+                ", ".join(f"{count} {name}" for name, count in sorted(outcomes.items())),
+                extra={"records": sum(outcomes.values()), **outcomes, "seconds": every},
+            )
+        if stopping.is_set():
+            return
 
 
 def _where(record: Any) -> dict[str, Any]:

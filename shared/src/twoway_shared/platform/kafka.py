@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from faststream.kafka.security import parse_security
 from faststream.security import (
@@ -82,6 +84,40 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
             if code not in (0, 36):
                 raise RuntimeError(f"could not create topic {topic}: Kafka error code {code}")
         log.info("created topics", extra={"topics": missing})
+    finally:
+        await admin.close()
+
+
+async def wait_for_group_coordinator(
+    settings: Settings, group_id: str, timeout: float = 60.0
+) -> bool:
+    """Wait until the group's coordinator answers for the group; False after `timeout` s.
+
+    On a new cluster the first lookup makes the broker create its offsets topic: it answers
+    COORDINATOR_NOT_AVAILABLE, then COORDINATOR_LOAD_IN_PROGRESS until the group's partition
+    is loaded, and aiokafka's consumer logs each such answer as an ERROR or WARNING. Asking
+    here first, quietly, keeps the start-up log to real problems.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                [response] = await admin.describe_consumer_groups([group_id])
+                error_code = response.groups[0][0]
+            except KafkaError as exc:
+                error_code = getattr(exc, "errno", -1)
+            if error_code == 0:
+                return True
+            if time.monotonic() > deadline:
+                log.warning(
+                    "the consumer group's coordinator is not ready; starting anyway",
+                    extra={"group": group_id, "error_code": error_code},
+                )
+                return False
+            log.debug("waiting for the group coordinator", extra={"group": group_id})
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 

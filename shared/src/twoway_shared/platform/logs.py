@@ -33,6 +33,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class DropMessages(logging.Filter):
+    """Drops records whose message starts with one of the given texts (each kept with why)."""
+
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self._starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self._starts)
+
+
+# FastStream warns at every subscriber start that it does not create topics in consumer-only
+# mode, and FastStream has no switch for it; the runtime creates every topic before it
+# subscribes (platform.kafka.ensure_topics), so the warning would only mislead.
+FASTSTREAM_NOISE = DropMessages("Topic creation is skipped in consumer-only mode")
+
+
 def configure_logging(service: str, level: str) -> None:
     """Send every log record of the process to stdout as JSON."""
     handler = logging.StreamHandler(sys.stdout)

@@ -20,11 +20,17 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, event_type_of
-from twoway_shared.platform.consumer import Handler, RecordProcessor
+from twoway_shared.platform.consumer import Handler, RecordProcessor, summarise_periodically
 from twoway_shared.platform.db import create_pool
 from twoway_shared.platform.deadletter import DeadLetters
 from twoway_shared.platform.http import create_http_app
-from twoway_shared.platform.kafka import ensure_topics, idempotent_producer, security_of
+from twoway_shared.platform.kafka import (
+    ensure_topics,
+    idempotent_producer,
+    security_of,
+    wait_for_group_coordinator,
+)
+from twoway_shared.platform.logs import FASTSTREAM_NOISE
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.migrations import (
     Migration,
@@ -37,6 +43,12 @@ from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import Clock, Database, utc_now
 
 log = logging.getLogger(__name__)
+
+# FastStream logs two lines per record (Received, Processed) at its broker's level; below
+# DEBUG they never show. The record processor logs one DEBUG line per record instead, and an
+# INFO summary every SUMMARY_SECONDS.
+FASTSTREAM_RECORD_LEVEL = logging.DEBUG - 5
+SUMMARY_SECONDS = 60.0
 
 Worker = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -115,6 +127,7 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.clock = clock
+        self.summary_seconds = SUMMARY_SECONDS
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self._relay_stopping = asyncio.Event()
@@ -176,6 +189,8 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.relay.run(self._relay_stopping)))
         for worker in spec.workers:
             self._worker_tasks.append(asyncio.create_task(worker(self, self.stopping)))
+        summaries = summarise_periodically(self.processor, self.stopping, self.summary_seconds)
+        self._worker_tasks.append(asyncio.create_task(summaries))
         if spec.consumes:
             await self._start_consumer()
         await self._start_http()
@@ -184,13 +199,18 @@ class Runtime:
     async def _start_consumer(self) -> None:
         settings, processor = self.settings, self.processor
         assert processor is not None
+        group = settings.consumer_group(self.spec.name)
+        await wait_for_group_coordinator(settings, group)
+        kafka_log = logging.getLogger(f"twoway.{self.spec.name}.kafka")
+        kafka_log.addFilter(FASTSTREAM_NOISE)
         self._broker = broker = KafkaBroker(
             settings.kafka_bootstrap_servers.split(","),
             security=security_of(settings),
             client_id=f"twoway-{self.spec.name}",
             consumer_only=True,
             graceful_timeout=30.0,
-            logger=logging.getLogger(f"twoway.{self.spec.name}.kafka"),
+            logger=kafka_log,
+            log_level=FASTSTREAM_RECORD_LEVEL,
         )
 
         # Ack policy MANUAL: the offset is committed only after the record's unit of work
@@ -198,7 +218,7 @@ class Runtime:
         # back so the same record is processed again. Never ACK_FIRST (at-most-once).
         @broker.subscriber(
             *(self.topic(t) for t in self.spec.consumes),
-            group_id=settings.consumer_group(self.spec.name),
+            group_id=group,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             decoder=_raw_body,
