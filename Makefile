@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo shim clean
+.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo shim openapi clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-fast  only the tests that need no broker or database"
 	@echo "make lint       ruff and mypy (strict)"
 	@echo "make contract   regenerate docs/contract (JSON Schema, AsyncAPI)"
+	@echo "make openapi    regenerate docs/openapi (the services' HTTP APIs)"
 	@echo "make stack-up / stack-down   the local Kafka + PostgreSQL stack alone"
 	@echo "make shim       put twoway, twoway-stack and twoway-dev on your PATH (~/.local/bin)"
 
@@ -55,6 +56,9 @@ test-fast: install
 
 contract: install
 	$(UV) run python -m twoway_shared.contract.generate
+
+openapi: install
+	$(UV) run python -m twoway_shared.platform.openapi
 
 stack-up: install
 	$(UV) run twoway-stack up

@@ -607,9 +607,8 @@ async def test_reschedule_and_attendance_through_the_services(stack: Stack, view
         assert vevent_times(vevent) == (starts, ends)
         assert "travelling" not in updates[0].text()
 
-    listed = {
-        s["session_id"]: s for s in await stack.get("scheduling", "/participants/R-E1/sessions")
-    }
+    body = await stack.get("scheduling", "/participants/R-E1/sessions")
+    listed = {s["session_id"]: s for s in body["sessions"]}
     assert listed[second["session_id"]]["starts_at"] == moved["data"]["starts_at"]
     assert listed[second["session_id"]]["revision"] == 1
     assert listed[first["session_id"]]["status"] == "completed"
@@ -741,7 +740,8 @@ async def test_replay_from_offset_zero_changes_nothing(stack: Stack, view: View)
     assert after == before, "replaying every input produced new events"
     assert stack.mail.messages() == emails_before, "replaying every input sent new emails"
     listed = await stack.get("scheduling", "/participants/P-E1/sessions")
-    assert len(listed) == 4
+    assert listed["participant_id"] == "P-E1"
+    assert len(listed["sessions"]) == 4
 
 
 # ---------------------------------------------------------------- 5b. oversized records

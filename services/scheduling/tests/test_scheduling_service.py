@@ -237,8 +237,9 @@ async def test_reschedule_moves_or_explains_refusals(service: Harness) -> None:
     )
     again = (await h.wait("session.rescheduled", 2))[1]
     assert again["starts_at"] == "2027-02-01T09:00:00Z"
-    listed = (await h.get(f"/participants/{MENTEE}/sessions")).json()
-    assert [s["revision"] for s in listed if s["session_id"] == first] == [2]
+    body = (await h.get(f"/participants/{MENTEE}/sessions")).json()
+    assert body["participant_id"] == MENTEE
+    assert [s["revision"] for s in body["sessions"] if s["session_id"] == first] == [2]
     assert (await h.get("/participants/nobody/sessions")).status_code == 404
 
 

@@ -7,12 +7,66 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 
 from twoway_matching import storage
 
+PAIR = {
+    "type": "object",
+    "properties": {
+        "pair_id": {"type": "string"},
+        "programme_id": {"type": "string"},
+        "mentor_id": {"type": "string"},
+        "mentee_id": {"type": "string"},
+        "status": {"enum": ["proposed", "confirmed", "declined", "ended"]},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "reasons": {
+            "type": "object",
+            "description": "What each learns, shared languages, weekly overlap minutes.",
+        },
+        "proposed_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "closed_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+UNMATCHED = {
+    "type": "object",
+    "properties": {
+        "participant_id": {"type": "string"},
+        "role": {"enum": ["mentor", "mentee"]},
+        "reason": {"enum": ["no eligible partner", "eligible partners all taken"]},
+        "blocking_rules": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "Rule -> how many candidates it ruled out.",
+        },
+    },
+}
+
 
 def routes(runtime: Runtime) -> Sequence[BaseRoute]:
+    @documented(
+        "A programme's pairs and its last matching round",
+        response={
+            "type": "object",
+            "properties": {
+                "programme_id": {"type": "string"},
+                "pairs": {"type": "array", "items": PAIR},
+                "last_round": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "ran_at": {"type": "string", "format": "date-time"},
+                        "mentors_available": {"type": "integer"},
+                        "mentees_available": {"type": "integer"},
+                        "pairs_proposed": {"type": "integer"},
+                        "unmatched": {"type": "array", "items": UNMATCHED},
+                    },
+                },
+            },
+        },
+        not_found="The programme is unknown to matching.",
+    )
     async def programme_pairs(request: Request) -> Response:
         programme_id = request.path_params["programme_id"]
         async with runtime.pool.acquire() as conn:
@@ -28,6 +82,21 @@ def routes(runtime: Runtime) -> Sequence[BaseRoute]:
             }
         )
 
+    @documented(
+        "A participant's current pair and pair history",
+        response={
+            "type": "object",
+            "properties": {
+                "participant_id": {"type": "string"},
+                "programme_id": {"type": "string"},
+                "role": {"enum": ["mentor", "mentee"]},
+                "active": {"type": "boolean"},
+                "pair": {"oneOf": [PAIR, {"type": "null"}]},
+                "pairs": {"type": "array", "items": PAIR},
+            },
+        },
+        not_found="The participant is unknown to matching.",
+    )
     async def participant_pair(request: Request) -> Response:
         participant_id = request.path_params["participant_id"]
         async with runtime.pool.acquire() as conn:

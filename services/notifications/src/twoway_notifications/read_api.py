@@ -7,12 +7,30 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 
 from twoway_notifications.storage import Storage
 
+NOTIFICATION = {
+    "type": "object",
+    "properties": {
+        "notification_id": {"type": "string"},
+        "template": {"type": "string"},
+        "channel": {"const": "email"},
+        "status": {"type": "string"},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "session_id": {"type": ["string", "null"]},
+    },
+}
+
 
 def routes(runtime: Runtime) -> Sequence[BaseRoute]:
+    @documented(
+        "A participant's notifications, newest first",
+        response={"type": "array", "items": NOTIFICATION},
+        not_found="The participant is unknown to notifications.",
+    )
     async def notifications_of(request: Request) -> Response:
         participant_id = request.path_params["participant_id"]
         async with runtime.pool.acquire() as conn:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from twoway_shared.contract.values import rfc3339
+from twoway_shared.platform.openapi import documented
 
 from twoway_scheduling.calendar_feed import calendar_feed
 from twoway_scheduling.storage import Session, Storage
@@ -33,6 +34,24 @@ def session_json(session: Session) -> dict[str, Any]:
     }
 
 
+SESSION = {
+    "type": "object",
+    "properties": {
+        "session_id": {"type": "string"},
+        "pair_id": {"type": "string"},
+        "programme_id": {"type": "string"},
+        "mentor_id": {"type": "string"},
+        "mentee_id": {"type": "string"},
+        "sequence": {"type": "integer"},
+        "total": {"type": "integer"},
+        "starts_at": {"type": "string", "format": "date-time"},
+        "ends_at": {"type": "string", "format": "date-time"},
+        "revision": {"type": "integer"},
+        "status": {"enum": ["scheduled", "cancelled", "completed", "missed"]},
+    },
+}
+
+
 def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
     """`GET /participants/{id}/sessions` and `GET /participants/{id}/calendar.ics`."""
 
@@ -48,13 +67,32 @@ def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             {"error": f"no participant {participant_id} is known to scheduling"}, status_code=404
         )
 
+    @documented(
+        "A participant's sessions, by start",
+        response={
+            "type": "object",
+            "properties": {
+                "participant_id": {"type": "string"},
+                "sessions": {"type": "array", "items": SESSION},
+            },
+        },
+        not_found="The participant is unknown to scheduling.",
+    )
     async def sessions(request: Request) -> Response:
         participant_id = request.path_params["participant_id"]
         found = await sessions_or_none(participant_id)
         if found is None:
             return unknown(participant_id)
-        return JSONResponse([session_json(s) for s in found])
+        return JSONResponse(
+            {"participant_id": participant_id, "sessions": [session_json(s) for s in found]}
+        )
 
+    @documented(
+        "A participant's sessions as an iCalendar feed",
+        response={"type": "string", "description": "RFC 5545 text; cancelled sessions kept."},
+        media_type="text/calendar",
+        not_found="The participant is unknown to scheduling.",
+    )
     async def calendar(request: Request) -> Response:
         participant_id = request.path_params["participant_id"]
         found = await sessions_or_none(participant_id)

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.openapi import documented
 
 Check = Callable[[], Awaitable[None]]
 
@@ -26,9 +27,27 @@ def create_http_app(
 ) -> Starlette:
     """`/healthz` (the process answers), `/readyz` (Kafka and PostgreSQL answer), `/metrics`."""
 
+    @documented(
+        "The process answers",
+        response={
+            "type": "object",
+            "properties": {"status": {"const": "ok"}, "service": {"type": "string"}},
+        },
+    )
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "service": service})
 
+    @documented(
+        "Kafka and PostgreSQL answer",
+        response={
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ready", "not ready"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        unavailable="A dependency does not answer; `checks` says which (same body as 200).",
+    )
     async def readyz(_: Request) -> Response:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -43,6 +62,11 @@ def create_http_app(
             status_code=200 if ready else 503,
         )
 
+    @documented(
+        "Prometheus metrics",
+        response={"type": "string"},
+        media_type=CONTENT_TYPE_LATEST,
+    )
     async def metrics_endpoint(_: Request) -> Response:
         if before_metrics is not None:
             await before_metrics()
