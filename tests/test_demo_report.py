@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from twoway_shared.localstack.demo import Target, demo_programme, drive
 from twoway_shared.localstack.report import ReportData, Tally, build, print_report, write_csv
-from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.infra import SERVICES, Infra
 from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import next_monday, running_stack
@@ -26,6 +27,16 @@ BAR = re.compile(r"^(enrolments consumed|pairs confirmed|sessions booked|booking
 COMPLETE = re.compile(r" (\d+)/\1 +\d+:\d\d:\d\d$")
 
 
+def sample(metrics: str, name: str) -> float:
+    """One sample's value from a /metrics text (0 when it is absent)."""
+    for family in text_string_to_metric_families(metrics):
+        for found in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(found.labels.items()))
+            if (f"{found.name}{{{labels}}}" if labels else found.name) == name:
+                return float(found.value)
+    return 0.0
+
+
 async def _one_run(infra: Infra, root: Path) -> tuple[Tally, dict[str, Any], str]:
     programme = demo_programme("RM-SEED", starts_on=STARTS_ON)
     cohort = generate_cohort(PEOPLE, seed=SEED, programme_id=programme.programme_id)
@@ -33,6 +44,17 @@ async def _one_run(infra: Infra, root: Path) -> tuple[Tally, dict[str, Any], str
         target = Target(stack.kafka, prefix=stack.prefix, matching_url=stack.url("matching"))
         out = Console(record=True, width=120, force_terminal=False)
         tally, last_round = await drive(target, programme, cohort, timeout=240, out=out)
+        metrics = {svc: await stack.get(svc, "/metrics") for svc in SERVICES}
+    # The domain series on /metrics agree with the events the services published.
+    assert sample(metrics["matching"], "twoway_matching_round_seconds_count") == 1
+    assert sample(metrics["matching"], "twoway_matching_round_pairs_sum") == len(tally.pairs())
+    unmatched = len(last_round["unmatched"])
+    assert sample(metrics["matching"], "twoway_matching_round_unmatched_sum") == unmatched
+    assert sample(metrics["scheduling"], "twoway_sessions_booked_total") == tally.sessions()
+    for template, count in tally.sent.items():
+        series = f'twoway_emails_sent_total{{template="{template}"}}'
+        assert sample(metrics["notifications"], series) == count
+    assert sample(metrics["notifications"], 'twoway_smtp_errors_total{kind="temporary"}') == 0
     data = ReportData(programme, cohort, tally, last_round, root)
     print_report(data, out)
     write_csv(data, root / "csv")

@@ -409,6 +409,12 @@ async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness) -
     await harness.start()
     await eventually(lambda: _async(sink.to(MENTOR, "reminder")), lambda r: len(r) == 2, timeout=30)
     assert datetime.now(UTC) >= late - timedelta(minutes=1)
+    # /metrics: how late the reminder this instance sent went out.
+    assert harness.runtime is not None
+    samples = harness.runtime.metrics.registry
+    assert samples.get_sample_value("twoway_reminder_lateness_seconds_count") == 1
+    assert 0 <= (samples.get_sample_value("twoway_reminder_lateness_seconds_sum") or -1) < 10
+    assert samples.get_sample_value("twoway_emails_sent_total", {"template": "reminder"}) == 1
     # The mentee opted out of reminders: nothing, and no failure.
     assert sink.to(MENTEE, "reminder") == []
     # The mentee's second reminder is due with the mentor's: wait until it is resolved too.
@@ -451,6 +457,13 @@ async def test_temporary_then_permanent_smtp_failures(harness: Harness) -> None:
         assert sent["template"] == "pair_confirmed"
     assert len(sink.to(MENTOR)) == 1
     assert sink.to(MENTEE) == []
+    assert harness.runtime is not None
+    samples = harness.runtime.metrics.registry
+    assert samples.get_sample_value("twoway_smtp_errors_total", {"kind": "temporary"}) == 1
+    assert samples.get_sample_value("twoway_smtp_errors_total", {"kind": "permanent"}) == 1
+    sent = {"template": "pair_confirmed"}
+    assert samples.get_sample_value("twoway_emails_sent_total", sent) == 1
+    assert samples.get_sample_value("twoway_emails_failed_total", sent) == 1
 
 
 async def test_messages_wait_for_contact_details_and_honour_opt_out(harness: Harness) -> None:

@@ -10,6 +10,7 @@ import time
 from twoway_shared.platform.runtime import Runtime
 
 from twoway_matching import handlers, storage
+from twoway_matching.metrics import round_metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,17 @@ async def _run_one_round(runtime: Runtime) -> bool:
             async with runtime.db.unit_of_work() as uow:
                 await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
         raise
+    seconds = time.perf_counter() - started
+    round_metrics(runtime.metrics.registry).observe(
+        seconds, len(result.proposals), len(result.unmatched)
+    )
     log.info(
         "matching round",
         extra={
             "programme_id": programme_id,
             "pairs": len(result.proposals),
             "unmatched": len(result.unmatched),
-            "seconds": round(time.perf_counter() - started, 3),
+            "seconds": round(seconds, 3),
         },
     )
     return True

@@ -21,6 +21,7 @@ from twoway_notifications.domain.ids import outcome_event_id
 from twoway_notifications.domain.model import Message
 from twoway_notifications.domain.rules import Verdict, backoff, decide, gives_up
 from twoway_notifications.mailer import Delivery, Mailer, Result, SmtpConfig
+from twoway_notifications.metrics import sender_metrics
 from twoway_notifications.storage import DUE_CHANNEL, Storage
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Sender:
         self._options = options
         self._mail = MailSettings(mail_from=settings.mail_from, portal_url=settings.portal_url)
         self._mailers = [Mailer(smtp_config(settings)) for _ in range(options.connections)]
+        self._metrics = sender_metrics(runtime.metrics.registry)
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
 
@@ -190,6 +192,7 @@ class Sender:
         for sent in await asyncio.gather(
             *(_send_lane(mailer, lane) for mailer, lane in zip(self._mailers, lanes, strict=True))
         ):
+            self._metrics.observe(sent, self._runtime.clock())
             done.extend(sent)
         await self._record(done)
         return len(batch)

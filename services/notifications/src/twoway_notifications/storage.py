@@ -61,6 +61,7 @@ def _message(row: asyncpg.Record, session_ids: tuple[str, ...] = ()) -> Message:
         first_attempt_at=row["first_attempt_at"],
         details=json.loads(row["details"]),
         session_ids=session_ids,
+        due_at=row["due_at"],
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -61,3 +64,48 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        # Domain series, counted from the events a unit of work committed (observe_committed).
+        self.emails_sent = Counter(
+            "twoway_emails_sent",
+            "Emails delivered to the SMTP server, by template.",
+            ["template"],
+            registry=r,
+        )
+        self.emails_failed = Counter(
+            "twoway_emails_failed",
+            "Emails given up on (notification.failed), by template.",
+            ["template"],
+            registry=r,
+        )
+        self.sessions_booked = Counter(
+            "twoway_sessions_booked", "Sessions booked (session.scheduled).", registry=r
+        )
+        self.booking_failures = Counter(
+            "twoway_booking_failures",
+            "Pairs whose series could not be fully booked (session.booking_failed): none of "
+            "their sessions, or only some.",
+            ["booked"],
+            registry=r,
+        )
+
+    def observe_committed(self, records: Sequence[Any]) -> None:
+        """Count the domain events among records a unit of work just committed to its outbox."""
+        for record in records:
+            kind = record.event_type
+            if kind == "session.scheduled":
+                self.sessions_booked.inc()
+            elif kind == "session.booking_failed":
+                # The reason is text with dates in it: far too many values for a label.
+                booked = orjson.loads(record.value).get("data", {}).get("booked", 0)
+                self.booking_failures.labels("some" if booked else "none").inc()
+            elif kind in _DATA_SERIES:
+                data = orjson.loads(record.value).get("data", {})
+                series, label = _DATA_SERIES[kind]
+                getattr(self, series).labels(str(data.get(label, "unknown"))).inc()
+
+
+# event type -> (series, the data field that labels it)
+_DATA_SERIES = {
+    "notification.sent": ("emails_sent", "template"),
+    "notification.failed": ("emails_failed", "template"),
+}

@@ -168,6 +168,7 @@ class Runtime:
             topic_prefix=settings.topic_prefix,
             clock=self.clock,
         )
+        self.database.on_commit.append(self.metrics.observe_committed)
         dead_letters = DeadLetters(
             self._pool,
             spec.schema,

@@ -104,6 +104,8 @@ class Database:
         self._source = source
         self._prefix = topic_prefix
         self._outbox = OutboxWriter(schema)
+        self.on_commit: list[Callable[[list[OutgoingRecord]], None]] = []
+        """Called with the emitted records after each commit (metrics count domain events)."""
 
     @asynccontextmanager
     async def unit_of_work(self, cause: Event[Any] | None = None) -> AsyncIterator[UnitOfWork]:
@@ -118,3 +120,5 @@ class Database:
             )
             yield uow
             await self._outbox.append(conn, uow.pending)
+        for hook in self.on_commit:
+            hook(uow.pending)

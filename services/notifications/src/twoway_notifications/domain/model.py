@@ -86,3 +86,4 @@ class Message:
     first_attempt_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
     session_ids: tuple[str, ...] = ()  # a grouped cancellation's sessions
+    due_at: datetime | None = None  # when it was due to go out (reminder lateness)
