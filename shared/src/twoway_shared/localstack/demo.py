@@ -262,10 +262,7 @@ def _run(
     ports: dict[str, int],
 ) -> int:
     console.print(f"Starting Kafka ({stack.kafka_port}) and PostgreSQL ({stack.pg_port}) ...")
-    info = stack.up()
-    dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
     sink = MailSink(root / "mail", port=smtp_port)
-    sink.start()
     extra = {
         "TWOWAY_SMTP_HOST": "127.0.0.1",
         "TWOWAY_SMTP_PORT": str(smtp_port),
@@ -274,6 +271,10 @@ def _run(
     code = 0
     services = []
     try:
+        # Inside the try: when half the stack starts and the other half fails, both stop.
+        info = stack.up()
+        dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+        sink.start()
         services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra, ports)
         wait_ready(services)
         console.print("The three services are ready. Publishing a synthetic programme ...")
@@ -308,6 +309,7 @@ def _run(
     finally:
         console.print("Stopping ...")
         code = stop_services(services) or code
-        sink.stop()
+        with contextlib.suppress(Exception):
+            sink.stop()
         stack.down()
     return code

@@ -504,11 +504,12 @@ class LocalStack:
         with self._locked():
             # PostgreSQL is set up while the broker boots: the JVM start is the slow part.
             kafka = self._kafka_start()
-            self._postgres_up(deadline)
-            self._wait_kafka(deadline, kafka)
-            # So that `status`, `env` and `down` find the ports without being told again.
+            # So that `status`, `env` and `down` find the ports without being told again;
+            # as soon as the broker starts, so they find a stack still starting too.
             saved = {"kafka_port": self.kafka_port, "pg_port": self.pg_port}
             (self.root / "stack.json").write_text(json.dumps(saved) + "\n")
+            self._postgres_up(deadline)
+            self._wait_kafka(deadline, kafka)
         return self.info
 
     def down(self) -> None:
