@@ -202,3 +202,20 @@ def test_shims_put_the_toolkit_on_the_path(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: twoway ")
+
+
+def test_up_refuses_where_a_stack_already_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        LocalStack, "status", lambda self: stack.StackStatus(True, 4321, True, self.info)
+    )
+    monkeypatch.setattr(LocalStack, "up", lambda self: pytest.fail("must not start anything"))
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["up", "--dir", str(tmp_path), "--kafka-port", "19092"])
+
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"a stack already runs in {tmp_path.resolve()} (Kafka pid 4321)" in err
+    assert "twoway-stack down" in err

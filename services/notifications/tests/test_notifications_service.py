@@ -354,7 +354,9 @@ async def test_booking_update_cancel_replay_and_read_api(harness: Harness) -> No
     assert harness.runtime is not None
     url = f"http://127.0.0.1:{harness.settings.http_port}/participants"
     async with httpx.AsyncClient() as client:
-        listing = (await client.get(f"{url}/E1/notifications")).json()
+        body = (await client.get(f"{url}/E1/notifications")).json()
+        assert body["participant_id"] == "E1"
+        listing = body["notifications"]
         assert listing[0]["template"] == "partner_withdrew"
         assert {n["template"] for n in listing} >= {
             "pair_confirmed",

@@ -28,7 +28,13 @@ NOTIFICATION = {
 def routes(runtime: Runtime) -> Sequence[BaseRoute]:
     @documented(
         "A participant's notifications, newest first",
-        response={"type": "array", "items": NOTIFICATION},
+        response={
+            "type": "object",
+            "properties": {
+                "participant_id": {"type": "string"},
+                "notifications": {"type": "array", "items": NOTIFICATION},
+            },
+        },
         not_found="The participant is unknown to notifications.",
     )
     async def notifications_of(request: Request) -> Response:
@@ -38,20 +44,19 @@ def routes(runtime: Runtime) -> Sequence[BaseRoute]:
             if not await store.participant_known(participant_id):
                 return JSONResponse({"error": "unknown participant"}, status_code=404)
             rows = await store.notifications_of(participant_id)
-        return JSONResponse(
-            [
-                {
-                    "notification_id": r["notification_id"],
-                    "template": r["template"],
-                    "channel": "email",
-                    "status": r["status"],
-                    "sent_at": None
-                    if r["sent_at"] is None
-                    else r["sent_at"].isoformat().replace("+00:00", "Z"),
-                    "session_id": r["session_id"],
-                }
-                for r in rows
-            ]
-        )
+        listed = [
+            {
+                "notification_id": r["notification_id"],
+                "template": r["template"],
+                "channel": "email",
+                "status": r["status"],
+                "sent_at": None
+                if r["sent_at"] is None
+                else r["sent_at"].isoformat().replace("+00:00", "Z"),
+                "session_id": r["session_id"],
+            }
+            for r in rows
+        ]
+        return JSONResponse({"participant_id": participant_id, "notifications": listed})
 
     return [Route("/participants/{participant_id}/notifications", notifications_of)]
