@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from twoway_shared.contract import Event, ProgrammeMatchingRequested, Topic, encode, new_event
+from twoway_shared.contract import (
+    Event,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    Topic,
+    encode,
+    new_event,
+)
 from twoway_shared.localstack.stack import LocalStack
 from twoway_shared.platform.kafka import ensure_topics, wait_for_group_coordinator
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
@@ -30,7 +37,8 @@ def quiet_spec(tmp_path: Path) -> ServiceSpec:
         name="matching",
         consumes=(Topic.PROGRAMMES,),
         produces=(),
-        handlers={"programme.matching_requested": ignore},
+        handlers={ProgrammeMatchingRequested: ignore},
+        ignores=(ProgrammeConfigured,),
         migrations_dir=tmp_path / "migrations",
     )
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from twoway_shared.contract.values import rfc3339
+from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 
 from twoway_progress.certificate import CertificateFacts, render_certificate
@@ -43,9 +44,62 @@ def _not_found(what: str) -> Response:
     return JSONResponse({"error": f"{what} is not known to progress"}, status_code=404)
 
 
+_STRING = {"type": "string"}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_DIRECTION = {
+    "type": "object",
+    "properties": {
+        "participant_id": _STRING,
+        "goals": {"type": "array", "items": {"type": "object"}},
+        "learned": {"type": "array", "items": _STRING},
+    },
+}
+CREDIT = {
+    "type": "object",
+    "properties": {
+        "credit_id": _STRING,
+        "participant_id": _STRING,
+        "programme_id": _STRING,
+        "pair_id": _STRING,
+        "role": {"enum": ["mentor", "mentee"]},
+        "sessions_completed": {"type": "integer"},
+        "minutes": {"type": "integer"},
+        "credits": {"type": "number"},
+        "topics": {"type": "array", "items": _STRING},
+        "issued_at": {"type": "string", "format": "date-time"},
+        "certificate": {"type": "string", "description": "Path of the PDF certificate."},
+    },
+}
+
+
 def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
     """`/pairs/{id}/progress`, `/participants/{id}/credits`, certificates, programme health."""
 
+    @documented(
+        "A pair's progress: sessions, health, and what each side learned of their goals",
+        response={
+            "type": "object",
+            "properties": {
+                "pair_id": _STRING,
+                "programme_id": _STRING,
+                "mentor_id": _STRING,
+                "mentee_id": _STRING,
+                "status": _STRING,
+                "ended_reason": {"type": ["string", "null"]},
+                "health": _STRING,
+                "reasons": {"type": "array", "items": _STRING},
+                "rematch_requested": {"type": "boolean"},
+                "completed": {"type": "boolean"},
+                "sessions_completed": {"type": "integer"},
+                "sessions_missed": {"type": "integer"},
+                "last_activity_at": _TIME,
+                "sessions": {"type": "array", "items": {"type": "object"}},
+                "mentee": _DIRECTION,
+                "mentor": _DIRECTION,
+            },
+        },
+        not_found="The pair is unknown to progress.",
+    )
     async def pair_progress(request: Request) -> Response:
         pair_id = request.path_params["pair_id"]
         async with pool.acquire() as conn:
@@ -98,6 +152,11 @@ def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
         }
         return JSONResponse(body)
 
+    @documented(
+        "A participant's credits",
+        response={"type": "array", "items": CREDIT},
+        not_found="The participant is unknown to progress.",
+    )
     async def credits(request: Request) -> Response:
         participant_id = request.path_params["participant_id"]
         async with pool.acquire() as conn:
@@ -109,6 +168,12 @@ def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             return _not_found(f"participant {participant_id}")
         return JSONResponse([credit_json(c) for c in found])
 
+    @documented(
+        "The PDF certificate of a credit",
+        response={"type": "string", "format": "binary"},
+        media_type="application/pdf",
+        not_found="The credit (or its holder's name) is unknown to progress.",
+    )
     async def certificate(request: Request) -> Response:
         credit_id = request.path_params["credit_id"]
         async with pool.acquire() as conn:
@@ -143,6 +208,11 @@ def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             headers={"Content-Disposition": f'inline; filename="twoway-{credit_id}.pdf"'},
         )
 
+    @documented(
+        "A programme's health: pairs by health, sessions, feedback",
+        response={"type": "object"},
+        not_found="The programme is unknown to progress.",
+    )
     async def health(request: Request) -> Response:
         programme_id = request.path_params["programme_id"]
         async with pool.acquire() as conn:

@@ -166,7 +166,7 @@ def _main(argv: list[str] | None) -> None:
         "--http-port",
         type=int,
         default=HTTP_PORTS["matching"],
-        help="matching's read API; scheduling and notifications take the next two (8081)",
+        help="matching's HTTP port; the other services take the next ones (8081)",
     )
     demo.add_argument("--smtp-port", type=int, default=2525, help="the local SMTP sink")
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for settling")
