@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.config import NotificationsSettings
 from twoway_progress.config import ProgressSettings
 from twoway_scheduling.config import SchedulingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = (MatchingSettings, SchedulingSettings, NotificationsSettings, ProgressSettings)
+SETTINGS = (MatchingServiceSettings, SchedulingSettings, NotificationsSettings, ProgressSettings)
 KNOWN = {f"TWOWAY_{name.upper()}" for cls in SETTINGS for name in cls.model_fields}
 SCRIPTS = {"twoway-matching", "twoway-scheduling", "twoway-notifications"}
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 from twoway_matching.app import create_spec
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_shared.contract import (
     PairResponseSubmitted,
     ParticipantEnrolled,
@@ -114,7 +114,7 @@ class Harness:
 async def harness(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str
 ) -> AsyncIterator[Harness]:
-    settings = MatchingSettings(
+    settings = MatchingServiceSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
@@ -341,7 +341,7 @@ async def test_two_instances_never_break_capacity(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str
 ) -> None:
     """Both instances run rounds; the per-programme lock keeps every person within capacity."""
-    settings = MatchingSettings(
+    settings = MatchingServiceSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
