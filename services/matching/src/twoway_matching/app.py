@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twoway_shared.contract import Topic
+from twoway_shared.contract import Topic, access
 from twoway_shared.contract.events import (
+    CreditAwarded,
+    PairCompleted,
+    PairHealthChanged,
+    PairRematchRequested,
     PairResponseSubmitted,
     ParticipantEnrolled,
     ParticipantUpdated,
@@ -27,7 +31,7 @@ def create_spec() -> ServiceSpec:
     """The matching service as the platform runs it."""
     return ServiceSpec(
         name="matching",
-        consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
+        consumes=access.consumes("matching"),
         produces=(Topic.PAIRS,),
         handlers={
             ProgrammeConfigured: handlers.configure_programme,
@@ -36,8 +40,12 @@ def create_spec() -> ServiceSpec:
             ParticipantUpdated: handlers.enrol,
             ParticipantWithdrawn: handlers.withdraw,
             PairResponseSubmitted: handlers.respond,
+            PairRematchRequested: handlers.request_rematch,
+            PairCompleted: handlers.complete,
         },
         migrations_dir=MIGRATIONS,
         routes=read_api.routes,
         workers=(matching_worker,),
+        # Read past on purpose: they change no pair and no pool.
+        ignores=(PairHealthChanged, CreditAwarded),
     )

@@ -47,6 +47,13 @@ async def _run_one_round(runtime: Runtime) -> bool:
             async with runtime.db.unit_of_work() as uow:
                 await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
         raise
+    if result is None:
+        log.info(
+            "matching round not run: the programme is not known to be continuous and no "
+            "programme.matching_requested asked for it",
+            extra={"programme_id": programme_id},
+        )
+        return True
     log.info(
         "matching round",
         extra={
