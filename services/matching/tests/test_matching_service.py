@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from twoway_shared.contract import (
     new_event,
     partition_key,
 )
+from twoway_shared.contract.events import PairCompleted, PairRematchRequested
 from twoway_shared.platform.runtime import Runtime
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import (
@@ -37,6 +39,7 @@ from twoway_shared.testing.kafka import (
     wait_until_consumed,
 )
 from twoway_shared.testing.service import MovableClock, running_service
+from twoway_shared.toolkit import cli
 
 pytestmark = pytest.mark.infra
 
@@ -313,6 +316,7 @@ async def test_replayed_records_create_no_new_pairs(harness: Harness) -> None:
 
 
 async def test_invalid_enrolments_are_dead_lettered_with_a_reason(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
     await harness.enrol("M1", "mentor")
     bad_grade = profile("E1", "mentee", grade=0)
     data = ParticipantEnrolled.model_validate(profile("E1", "mentee"))
@@ -405,3 +409,182 @@ async def test_only_a_newer_enrolment_brings_a_withdrawn_person_back(harness: Ha
     await harness.enrol("M1", "mentor", revision=2)
     (confirmed,) = await harness.wait("confirmed", 1)
     assert confirmed["data"]["mentor_id"] == "M1"
+
+
+# ------------------------------------------------------------------ contract 1.1
+
+
+async def round_state(harness: Harness) -> tuple[bool, str | None]:
+    """(a round is due or leased, when the last round ran) for the test programme."""
+    row = await harness.runtime.pool.fetchrow(
+        "SELECT due_at, summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+    )
+    if row is None:
+        return False, None
+    summary = json.loads(row["summary"]) if row["summary"] else {}
+    return row["due_at"] is not None, summary.get("ran_at")
+
+
+async def test_batch_settings_consumed_after_enrolments_give_no_unrequested_round(
+    harness: Harness,
+) -> None:
+    """Issue 15: enrolments before, between and after the settings; one requested round."""
+    for k in range(3):  # before the settings
+        await harness.enrol(f"M{k}", "mentor")
+        await harness.enrol(f"E{k}", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, None)
+    await harness.send(Topic.PROGRAMMES, configure(mode="batch"))
+    await harness.enrol("M3", "mentor")  # between the settings and the request
+    await harness.enrol("E3", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, None)
+    await harness.send(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))
+    confirmed = await harness.wait("confirmed", 4)
+    assert {e["data"]["mentee_id"] for e in confirmed} == {"E0", "E1", "E2", "E3"}
+
+    async def settled() -> tuple[bool, str | None]:
+        return await round_state(harness)
+
+    _, ran_at = await eventually(settled, lambda s: not s[0], what="the round's lease cleared")
+    await harness.enrol("M4", "mentor")  # after the round
+    await harness.enrol("E4", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, ran_at)
+    assert len(harness.events("proposed")) == 4
+
+
+async def test_continuous_settings_consumed_after_enrolments_round_the_waiting_pool(
+    harness: Harness,
+) -> None:
+    for k in range(2):
+        await harness.enrol(f"M{k}", "mentor")
+        await harness.enrol(f"E{k}", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, None)
+    await harness.send(Topic.PROGRAMMES, configure(mode="continuous"))
+    assert len(await harness.wait("confirmed", 2)) == 2
+    await harness.enrol("M2", "mentor")  # after the settings: rounds as usual
+    await harness.enrol("E2", "mentee")
+    assert len(await harness.wait("confirmed", 3)) == 3
+
+
+async def test_matching_requested_before_any_settings_runs_one_round_with_the_defaults(
+    harness: Harness,
+) -> None:
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    await harness.barrier()
+    await harness.send(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["mentee_id"] == "E1"
+
+
+async def test_min_score_refuses_weak_pairs_and_the_read_api_says_why(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure(min_score=0.5))
+    await harness.enrol("M1", "mentor", capacity=2)
+    await harness.enrol("E-WEAK", "mentee", wants=["knitting"])
+    await harness.enrol("E-STRONG", "mentee")
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["mentee_id"] == "E-STRONG"
+    await harness.barrier()
+    url = f"http://127.0.0.1:{harness.runtime.http_port}"
+    async with httpx.AsyncClient(base_url=url) as http:
+
+        async def listing() -> dict[str, Any]:
+            return dict((await http.get(f"/programmes/{PROGRAMME}/pairs")).json())
+
+        found = await eventually(
+            listing,
+            lambda body: bool(body["pairs"]) and body["last_round"] is not None,
+            what="a round summary",
+        )
+    (weak,) = [u for u in found["last_round"]["unmatched"] if u["participant_id"] == "E-WEAK"]
+    assert weak["blocking_rules"] == {"score below min_score": 1}
+    assert found["last_round"]["min_score"] == 0.5
+    assert found["pairs"][0]["proposed_at"].endswith("Z")
+    assert found["last_round"]["ran_at"].endswith("Z")
+
+
+async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("M2", "mentor", languages=["de", "en"])
+    await harness.enrol("E1", "mentee")
+    (first,) = await harness.wait("confirmed", 1)
+    pair = {k: first["data"][k] for k in ("pair_id", "programme_id", "mentor_id", "mentee_id")}
+    other = "M2" if pair["mentor_id"] == "M1" else "M1"
+    await harness.send(Topic.PROGRESS, PairRematchRequested(**pair, reason="not_a_fit"))
+    (ended,) = await harness.wait("ended", 1)
+    assert ended["data"]["reason"] == "not_a_fit"
+    assert ended["data"]["withdrawn_by"] is None
+    second = (await harness.wait("confirmed", 2))[1]["data"]
+    assert (second["mentor_id"], second["mentee_id"]) == (other, "E1")
+
+    await harness.send(
+        Topic.PROGRESS,
+        PairCompleted(
+            pair_id=second["pair_id"],
+            programme_id=PROGRAMME,
+            mentor_id=other,
+            mentee_id="E1",
+            sessions_completed=12,
+            sessions_missed=0,
+            minutes=360,
+            mentee_learned=[],
+            mentor_learned=[],
+        ),
+    )
+    endings = await harness.wait("ended", 2)
+    assert endings[1]["data"]["reason"] == "completed"
+    # E1 is not offered the new mentor M3 until enrolling again (E2 speaks only French).
+    await harness.enrol("M3", "mentor")
+    await harness.enrol("E2", "mentee", languages=["fr"])
+
+    async def unmatched_in_last_round() -> set[str]:
+        raw = await harness.runtime.pool.fetchval(
+            "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+        )
+        return {u["participant_id"] for u in json.loads(raw or "{}").get("unmatched", [])}
+
+    await eventually(
+        unmatched_in_last_round, lambda seen: {"M3", "E2"} <= seen, what="a round with M3, E2"
+    )
+    assert len(harness.events("confirmed")) == 2
+    await harness.enrol("E1", "mentee", revision=1)
+    third = (await harness.wait("confirmed", 3))[2]["data"]
+    assert (third["mentor_id"], third["mentee_id"]) == ("M3", "E1")
+
+
+async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", harness.infra.kafka_bootstrap)
+    monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", harness.runtime.settings.topic_prefix)
+    await harness.send(Topic.PROGRAMMES, configure(acceptance_required=True))
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    (proposal,) = await harness.wait("proposed", 1)
+    pair_id = proposal["data"]["pair_id"]
+
+    async def twoway(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(cli.main, list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, _, err = await twoway("accept", pair_id, "X9", "--wait")
+    assert code == 4
+    assert "response rejected: You are not one of the two people of this pairing" in err
+    code, _, err = await twoway("decline", "no-such-pair", "E1", "--wait")
+    assert code == 4
+    assert "no such pairing" in err
+    code, out, _ = await twoway("accept", pair_id, "E1", "--wait", "--wait-seconds", "2")
+    assert code == 0
+    assert "no change to pair" in out  # E1 accepted; the pair waits for M1
+    code, out, _ = await twoway("accept", pair_id, "M1", "--wait")
+    assert code == 0
+    assert f"pair {pair_id} confirmed" in out
+    # Operators see no dead letter for any of them.
+    topic = harness.runtime.topic(Topic.PAIR_RESPONSES)
+    assert harness.runtime.metrics.dead_lettered.labels(topic)._value.get() == 0
+    assert len(harness.events("response_rejected")) == 2
