@@ -445,16 +445,11 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
 
     changed_role = dict(m1, role="mentee", revision=1)
     role_change = good(ParticipantUpdated.model_validate(changed_role))
-    business = {
-        Topic.PAIR_RESPONSES: [
-            good(
-                PairResponseSubmitted(
-                    pair_id="no-such-pair", participant_id="D-E1", response="accept"
-                )
-            ),
-            good(PairResponseSubmitted(pair_id=pair_id, participant_id="D-M2", response="decline")),
-        ],
-    }
+    # Contract 1.1: responses the pair cannot take get pair.response_rejected, no dead letter.
+    refused = [
+        PairResponseSubmitted(pair_id="no-such-pair", participant_id="D-E1", response="accept"),
+        PairResponseSubmitted(pair_id=pair_id, participant_id="D-M2", response="decline"),
+    ]
     inputs = [
         Topic.PROGRAMMES,
         Topic.ENROLMENTS,
@@ -463,10 +458,11 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
         Topic.PAIRS,
         Topic.SESSIONS,
     ]
-    bad = {t: bad_records(stack, t) + business.get(t, []) for t in inputs}
+    bad = {t: bad_records(stack, t) for t in inputs}
     records = [
         good(PairResponseSubmitted(pair_id=pair_id, participant_id="D-M1", response="accept")),
         *(r for t in inputs for r in bad[t]),
+        *(good(r) for r in refused),
         role_change,
         good(programme("E2E-DLQ-AFTER")),
         good(PairResponseSubmitted(pair_id=pair_id, participant_id="D-E1", response="accept")),
@@ -484,6 +480,14 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
                 assert headers["x-twoway-error"].strip(), (t, consumer)
                 assert headers["x-original-topic"].decode() == stack.topic(t)
                 assert headers["x-original-offset"].decode().isdigit()
+
+    for response in refused:
+        answer = response.model_dump(exclude={"reason"})
+
+        def answered(answer: dict[str, Any] = answer) -> bool:
+            return bool(view.pairs("pair.response_rejected", **answer))
+
+        await view.until(answered, f"pair.response_rejected for {response.participant_id}")
 
     # The good records around the bad ones were all processed.
     await booked(view, pair_id)
