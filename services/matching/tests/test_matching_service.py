@@ -551,6 +551,12 @@ async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) 
         unmatched_in_last_round, lambda seen: {"M3", "E2"} <= seen, what="a round with M3, E2"
     )
     assert len(harness.events("confirmed")) == 2
+    url = f"http://127.0.0.1:{harness.runtime.http_port}"
+    async with httpx.AsyncClient(base_url=url) as http:
+        mine = (await http.get("/participants/E1/pair")).json()
+    assert mine["paused_after_completion"] is True
+    assert mine["pair"] is None
+    assert [p["closed_reason"] for p in mine["pairs"]] == ["not_a_fit", "completed"]
     await harness.enrol("E1", "mentee", revision=1)
     third = (await harness.wait("confirmed", 3))[2]["data"]
     assert (third["mentor_id"], third["mentee_id"]) == ("M3", "E1")

@@ -42,6 +42,8 @@ def routes(runtime: Runtime) -> Sequence[BaseRoute]:
                 "programme_id": stored.programme_id,
                 "role": stored.role,
                 "active": stored.active,
+                # Completed a pair: no new partner until enrolled again with a higher revision.
+                "paused_after_completion": stored.paused_after_completion,
                 "pair": active[-1].to_json() if active else None,
                 "pairs": [p.to_json() for p in history],
             }
