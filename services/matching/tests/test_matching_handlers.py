@@ -12,21 +12,14 @@ import pytest
 from pydantic import BaseModel
 from twoway_matching import storage
 from twoway_matching.app import create_spec
-from twoway_matching.config import MatchingServiceSettings
 from twoway_matching.workers import run_due_round
 from twoway_shared.contract import (
-    EVENT_TOPIC,
     TOPIC_EVENT_TYPES,
     ParticipantEnrolled,
     ParticipantUpdated,
     ParticipantWithdrawn,
     ProgrammeConfigured,
     ProgrammeMatchingRequested,
-    encode,
-    event_type_of,
-    new_event,
-    parse_record,
-    partition_key,
 )
 from twoway_shared.contract.events import (
     PairCompleted,
@@ -35,10 +28,8 @@ from twoway_shared.contract.events import (
     PairResponseSubmitted,
 )
 from twoway_shared.platform.consumer import Rejected
-from twoway_shared.platform.db import create_pool
-from twoway_shared.platform.runtime import run_migrations
 from twoway_shared.platform.uow import Database
-from twoway_shared.testing.service import MovableClock
+from twoway_shared.testing.handlers import HandlerBench
 
 pytestmark = pytest.mark.infra
 
@@ -65,23 +56,24 @@ def profile(pid: str, role: str, **changes: Any) -> dict[str, Any]:
 
 
 class Matching:
-    """The matching handlers on a migrated database, with a clock the test moves."""
+    """The matching handlers on the real PostgreSQL (HandlerBench) and the worker's round step.
 
-    def __init__(self, db: Database, clock: MovableClock) -> None:
-        self.db = db
-        self.clock = clock
-        self.handlers = create_spec().dispatch
+    Events emitted by handlers and by rounds are read back from the outbox in order.
+    """
+
+    def __init__(self, bench: HandlerBench) -> None:
+        self.bench = bench
+        self.db = Database(
+            bench.pool,
+            schema="matching",
+            source="/twoway/matching",
+            topic_prefix="t.",
+            clock=lambda: self.bench.now,
+        )
         self._seen = 0
 
     async def handle(self, data: BaseModel) -> None:
-        topic = EVENT_TOPIC[event_type_of(type(data))]
-        event = parse_record(
-            topic, encode(new_event(data, source="/portal/test")), partition_key(topic, data)
-        )
-        handler = self.handlers[event.type]
-        async with self.db.unit_of_work(cause=event) as uow:
-            if handler is not None:
-                await handler(event, uow)
+        await self.bench.handle(data)
 
     async def enrol(self, pid: str, role: str, **changes: Any) -> None:
         await self.handle(ParticipantEnrolled.model_validate(profile(pid, role, **changes)))
@@ -93,9 +85,12 @@ class Matching:
             )
         )
 
+    def advance(self, by: timedelta) -> None:
+        self.bench.now += by
+
     async def due(self) -> bool:
         """Whether a round is due now or within the debounce (the worker would run it)."""
-        later = self.clock() + timedelta(seconds=10)
+        later = self.bench.now + timedelta(seconds=10)
         return bool(
             await self.db.pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM matching.rounds WHERE due_at <= $1)", later
@@ -104,7 +99,7 @@ class Matching:
 
     async def rounds(self) -> list[str]:
         """Run every round the worker would run in the next minute; the programmes that ran."""
-        self.clock.advance(timedelta(minutes=1))
+        self.advance(timedelta(minutes=1))
         ran = []
         while (step := await run_due_round(self.db)) is not None:
             if step[1] is not None:
@@ -130,17 +125,8 @@ class Matching:
 
 @pytest.fixture
 async def matching(service_dsns: dict[str, str]) -> AsyncIterator[Matching]:
-    settings = MatchingServiceSettings(database_url=service_dsns["matching"])
-    await run_migrations(create_spec(), settings)
-    pool = await create_pool(settings.database_url)
-    clock = MovableClock()
-    db = Database(
-        pool, schema="matching", source="/twoway/matching", topic_prefix="t.", clock=clock
-    )
-    try:
-        yield Matching(db, clock)
-    finally:
-        await pool.close()
+    async with HandlerBench.open(create_spec(), service_dsns["matching"]) as bench:
+        yield Matching(bench)
 
 
 # ------------------------------------------------------------------ settings order (1.1)
@@ -222,7 +208,7 @@ async def test_a_requested_round_survives_a_crash_of_its_first_run(matching: Mat
     await matching.handle(ProgrammeMatchingRequested(programme_id=PROGRAMME))
     async with matching.db.unit_of_work() as uow:  # claimed, then the instance died
         assert await storage.claim_due_round(uow.conn, uow.now) is not None
-    matching.clock.advance(storage.ROUND_LEASE)
+    matching.advance(storage.ROUND_LEASE)
     assert await matching.rounds() == [PROGRAMME]
     assert len(await matching.emitted("confirmed")) == 1
 
