@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from twoway_shared.contract import Topic, access
 from twoway_shared.contract.events import (
     CreditAwarded,
@@ -17,14 +15,13 @@ from twoway_shared.contract.events import (
     ProgrammeConfigured,
     ProgrammeMatchingRequested,
 )
+from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
 from twoway_matching import handlers, read_api
 from twoway_matching.workers import matching_worker
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
-    MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = migrations_dir(__file__)
 
 
 def create_spec() -> ServiceSpec:

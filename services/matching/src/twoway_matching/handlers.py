@@ -23,12 +23,7 @@ from twoway_shared.contract import (
 )
 from twoway_shared.contract.events import PairCompleted, PairRematchRequested, PairResponseRejected
 from twoway_shared.contract.values import rfc3339
-from twoway_shared.enrolment import (
-    Enrolment,
-    decide_profile,
-    decide_withdrawal,
-    profile_event_type,
-)
+from twoway_shared.enrolment import Enrolment, decide_withdrawal, profile_applies
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import UnitOfWork
@@ -102,14 +97,7 @@ async def enrol(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """participant.enrolled and participant.updated: upserts ordered by revision."""
     profile = event.data
     stored = await storage.participant(uow.conn, profile.participant_id, lock=True)
-    if not decide_profile(
-        None if stored is None else _enrolment(stored),
-        event_type=profile_event_type(event.type),
-        participant_id=profile.participant_id,
-        programme_id=profile.programme_id,
-        role=profile.role,
-        revision=profile.revision,
-    ).applies():
+    if not profile_applies(None if stored is None else _enrolment(stored), event.type, profile):
         return  # stale, or withdrawn until an enrolment with a higher revision
     # Enrolling again with a higher revision ends the pause after a completed pair.
     resumes = (

@@ -28,13 +28,7 @@ from twoway_shared.contract.events import (
     PairRematchRequested,
     SessionFeedbackSubmitted,
 )
-from twoway_shared.enrolment import (
-    Enrolment,
-    after_withdrawal,
-    decide_profile,
-    decide_withdrawal,
-    profile_event_type,
-)
+from twoway_shared.enrolment import Enrolment, after_withdrawal, decide_withdrawal, profile_applies
 from twoway_shared.errors import Rejected
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.uow import UnitOfWork
@@ -73,14 +67,7 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """`participant.enrolled` and `participant.updated`: keep the role and the display name."""
     data, store = event.data, Storage(uow.conn)
     existing = await store.lock_participant(data.participant_id)
-    if not decide_profile(
-        None if existing is None else _enrolment(existing),
-        event_type=profile_event_type(event.type),
-        participant_id=data.participant_id,
-        programme_id=data.programme_id,
-        role=data.role,
-        revision=data.revision,
-    ).applies():
+    if not profile_applies(None if existing is None else _enrolment(existing), event.type, data):
         return  # stale, or withdrawn until a newer enrolment
     await store.save_participant(
         data.participant_id, data.programme_id, data.role, data.display_name, data.revision
