@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from twoway_shared.platform.http import READER, programme_access, read_route
 from twoway_shared.platform.runtime import Runtime
 
 from twoway_matching import storage
@@ -50,6 +51,6 @@ def routes(runtime: Runtime) -> Sequence[BaseRoute]:
         )
 
     return [
-        Route("/programmes/{programme_id}/pairs", programme_pairs),
-        Route("/participants/{participant_id}/pair", participant_pair),
+        read_route("/programmes/{programme_id}/pairs", programme_pairs, access=programme_access()),
+        read_route("/participants/{participant_id}/pair", participant_pair, access=READER),
     ]

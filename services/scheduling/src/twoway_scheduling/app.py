@@ -26,6 +26,7 @@ from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import Runtime, ServiceSpec
 
 from twoway_scheduling import handlers
+from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
 
 MIGRATIONS = migrations_dir(__file__)
@@ -45,7 +46,8 @@ IGNORES = (ProgrammeMatchingRequested, PairProposed, PairDeclined, PairResponseR
 
 
 def _routes(runtime: Runtime) -> Sequence[BaseRoute]:
-    return read_routes(runtime.pool)
+    assert isinstance(runtime.settings, SchedulingSettings)
+    return read_routes(runtime.pool, runtime.settings)
 
 
 def create_spec() -> ServiceSpec:

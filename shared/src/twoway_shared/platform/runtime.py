@@ -23,7 +23,7 @@ from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, event_type_of
 from twoway_shared.platform.consumer import Handler, RecordProcessor
 from twoway_shared.platform.db import create_pool
 from twoway_shared.platform.deadletter import DeadLetters
-from twoway_shared.platform.http import create_http_app
+from twoway_shared.platform.http import Guard, create_http_app
 from twoway_shared.platform.kafka import ensure_topics, idempotent_producer, security_of
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.migrations import (
@@ -219,10 +219,11 @@ class Runtime:
             checks={"postgresql": self._check_postgres, "kafka": self._check_kafka},
             before_metrics=self._update_lag,
             routes=self.spec.routes(self),
+            guard=Guard.from_settings(self.settings, self.spec.name),
         )
         config = uvicorn.Config(
             app,
-            host="0.0.0.0",
+            host=self.settings.http_host,
             port=self.settings.http_port,
             log_config=None,
             access_log=False,
