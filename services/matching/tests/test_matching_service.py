@@ -38,6 +38,7 @@ from twoway_shared.testing.kafka import (
     publish,
     wait_until_consumed,
 )
+from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.testing.service import MovableClock, running_service
 from twoway_shared.toolkit import cli
 
@@ -115,7 +116,7 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
     settings = MatchingServiceSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
@@ -123,6 +124,8 @@ async def harness(
         topic_prefix=topic_prefix,
         topic_partitions=2,
         http_port=0,
+        http_host="127.0.0.1",
+        **oidc.settings(),
     )
     clock = MovableClock()
     pairs_topic = settings.topic(Topic.PAIRS)
@@ -139,7 +142,9 @@ def configure(**matching: Any) -> ProgrammeConfigured:
     )
 
 
-async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) -> None:
+async def test_a_cohort_flows_in_and_explained_pairs_come_out(
+    harness: Harness, oidc: TestProvider
+) -> None:
     await harness.send(Topic.PROGRAMMES, configure())
     for k in range(3):
         await harness.enrol(f"M{k}", "mentor")
@@ -163,7 +168,9 @@ async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) 
     for event in confirmed:
         assert event["subject"] == event["data"]["pair_id"]
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{harness.runtime.http_port}") as http:
+    base_url = f"http://127.0.0.1:{harness.runtime.http_port}"
+    reader = {"Authorization": f"Bearer {oidc.token()}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=reader) as http:
         listing = (await http.get(f"/programmes/{PROGRAMME}/pairs")).json()
         assert len(listing["pairs"]) == 3
         late = [u for u in listing["last_round"]["unmatched"] if u["participant_id"] == "E-LATE"]
@@ -177,6 +184,17 @@ async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) 
         assert mine["pair"]["status"] == "confirmed"
         assert (await http.get("/participants/NOBODY/pair")).status_code == 404
         assert (await http.get("/programmes/NOPE/pairs")).status_code == 404
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        assert (await http.get(f"/programmes/{PROGRAMME}/pairs")).status_code == 401
+        manager = {"Authorization": f"Bearer {oidc.mint(roles=[f'twoway.manager:{PROGRAMME}'])}"}
+        mine = await http.get(f"/programmes/{PROGRAMME}/pairs", headers=manager)
+        assert len(mine.json()["pairs"]) == 3
+        assert (await http.get("/programmes/NOPE/pairs", headers=manager)).status_code == 403
+        assert (await http.get("/participants/E1/pair", headers=manager)).status_code == 403
+        other = {"Authorization": f"Bearer {oidc.mint(roles=['twoway.manager:OTHER'])}"}
+        theirs = await http.get(f"/programmes/{PROGRAMME}/pairs", headers=other)
+        assert theirs.status_code == 403
+        assert theirs.json() == {"error": "forbidden"}
 
 
 async def test_acceptance_flow_confirms_declines_and_never_repeats(harness: Harness) -> None:
