@@ -27,8 +27,19 @@ from twoway_shared.contract import (
     partition_key,
     topic_name,
 )
-from twoway_shared.localstack.dev import HTTP_PORTS, start_services, stop_services, wait_ready
+from twoway_shared.localstack.dev import (
+    HTTP_PORTS,
+    READER_CLIENT_ID,
+    ServiceProcess,
+    curl_line,
+    security_env,
+    start_provider,
+    start_services,
+    stop_services,
+    wait_ready,
+)
 from twoway_shared.localstack.mailsink import MailSink
+from twoway_shared.localstack.oidc import ProviderProcess
 from twoway_shared.localstack.stack import LocalStack
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.kafka import TopicReader, ToSend, publish
@@ -150,14 +161,22 @@ async def watch(kafka: str, people: int, timeout: float) -> Tally:
     return tally
 
 
-def matching_summary(programme_id: str) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{HTTP_PORTS['matching']}/programmes/{programme_id}/pairs"
-    with urllib.request.urlopen(url, timeout=10) as response:
+def read_api(port: int, path: str, token: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, Any] = json.loads(response.read())
     return result
 
 
-def report(cohort: list[dict[str, Any]], tally: Tally, programme_id: str, root: Path) -> None:
+def report(
+    cohort: list[dict[str, Any]],
+    tally: Tally,
+    programme_id: str,
+    root: Path,
+    provider: ProviderProcess,
+) -> None:
     roles = Counter(p["role"] for p in cohort)
     pairs = tally.confirmed - tally.ended
     scores = [tally.scores[p] for p in pairs if p in tally.scores]
@@ -167,7 +186,9 @@ def report(cohort: list[dict[str, Any]], tally: Tally, programme_id: str, root: 
     )
     table.add_row("pairs formed", str(len(pairs)))
     table.add_row("average pair score", f"{sum(scores) / len(scores):.3f}" if scores else "-")
-    summary = matching_summary(programme_id).get("last_round") or {}
+    token = provider.token(READER_CLIENT_ID)  # the real flow: client credentials -> JWT
+    pairs_path = f"/programmes/{programme_id}/pairs"
+    summary = read_api(HTTP_PORTS["matching"], pairs_path, token).get("last_round") or {}
     unmatched = summary.get("unmatched", [])
     why: Counter[str] = Counter()
     for person in unmatched:
@@ -189,20 +210,28 @@ def report(cohort: list[dict[str, Any]], tally: Tally, programme_id: str, root: 
     table.add_row("emails kept in", str(root / "mail"))
     some = next(iter(sorted(pairs)), None)
     mentee = next((p["participant_id"] for p in cohort if p["role"] == "mentee"), "")
-    table.add_row(
-        "calendar feeds",
-        f"http://127.0.0.1:{HTTP_PORTS['scheduling']}/participants/{mentee}/calendar.ics",
-    )
-    table.add_row(
-        "pairs API", f"http://127.0.0.1:{HTTP_PORTS['matching']}/programmes/{programme_id}/pairs"
-    )
+    link = read_api(HTTP_PORTS["scheduling"], f"/participants/{mentee}/calendar", token)
+    table.add_row("a calendar feed (no token)", link["url"])
     if some:
         table.add_row("example pair", some)
     console.print(table)
+    console.print(
+        f"The read APIs need a bearer token from the local OpenID Connect provider "
+        f"({provider.issuer}). This one reads the pairs for an hour:"
+    )
+    console.print(curl_line(provider, HTTP_PORTS["matching"], pairs_path), soft_wrap=True)
 
 
 def run_demo(
-    *, n: int, seed: int, once: bool, kafka_port: int, pg_port: int, smtp_port: int, timeout: float
+    *,
+    n: int,
+    seed: int,
+    once: bool,
+    kafka_port: int,
+    pg_port: int,
+    smtp_port: int,
+    oidc_port: int,
+    timeout: float,
 ) -> int:
     root = Path.cwd() / ".demo"
     stack = LocalStack(root / "stack", kafka_port=kafka_port, pg_port=pg_port)
@@ -215,21 +244,25 @@ def run_demo(
     dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
     sink = MailSink(root / "mail", port=smtp_port)
     sink.start()
+    console.print(f"Starting the local OpenID Connect provider ({oidc_port}) ...")
+    provider = start_provider(root, oidc_port)
     extra = {
         "TWOWAY_SMTP_HOST": "127.0.0.1",
         "TWOWAY_SMTP_PORT": str(smtp_port),
         "TWOWAY_PORTAL_URL": "http://localhost:8080",
+        **security_env(root, provider),
     }
-    services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra)
+    services: list[ServiceProcess] = []
     code = 0
     try:
+        services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra)
         wait_ready(services)
         console.print("The three services are ready. Publishing a synthetic programme ...")
         programme_id = "RM-DEMO"
         cohort = generate_cohort(n, seed=seed, programme_id=programme_id)
         asyncio.run(publish_programme(info.kafka_bootstrap, programme_id, cohort))
         tally = asyncio.run(watch(info.kafka_bootstrap, len(cohort), timeout))
-        report(cohort, tally, programme_id, root)
+        report(cohort, tally, programme_id, root, provider)
         if not tally.settled():
             console.print(
                 f"[yellow]Not everything settled within {timeout:.0f} s; see {root / 'logs'}[/]"
@@ -242,6 +275,7 @@ def run_demo(
     finally:
         console.print("Stopping ...")
         code = stop_services(services) or code
+        provider.stop()
         sink.stop()
         stack.down()
     return code
