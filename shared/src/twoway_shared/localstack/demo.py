@@ -211,7 +211,6 @@ def report(
     some = next(iter(sorted(pairs)), None)
     mentee = next((p["participant_id"] for p in cohort if p["role"] == "mentee"), "")
     link = read_api(HTTP_PORTS["scheduling"], f"/participants/{mentee}/calendar", token)
-    table.add_row("a calendar feed (no token)", link["url"])
     if some:
         table.add_row("example pair", some)
     console.print(table)
@@ -220,6 +219,8 @@ def report(
         f"({provider.issuer}). This one reads the pairs for an hour:"
     )
     console.print(curl_line(provider, HTTP_PORTS["matching"], pairs_path), soft_wrap=True)
+    console.print("A mentee's calendar feed (the link is the credential, no token):")
+    console.print(link["url"], soft_wrap=True)
 
 
 def run_demo(
