@@ -83,7 +83,7 @@ async def stack(
     """One running set of the three services for the whole module (each test its own ids),
     trusting the session's OpenID Connect provider for read-API tokens."""
     root = tmp_path_factory.mktemp("e2e")
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc) as stack:
+    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc=oidc) as stack:
         yield stack
 
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import pytest_asyncio
 from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
@@ -26,6 +25,7 @@ from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, eventually
 from twoway_shared.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
+from twoway_shared.testing.oidc import TestProvider
 
 from tests.e2e_support import Stack, events, person, running_stack
 
@@ -73,7 +73,7 @@ async def lrs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RalphLr
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory, lrs: RalphLrs
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, lrs: RalphLrs, oidc: TestProvider
 ) -> AsyncIterator[Stack]:
     root = tmp_path_factory.mktemp("e2e-progress")
     xapi = {
@@ -82,7 +82,7 @@ async def stack(
         "TWOWAY_XAPI_PASSWORD": PASSWORD,
     }
     async with running_stack(
-        infra.kafka_bootstrap, infra.admin_dsn, root, extra_env={"progress": xapi}
+        infra.kafka_bootstrap, infra.admin_dsn, root, extra_env={"progress": xapi}, oidc=oidc
     ) as stack:
         yield stack
 
@@ -152,7 +152,7 @@ async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]
 
 
 async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_after_an_outage(
-    stack: Stack, view: View, lrs: RalphLrs
+    stack: Stack, view: View, lrs: RalphLrs, oidc: TestProvider
 ) -> None:
     programme_id = "PG-DONE"
     await stack.send(
@@ -213,8 +213,8 @@ async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_afte
     ]
     assert "very kind" not in str(progress)
     listed = await stack.get("progress", "/participants/D-E1/credits")
-    async with httpx.AsyncClient(base_url=stack.url("progress")) as client:
-        pdf = await client.get(listed[0]["certificate"])
+    assert (await stack.fetch("progress", listed[0]["certificate"])).status_code == 401
+    pdf = await stack.fetch("progress", listed[0]["certificate"], oidc.token())
     assert pdf.status_code == 200
     assert pdf.content.startswith(b"%PDF")
 
