@@ -69,12 +69,27 @@ def profile(pid: str, role: str, **changes: Any) -> dict[str, Any]:
 class Harness:
     """A running matching service, with a reader on pairs.v1 and helpers to publish."""
 
-    def __init__(self, runtime: Runtime, infra: Infra, reader: TopicReader, clock: MovableClock):
+    def __init__(
+        self,
+        runtime: Runtime,
+        infra: Infra,
+        reader: TopicReader,
+        clock: MovableClock,
+        token: str = "",
+    ):
         self.runtime = runtime
         self.infra = infra
         self.reader = reader
         self.clock = clock
+        self.token = token
         self.sent: list[ToSend] = []
+
+    def http(self) -> httpx.AsyncClient:
+        """A client of the service's read API with a `twoway.reader` token."""
+        return httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.runtime.http_port}",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
 
     async def send(self, topic: Topic, data: BaseModel) -> None:
         record = ToSend(
@@ -133,7 +148,7 @@ async def harness(
         running_service(create_spec(), settings, clock) as runtime,
         TopicReader(infra.kafka_bootstrap, [pairs_topic]) as reader,
     ):
-        yield Harness(runtime, infra, reader, clock)
+        yield Harness(runtime, infra, reader, clock, oidc.mint())
 
 
 def configure(**matching: Any) -> ProgrammeConfigured:
@@ -509,8 +524,7 @@ async def test_min_score_refuses_weak_pairs_and_the_read_api_says_why(harness: H
     (confirmed,) = await harness.wait("confirmed", 1)
     assert confirmed["data"]["mentee_id"] == "E-STRONG"
     await harness.barrier()
-    url = f"http://127.0.0.1:{harness.runtime.http_port}"
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with harness.http() as http:
 
         async def listing() -> dict[str, Any]:
             return dict((await http.get(f"/programmes/{PROGRAMME}/pairs")).json())
@@ -572,8 +586,7 @@ async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) 
         unmatched_in_last_round, lambda seen: {"M3", "E2"} <= seen, what="a round with M3, E2"
     )
     assert len(harness.events("confirmed")) == 2
-    url = f"http://127.0.0.1:{harness.runtime.http_port}"
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with harness.http() as http:
         mine = (await http.get("/participants/E1/pair")).json()
     assert mine["paused_after_completion"] is True
     assert mine["pair"] is None
