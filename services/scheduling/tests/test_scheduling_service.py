@@ -415,6 +415,7 @@ def feed_path(url: str) -> str:
 
 async def test_calendar_feed_by_capability_url(service: Harness, oidc: TestProvider) -> None:
     h = service
+    assert h.runtime.http_addresses == ["127.0.0.1"]  # TWOWAY_HTTP_HOST, not every interface
     booked = await book(h)
     link = await h.get(f"/participants/{MENTEE}/calendar")
     assert link.status_code == 200

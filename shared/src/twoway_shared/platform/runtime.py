@@ -244,6 +244,13 @@ class Runtime:
             raise RuntimeError("the HTTP server is not started")
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
+    @property
+    def http_addresses(self) -> list[str]:
+        """The addresses the HTTP server's sockets are bound to (`TWOWAY_HTTP_HOST`)."""
+        if self._server is None:
+            raise RuntimeError("the HTTP server is not started")
+        return [str(s.getsockname()[0]) for srv in self._server.servers for s in srv.sockets]
+
     async def _check_postgres(self) -> None:
         await self.pool.fetchval("SELECT 1")
 
