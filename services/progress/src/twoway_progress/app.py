@@ -29,7 +29,7 @@ from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
-from twoway_progress import api, handlers
+from twoway_progress import handlers, read_api
 from twoway_progress.workers import WorkerOptions, statement_worker, timer_worker
 
 MIGRATIONS = migrations_dir(__file__)
@@ -75,6 +75,6 @@ def create_spec(options: WorkerOptions | None = None) -> ServiceSpec:
         handlers=HANDLERS,
         ignores=IGNORES,
         migrations_dir=MIGRATIONS,
-        routes=api.routes,
+        routes=read_api.routes,
         workers=(timer_worker(options), statement_worker(options)),
     )
