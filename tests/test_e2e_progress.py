@@ -5,6 +5,7 @@ in-process with a movable clock (services/progress/tests)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from rich.console import Console
 from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
 from twoway_progress.handlers import credit_id_for
 from twoway_shared.contract import (
@@ -22,10 +24,12 @@ from twoway_shared.contract import (
     Topic,
 )
 from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
+from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, eventually
 from twoway_shared.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
 from twoway_shared.testing.oidc import TestProvider
+from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import Stack, events, person, running_stack
 
@@ -340,3 +344,43 @@ async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text
     )
     await stack.consumed(["progress"])
     assert await hits() == []
+
+
+async def test_the_demo_plays_the_weeks_and_the_report_shows_pair_health(
+    stack: Stack, view: View, oidc: TestProvider
+) -> None:
+    programme_id = "PG-DEMO"
+    cohort = generate_cohort(40, seed=41, programme_id=programme_id)
+    for p in cohort:
+        p["participant_id"] = f"DM-{p['participant_id']}"
+        p["manager_id"] = f"DM-{p['manager_id']}" if p["manager_id"] else None
+    await stack.send(
+        programme(programme_id, sessions=6),
+        *(ParticipantEnrolled.model_validate(p) for p in cohort),
+    )
+
+    def booked() -> bool:
+        pairs = {
+            c["pair_id"] for c in view.of(Topic.PAIRS, "pair.confirmed", programme_id=programme_id)
+        }
+        failed = {f["pair_id"] for f in view.of(Topic.SESSIONS, "session.booking_failed")}
+        return len(pairs) >= 10 and all(
+            p in failed or len(view.of(Topic.SESSIONS, "session.scheduled", pair_id=p)) == 6
+            for p in pairs
+        )
+
+    await view.until(booked, "the demo programme booked", timeout=180)
+    tally = await play_progress(stack.kafka, stack.prefix, programme_id, cohort, seed=41)
+    assert tally.rematch["not_a_fit"] == 1
+    assert tally.events["pair.completed"] >= 3
+    assert len(tally.credits) == 2 * tally.events["pair.completed"]
+    token = await asyncio.to_thread(oidc.token)
+    health = await asyncio.to_thread(programme_health, stack.ports["progress"], programme_id, token)
+    assert health["pairs"]["at_risk"] >= 1
+    assert health["sessions"]["missed"] >= 2
+    assert health["feedback"]["mentee"]["withheld"] is False
+    console = Console(record=True, width=120)
+    console.print(health_section(health, tally))
+    shown = console.export_text()
+    assert "Pair health, PG-DEMO" in shown
+    assert "1 not_a_fit" in shown

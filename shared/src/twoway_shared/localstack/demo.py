@@ -27,6 +27,7 @@ from twoway_shared.contract import (
     partition_key,
     topic_name,
 )
+from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
 from twoway_shared.localstack.dev import (
     HTTP_PORTS,
     READER_CLIENT_ID,
@@ -258,12 +259,19 @@ def run_demo(
     try:
         services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra)
         wait_ready(services)
-        console.print("The three services are ready. Publishing a synthetic programme ...")
+        console.print("The services are ready. Publishing a synthetic programme ...")
         programme_id = "RM-DEMO"
         cohort = generate_cohort(n, seed=seed, programme_id=programme_id)
         asyncio.run(publish_programme(info.kafka_bootstrap, programme_id, cohort))
         tally = asyncio.run(watch(info.kafka_bootstrap, len(cohort), timeout))
         report(cohort, tally, programme_id, root, provider)
+        console.print("Playing the programme's weeks: attendance, goals and feedback ...")
+        progress = asyncio.run(
+            play_progress(info.kafka_bootstrap, PREFIX, programme_id, cohort, seed=seed)
+        )
+        token = provider.token(READER_CLIENT_ID)
+        health = programme_health(HTTP_PORTS["progress"], programme_id, token)
+        console.print(health_section(health, progress))
         if not tally.settled():
             console.print(
                 f"[yellow]Not everything settled within {timeout:.0f} s; see {root / 'logs'}[/]"
