@@ -280,13 +280,16 @@ async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
         completed_at = now
         await _complete(store, uow, pair, state, rules)
     done = rematch is not None or completed_at is not None
+    timer = None if done else r.next_check(state, rules, now)
+    earlier = timer is not None and (pair.next_check_at is None or timer < pair.next_check_at)
     await store.save_assessment(
         pair.pair_id,
         health=health.health,
         reasons=health.reasons,
-        next_check_at=None if done else r.next_check(state, rules, now),
+        next_check_at=timer,
         rematch_requested=rematch,
         completed_at=completed_at,
+        wake=earlier,
     )
 
 
