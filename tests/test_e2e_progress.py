@@ -251,23 +251,25 @@ async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_afte
     assert all(s["actor"]["account"]["homePage"] == PORTAL for s in held)
 
 
-async def test_a_pair_that_is_not_a_fit_is_asked_to_be_rematched_without_naming_anyone(
+async def test_a_pair_that_is_not_a_fit_is_rematched_with_someone_else_without_naming_anyone(
     stack: Stack, view: View
 ) -> None:
     programme_id = "PG-FIT"
     await stack.send(
         programme(programme_id, sessions=3),
         enrolled("F-M1", programme_id, "mentor"),
+        enrolled("F-M2", programme_id, "mentor"),
         enrolled("F-E1", programme_id, "mentee"),
     )
     pair = await view.pair_of("F-E1")
+    first_mentor = pair["mentor_id"]
     sessions = await view.series(pair["pair_id"], 3)
     await hold_sessions(stack, view, sessions[:1])
     await stack.send(
         SessionFeedbackSubmitted(
             session_id=sessions[0]["session_id"],
             pair_id=pair["pair_id"],
-            participant_id="F-M1",
+            participant_id=first_mentor,
             rating=2,
             fit="not_a_fit",
             comment="we do not click",
@@ -281,11 +283,28 @@ async def test_a_pair_that_is_not_a_fit_is_asked_to_be_rematched_without_naming_
     assert request == {
         "pair_id": pair["pair_id"],
         "programme_id": programme_id,
-        "mentor_id": "F-M1",
+        "mentor_id": first_mentor,
         "mentee_id": "F-E1",
         "reason": "not_a_fit",
     }
-    assert view.of(Topic.DEADLETTER, "session.feedback_submitted") == []
+    # Matching ends the pair and pairs the mentee with the other mentor (never the same two).
+    await view.until(
+        lambda: len(view.of(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")) == 2,
+        "a new pair for F-E1",
+    )
+    (ended,) = view.of(Topic.PAIRS, "pair.ended", pair_id=pair["pair_id"])
+    assert (ended["reason"], ended["withdrawn_by"]) == ("not_a_fit", None)
+    again = view.of(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")[1]
+    assert again["mentor_id"] == ({"F-M1", "F-M2"} - {first_mentor}).pop()
+    # Scheduling cancels what was left of the first series.
+    await view.until(
+        lambda: len(view.of(Topic.SESSIONS, "session.cancelled", pair_id=pair["pair_id"])) == 2,
+        "the rest of the first series cancelled",
+    )
+    await stack.consumed(["progress"])
+    progress = await stack.get("progress", f"/pairs/{pair['pair_id']}/progress")
+    assert (progress["status"], progress["rematch_requested"]) == ("ended", "not_a_fit")
+    assert "we do not click" not in str(progress)
 
 
 async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text(

@@ -319,6 +319,9 @@ async def _complete(
     people: dict[Role, str] = {"mentor": pair.mentor_id, "mentee": pair.mentee_id}
     for role, credits in outcome.credits.items():
         participant_id = people[role]
+        holder = await store.participant(participant_id)
+        if holder is not None and holder.erased:
+            continue  # erased before the last outcome arrived: no record of them is made
         credit = Credit(
             credit_id=credit_id_for(pair.pair_id, participant_id),
             participant_id=participant_id,
