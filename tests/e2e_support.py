@@ -36,8 +36,10 @@ from twoway_shared.localstack.mailsink import MailSink
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.infra import SERVICES, unique_name
 from twoway_shared.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
+from twoway_shared.testing.oidc import TestProvider
 
 SOURCE = "/tests/e2e"
+CALENDAR_KEYS = "e2e-calendar-key-0123456789abcdef"
 
 CONSUMES: dict[str, tuple[Topic, ...]] = {
     "matching": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
@@ -71,10 +73,12 @@ class Stack:
     prefix: str
     log_dir: Path
     mail: MailSink
+    oidc: TestProvider | None = None
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     """service -> more TWOWAY_* settings (e.g. progress's xAPI endpoint)."""
+    _token: str | None = None
 
     def topic(self, topic: Topic) -> str:
         return topic_name(self.prefix, topic)
@@ -93,7 +97,12 @@ class Stack:
             TWOWAY_SMTP_PORT=str(self.mail.port),
             TWOWAY_PORTAL_URL="http://portal.test",
             TWOWAY_LOG_LEVEL="INFO",
+            TWOWAY_HTTP_HOST="127.0.0.1",
+            TWOWAY_CALENDAR_KEYS=CALENDAR_KEYS,
+            TWOWAY_CALENDAR_BASE_URL=self.url("scheduling"),
         )
+        if self.oidc is not None:
+            env.update(self.oidc.env())
         env.update(self.extra_env.get(service, {}))
         return env
 
@@ -178,9 +187,17 @@ class Stack:
                 timeout=timeout,
             )
 
-    async def get(self, service: str, path: str) -> Any:
+    async def fetch(self, service: str, path: str, token: str | None = None) -> httpx.Response:
+        """GET with `token` as the bearer token (none when empty)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with httpx.AsyncClient(base_url=self.url(service), timeout=10) as client:
-            response = await client.get(path)
+            return await client.get(path, headers=headers)
+
+    async def get(self, service: str, path: str) -> Any:
+        """GET as a `twoway.reader` with a token from the provider's token endpoint."""
+        if self.oidc is not None and self._token is None:
+            self._token = await asyncio.to_thread(self.oidc.token)
+        response = await self.fetch(service, path, self._token)
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -191,9 +208,14 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    kafka: str, admin_dsn: str, root: Path, extra_env: dict[str, dict[str, str]] | None = None
+    kafka: str,
+    admin_dsn: str,
+    root: Path,
+    extra_env: dict[str, dict[str, str]] | None = None,
+    oidc: TestProvider | None = None,
 ) -> AsyncIterator[Stack]:
-    """A fresh database with least-privileged roles, an SMTP sink, and the four services."""
+    """A fresh database with least-privileged roles, an SMTP sink, and the four services,
+    trusting `oidc` for read-API tokens (without it the read APIs answer 401)."""
     database = unique_name("t_")
     dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
     parts = urlsplit(admin_dsn)
@@ -207,6 +229,7 @@ async def running_stack(
         f"{unique_name('t')}.",
         root / "logs",
         sink,
+        oidc,
         extra_env=extra_env or {},
     )
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
 from datetime import date, timedelta
@@ -14,6 +15,7 @@ from rich.console import Console
 from twoway_shared.localstack.demo import Target, demo_programme, drive
 from twoway_shared.localstack.report import ReportData, Tally, build, print_report, write_csv
 from twoway_shared.testing.infra import SERVICES, Infra
+from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import next_monday, running_stack
@@ -37,11 +39,16 @@ def sample(metrics: str, name: str) -> float:
     return 0.0
 
 
-async def _one_run(infra: Infra, root: Path) -> tuple[Tally, dict[str, Any], str]:
+async def _one_run(
+    infra: Infra, root: Path, oidc: TestProvider
+) -> tuple[Tally, dict[str, Any], str]:
     programme = demo_programme("RM-SEED", starts_on=STARTS_ON)
     cohort = generate_cohort(PEOPLE, seed=SEED, programme_id=programme.programme_id)
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root) as stack:
-        target = Target(stack.kafka, prefix=stack.prefix, matching_url=stack.url("matching"))
+    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc=oidc) as stack:
+        token = await asyncio.to_thread(oidc.token)
+        target = Target(
+            stack.kafka, prefix=stack.prefix, matching_url=stack.url("matching"), token=token
+        )
         out = Console(record=True, width=120, force_terminal=False)
         tally, last_round = await drive(target, programme, cohort, timeout=240, out=out)
         metrics = {svc: await stack.get(svc, "/metrics") for svc in SERVICES}
@@ -66,9 +73,11 @@ def _pairs(tally: Tally) -> set[tuple[str, str, float]]:
     return {(p["mentor_id"], p["mentee_id"], p["score"]) for p in proposals}
 
 
-async def test_same_seed_same_pairs_and_a_complete_report(infra: Infra, tmp_path: Path) -> None:
-    first, first_round, text = await _one_run(infra, tmp_path / "first")
-    second, second_round, _ = await _one_run(infra, tmp_path / "second")
+async def test_same_seed_same_pairs_and_a_complete_report(
+    infra: Infra, tmp_path: Path, oidc: TestProvider
+) -> None:
+    first, first_round, text = await _one_run(infra, tmp_path / "first", oidc)
+    second, second_round, _ = await _one_run(infra, tmp_path / "second", oidc)
 
     assert first.settled()
     assert second.settled()

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.config import NotificationsSettings
 from twoway_progress.config import ProgressSettings
 from twoway_scheduling.config import SchedulingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = (MatchingSettings, SchedulingSettings, NotificationsSettings, ProgressSettings)
+SETTINGS = (MatchingServiceSettings, SchedulingSettings, NotificationsSettings, ProgressSettings)
 KNOWN = {f"TWOWAY_{name.upper()}" for cls in SETTINGS for name in cls.model_fields}
-SCRIPTS = {"twoway-matching", "twoway-scheduling", "twoway-notifications"}
+SCRIPTS = {"twoway-matching", "twoway-scheduling", "twoway-notifications", "twoway-progress"}
 
 
 def variables(text: str) -> set[str]:
@@ -27,7 +27,7 @@ def test_kubernetes_manifests_use_known_settings_and_commands() -> None:
     assert variables(text) <= KNOWN
     documents: list[dict[str, Any]] = list(yaml.safe_load_all(text))
     deployments = [d for d in documents if d["kind"] == "Deployment"]
-    assert len(deployments) == 3
+    assert len(deployments) == 4
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]

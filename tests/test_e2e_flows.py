@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -31,6 +32,7 @@ from twoway_shared.contract import (
 )
 from twoway_shared.testing.infra import SERVICES, Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import (
@@ -75,10 +77,13 @@ def enrolled(profile: dict[str, Any]) -> ParticipantEnrolled:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    """One running set of the three services for the whole module (each test its own ids)."""
+async def stack(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, oidc: TestProvider
+) -> AsyncIterator[Stack]:
+    """One running set of the three services for the whole module (each test its own ids),
+    trusting the session's OpenID Connect provider for read-API tokens."""
     root = tmp_path_factory.mktemp("e2e")
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root) as stack:
+    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc=oidc) as stack:
         yield stack
 
 
@@ -297,6 +302,9 @@ async def test_withdrawal_cancels_tells_the_partner_repairs_and_erases(
     series = await booked(view, pair["pair_id"])
     # The search does find the leaver's name and email before the withdrawal.
     assert await personal_data_hits(stack, [leaver["display_name"], leaver["email"]])
+    # The leaver's calendar link works without a bearer token, until the erasure.
+    link = urlsplit((await stack.get("scheduling", "/participants/W-E1/calendar"))["url"]).path
+    assert (await stack.fetch("scheduling", link)).status_code == 200
 
     await stack.send(
         ParticipantWithdrawn(
@@ -339,6 +347,11 @@ async def test_withdrawal_cancels_tells_the_partner_repairs_and_erases(
     assert {int(v["SEQUENCE"]) for v in cancel.vevents()} == {1}
     erased_got = Counter(m.template for m in mails(stack.mail, [leaver["email"]]))
     assert "session_cancelled" not in erased_got, "an erased person gets nothing more"
+    await eventually(
+        lambda: stack.fetch("scheduling", link),
+        lambda response: response.status_code == 404,
+        what="the erased person's calendar feed answers 404",
+    )
 
     newcomer = person("W-E2", programme_id, "mentee")
     await stack.send(enrolled(newcomer))
@@ -445,16 +458,11 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
 
     changed_role = dict(m1, role="mentee", revision=1)
     role_change = good(ParticipantUpdated.model_validate(changed_role))
-    business = {
-        Topic.PAIR_RESPONSES: [
-            good(
-                PairResponseSubmitted(
-                    pair_id="no-such-pair", participant_id="D-E1", response="accept"
-                )
-            ),
-            good(PairResponseSubmitted(pair_id=pair_id, participant_id="D-M2", response="decline")),
-        ],
-    }
+    # Contract 1.1: responses the pair cannot take get pair.response_rejected, no dead letter.
+    refused = [
+        PairResponseSubmitted(pair_id="no-such-pair", participant_id="D-E1", response="accept"),
+        PairResponseSubmitted(pair_id=pair_id, participant_id="D-M2", response="decline"),
+    ]
     inputs = [
         Topic.PROGRAMMES,
         Topic.ENROLMENTS,
@@ -463,10 +471,11 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
         Topic.PAIRS,
         Topic.SESSIONS,
     ]
-    bad = {t: bad_records(stack, t) + business.get(t, []) for t in inputs}
+    bad = {t: bad_records(stack, t) for t in inputs}
     records = [
         good(PairResponseSubmitted(pair_id=pair_id, participant_id="D-M1", response="accept")),
         *(r for t in inputs for r in bad[t]),
+        *(good(r) for r in refused),
         role_change,
         good(programme("E2E-DLQ-AFTER")),
         good(PairResponseSubmitted(pair_id=pair_id, participant_id="D-E1", response="accept")),
@@ -484,6 +493,14 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
                 assert headers["x-twoway-error"].strip(), (t, consumer)
                 assert headers["x-original-topic"].decode() == stack.topic(t)
                 assert headers["x-original-offset"].decode().isdigit()
+
+    for response in refused:
+        answer = response.model_dump(exclude={"reason"})
+
+        def answered(answer: dict[str, Any] = answer) -> bool:
+            return bool(view.pairs("pair.response_rejected", **answer))
+
+        await view.until(answered, f"pair.response_rejected for {response.participant_id}")
 
     # The good records around the bad ones were all processed.
     await booked(view, pair_id)

@@ -5,14 +5,15 @@ in-process with a movable clock (services/progress/tests)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import pytest_asyncio
+from rich.console import Console
 from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
 from twoway_progress.handlers import credit_id_for
 from twoway_shared.contract import (
@@ -23,9 +24,12 @@ from twoway_shared.contract import (
     Topic,
 )
 from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
+from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, eventually
 from twoway_shared.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
+from twoway_shared.testing.oidc import TestProvider
+from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import Stack, events, person, running_stack
 
@@ -73,7 +77,7 @@ async def lrs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RalphLr
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory, lrs: RalphLrs
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, lrs: RalphLrs, oidc: TestProvider
 ) -> AsyncIterator[Stack]:
     root = tmp_path_factory.mktemp("e2e-progress")
     xapi = {
@@ -82,7 +86,7 @@ async def stack(
         "TWOWAY_XAPI_PASSWORD": PASSWORD,
     }
     async with running_stack(
-        infra.kafka_bootstrap, infra.admin_dsn, root, extra_env={"progress": xapi}
+        infra.kafka_bootstrap, infra.admin_dsn, root, extra_env={"progress": xapi}, oidc=oidc
     ) as stack:
         yield stack
 
@@ -152,7 +156,7 @@ async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]
 
 
 async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_after_an_outage(
-    stack: Stack, view: View, lrs: RalphLrs
+    stack: Stack, view: View, lrs: RalphLrs, oidc: TestProvider
 ) -> None:
     programme_id = "PG-DONE"
     await stack.send(
@@ -213,8 +217,8 @@ async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_afte
     ]
     assert "very kind" not in str(progress)
     listed = await stack.get("progress", "/participants/D-E1/credits")
-    async with httpx.AsyncClient(base_url=stack.url("progress")) as client:
-        pdf = await client.get(listed[0]["certificate"])
+    assert (await stack.fetch("progress", listed[0]["certificate"])).status_code == 401
+    pdf = await stack.fetch("progress", listed[0]["certificate"], oidc.token())
     assert pdf.status_code == 200
     assert pdf.content.startswith(b"%PDF")
 
@@ -247,23 +251,25 @@ async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_afte
     assert all(s["actor"]["account"]["homePage"] == PORTAL for s in held)
 
 
-async def test_a_pair_that_is_not_a_fit_is_asked_to_be_rematched_without_naming_anyone(
+async def test_a_pair_that_is_not_a_fit_is_rematched_with_someone_else_without_naming_anyone(
     stack: Stack, view: View
 ) -> None:
     programme_id = "PG-FIT"
     await stack.send(
         programme(programme_id, sessions=3),
         enrolled("F-M1", programme_id, "mentor"),
+        enrolled("F-M2", programme_id, "mentor"),
         enrolled("F-E1", programme_id, "mentee"),
     )
     pair = await view.pair_of("F-E1")
+    first_mentor = pair["mentor_id"]
     sessions = await view.series(pair["pair_id"], 3)
     await hold_sessions(stack, view, sessions[:1])
     await stack.send(
         SessionFeedbackSubmitted(
             session_id=sessions[0]["session_id"],
             pair_id=pair["pair_id"],
-            participant_id="F-M1",
+            participant_id=first_mentor,
             rating=2,
             fit="not_a_fit",
             comment="we do not click",
@@ -277,11 +283,28 @@ async def test_a_pair_that_is_not_a_fit_is_asked_to_be_rematched_without_naming_
     assert request == {
         "pair_id": pair["pair_id"],
         "programme_id": programme_id,
-        "mentor_id": "F-M1",
+        "mentor_id": first_mentor,
         "mentee_id": "F-E1",
         "reason": "not_a_fit",
     }
-    assert view.of(Topic.DEADLETTER, "session.feedback_submitted") == []
+    # Matching ends the pair and pairs the mentee with the other mentor (never the same two).
+    await view.until(
+        lambda: len(view.of(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")) == 2,
+        "a new pair for F-E1",
+    )
+    (ended,) = view.of(Topic.PAIRS, "pair.ended", pair_id=pair["pair_id"])
+    assert (ended["reason"], ended["withdrawn_by"]) == ("not_a_fit", None)
+    again = view.of(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")[1]
+    assert again["mentor_id"] == ({"F-M1", "F-M2"} - {first_mentor}).pop()
+    # Scheduling cancels what was left of the first series.
+    await view.until(
+        lambda: len(view.of(Topic.SESSIONS, "session.cancelled", pair_id=pair["pair_id"])) == 2,
+        "the rest of the first series cancelled",
+    )
+    await stack.consumed(["progress"])
+    progress = await stack.get("progress", f"/pairs/{pair['pair_id']}/progress")
+    assert (progress["status"], progress["rematch_requested"]) == ("ended", "not_a_fit")
+    assert "we do not click" not in str(progress)
 
 
 async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text(
@@ -340,3 +363,43 @@ async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text
     )
     await stack.consumed(["progress"])
     assert await hits() == []
+
+
+async def test_the_demo_plays_the_weeks_and_the_report_shows_pair_health(
+    stack: Stack, view: View, oidc: TestProvider
+) -> None:
+    programme_id = "PG-DEMO"
+    cohort = generate_cohort(40, seed=41, programme_id=programme_id)
+    for p in cohort:
+        p["participant_id"] = f"DM-{p['participant_id']}"
+        p["manager_id"] = f"DM-{p['manager_id']}" if p["manager_id"] else None
+    await stack.send(
+        programme(programme_id, sessions=6),
+        *(ParticipantEnrolled.model_validate(p) for p in cohort),
+    )
+
+    def booked() -> bool:
+        pairs = {
+            c["pair_id"] for c in view.of(Topic.PAIRS, "pair.confirmed", programme_id=programme_id)
+        }
+        failed = {f["pair_id"] for f in view.of(Topic.SESSIONS, "session.booking_failed")}
+        return len(pairs) >= 10 and all(
+            p in failed or len(view.of(Topic.SESSIONS, "session.scheduled", pair_id=p)) == 6
+            for p in pairs
+        )
+
+    await view.until(booked, "the demo programme booked", timeout=180)
+    tally = await play_progress(stack.kafka, stack.prefix, programme_id, cohort, seed=41)
+    assert tally.rematch["not_a_fit"] == 1
+    assert tally.events["pair.completed"] >= 3
+    assert len(tally.credits) == 2 * tally.events["pair.completed"]
+    token = await asyncio.to_thread(oidc.token)
+    health = await asyncio.to_thread(programme_health, stack.ports["progress"], programme_id, token)
+    assert health["pairs"]["at_risk"] >= 1
+    assert health["sessions"]["missed"] >= 2
+    assert health["feedback"]["mentee"]["withheld"] is False
+    console = Console(record=True, width=120)
+    console.print(health_section(health, tally))
+    shown = console.export_text()
+    assert "Pair health, PG-DEMO" in shown
+    assert "1 not_a_fit" in shown

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 from twoway_matching.app import create_spec as matching_spec
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.app import create_spec as notifications_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_progress.app import create_spec as progress_spec
@@ -36,7 +36,7 @@ from twoway_shared.testing.service import running_service
 pytestmark = pytest.mark.infra
 
 SERVICES = (
-    ("matching", matching_spec, MatchingSettings),
+    ("matching", matching_spec, MatchingServiceSettings),
     ("scheduling", scheduling_spec, SchedulingSettings),
     ("notifications", notifications_spec, NotificationsSettings),
     ("progress", progress_spec, ProgressSettings),

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from twoway_matching.domain.availability import first_week_intervals
 from twoway_matching.domain.model import MatchingRules, Participant, RoundInput
-from twoway_matching.domain.rules import evaluate, reasons
+from twoway_matching.domain.rules import BELOW_MIN_SCORE, evaluate, reasons
 from twoway_matching.domain.solver import run_round
 from twoway_shared.wallclock import Window
 
@@ -89,6 +89,30 @@ def test_paired_before_is_never_repeated() -> None:
     assert evaluate(MENTOR, MENTEE, RULES, paired_before=True)[0] == "paired before"
     pool = RoundInput(RULES, (MENTOR,), (MENTEE,), frozenset({("m1", "e1")}))
     assert run_round(pool).proposals == []
+
+
+def test_a_pair_scoring_below_min_score_is_not_eligible() -> None:
+    _, units, _ = evaluate(MENTOR, MENTEE, RULES)
+    score = units / 1_000_000  # 0.5375
+    assert why_not(min_score=score) is None  # at least min_score: eligible
+    assert why_not(min_score=score + 0.000001) == BELOW_MIN_SCORE
+    assert why_not(min_score=1.0) == BELOW_MIN_SCORE
+    # Another rule failing is named first: min_score is only the last word.
+    assert why_not(min_score=1.0, session_minutes=75) == "no time overlap"
+
+
+def test_min_score_leaves_weak_pairs_unmatched_and_says_why() -> None:
+    strong = replace(MENTEE, participant_id="e-strong")
+    weak = replace(MENTEE, participant_id="e-weak", wants=frozenset({"knitting"}))
+    mentor = replace(MENTOR, capacity=2)
+    rules = replace(RULES, min_score=0.3)
+    result = run_round(RoundInput(rules, (mentor,), (strong, weak)))
+    assert [(p.mentor_id, p.mentee_id) for p in result.proposals] == [("m1", "e-strong")]
+    (left,) = [u for u in result.unmatched if u.participant_id == "e-weak"]
+    assert left.reason == "no eligible partner"
+    assert left.blocking_rules == {BELOW_MIN_SCORE: 1}
+    # Without the setting the weak pair is formed (the mentor has room for two).
+    assert len(run_round(RoundInput(RULES, (mentor,), (strong, weak))).proposals) == 2
 
 
 def test_score_formula() -> None:

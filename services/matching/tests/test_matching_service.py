@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 from twoway_matching.app import create_spec
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_shared.contract import (
     PairResponseSubmitted,
     ParticipantEnrolled,
@@ -26,6 +27,7 @@ from twoway_shared.contract import (
     new_event,
     partition_key,
 )
+from twoway_shared.contract.events import PairCompleted, PairRematchRequested
 from twoway_shared.platform.runtime import Runtime
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import (
@@ -36,7 +38,9 @@ from twoway_shared.testing.kafka import (
     publish,
     wait_until_consumed,
 )
+from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.testing.service import MovableClock, running_service
+from twoway_shared.toolkit import cli
 
 pytestmark = pytest.mark.infra
 
@@ -65,12 +69,27 @@ def profile(pid: str, role: str, **changes: Any) -> dict[str, Any]:
 class Harness:
     """A running matching service, with a reader on pairs.v1 and helpers to publish."""
 
-    def __init__(self, runtime: Runtime, infra: Infra, reader: TopicReader, clock: MovableClock):
+    def __init__(
+        self,
+        runtime: Runtime,
+        infra: Infra,
+        reader: TopicReader,
+        clock: MovableClock,
+        token: str = "",
+    ):
         self.runtime = runtime
         self.infra = infra
         self.reader = reader
         self.clock = clock
+        self.token = token
         self.sent: list[ToSend] = []
+
+    def http(self) -> httpx.AsyncClient:
+        """A client of the service's read API with a `twoway.reader` token."""
+        return httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.runtime.http_port}",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
 
     async def send(self, topic: Topic, data: BaseModel) -> None:
         record = ToSend(
@@ -112,14 +131,16 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
-    settings = MatchingSettings(
+    settings = MatchingServiceSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
         topic_partitions=2,
         http_port=0,
+        http_host="127.0.0.1",
+        **oidc.settings(),
     )
     clock = MovableClock()
     pairs_topic = settings.topic(Topic.PAIRS)
@@ -127,7 +148,7 @@ async def harness(
         running_service(create_spec(), settings, clock) as runtime,
         TopicReader(infra.kafka_bootstrap, [pairs_topic]) as reader,
     ):
-        yield Harness(runtime, infra, reader, clock)
+        yield Harness(runtime, infra, reader, clock, oidc.mint())
 
 
 def configure(**matching: Any) -> ProgrammeConfigured:
@@ -136,7 +157,9 @@ def configure(**matching: Any) -> ProgrammeConfigured:
     )
 
 
-async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) -> None:
+async def test_a_cohort_flows_in_and_explained_pairs_come_out(
+    harness: Harness, oidc: TestProvider
+) -> None:
     await harness.send(Topic.PROGRAMMES, configure())
     for k in range(3):
         await harness.enrol(f"M{k}", "mentor")
@@ -160,17 +183,33 @@ async def test_a_cohort_flows_in_and_explained_pairs_come_out(harness: Harness) 
     for event in confirmed:
         assert event["subject"] == event["data"]["pair_id"]
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{harness.runtime.http_port}") as http:
+    base_url = f"http://127.0.0.1:{harness.runtime.http_port}"
+    reader = {"Authorization": f"Bearer {oidc.token()}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=reader) as http:
         listing = (await http.get(f"/programmes/{PROGRAMME}/pairs")).json()
         assert len(listing["pairs"]) == 3
         late = [u for u in listing["last_round"]["unmatched"] if u["participant_id"] == "E-LATE"]
         assert late
         assert late[0]["reason"] == "no eligible partner"
-        assert late[0]["blocking_rules"] == {"no time overlap": 3}
+        # Every mentor the last round weighed was ruled out by time alone; how many it weighed
+        # depends on how the debounced rounds fell (mentors already at capacity are not).
+        assert list(late[0]["blocking_rules"]) == ["no time overlap"]
+        assert 1 <= late[0]["blocking_rules"]["no time overlap"] <= 3
         mine = (await http.get("/participants/E1/pair")).json()
         assert mine["pair"]["status"] == "confirmed"
         assert (await http.get("/participants/NOBODY/pair")).status_code == 404
         assert (await http.get("/programmes/NOPE/pairs")).status_code == 404
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        assert (await http.get(f"/programmes/{PROGRAMME}/pairs")).status_code == 401
+        manager = {"Authorization": f"Bearer {oidc.mint(roles=[f'twoway.manager:{PROGRAMME}'])}"}
+        mine = await http.get(f"/programmes/{PROGRAMME}/pairs", headers=manager)
+        assert len(mine.json()["pairs"]) == 3
+        assert (await http.get("/programmes/NOPE/pairs", headers=manager)).status_code == 403
+        assert (await http.get("/participants/E1/pair", headers=manager)).status_code == 403
+        other = {"Authorization": f"Bearer {oidc.mint(roles=['twoway.manager:OTHER'])}"}
+        theirs = await http.get(f"/programmes/{PROGRAMME}/pairs", headers=other)
+        assert theirs.status_code == 403
+        assert theirs.json() == {"error": "forbidden"}
 
 
 async def test_acceptance_flow_confirms_declines_and_never_repeats(harness: Harness) -> None:
@@ -313,6 +352,7 @@ async def test_replayed_records_create_no_new_pairs(harness: Harness) -> None:
 
 
 async def test_invalid_enrolments_are_dead_lettered_with_a_reason(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
     await harness.enrol("M1", "mentor")
     bad_grade = profile("E1", "mentee", grade=0)
     data = ParticipantEnrolled.model_validate(profile("E1", "mentee"))
@@ -341,7 +381,7 @@ async def test_two_instances_never_break_capacity(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str
 ) -> None:
     """Both instances run rounds; the per-programme lock keeps every person within capacity."""
-    settings = MatchingSettings(
+    settings = MatchingServiceSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
@@ -405,3 +445,186 @@ async def test_only_a_newer_enrolment_brings_a_withdrawn_person_back(harness: Ha
     await harness.enrol("M1", "mentor", revision=2)
     (confirmed,) = await harness.wait("confirmed", 1)
     assert confirmed["data"]["mentor_id"] == "M1"
+
+
+# ------------------------------------------------------------------ contract 1.1
+
+
+async def round_state(harness: Harness) -> tuple[bool, str | None]:
+    """(a round is due or leased, when the last round ran) for the test programme."""
+    row = await harness.runtime.pool.fetchrow(
+        "SELECT due_at, summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+    )
+    if row is None:
+        return False, None
+    summary = json.loads(row["summary"]) if row["summary"] else {}
+    return row["due_at"] is not None, summary.get("ran_at")
+
+
+async def test_batch_settings_consumed_after_enrolments_give_no_unrequested_round(
+    harness: Harness,
+) -> None:
+    """Issue 15: enrolments before, between and after the settings; one requested round."""
+    for k in range(3):  # before the settings
+        await harness.enrol(f"M{k}", "mentor")
+        await harness.enrol(f"E{k}", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, None)
+    await harness.send(Topic.PROGRAMMES, configure(mode="batch"))
+    await harness.enrol("M3", "mentor")  # between the settings and the request
+    await harness.enrol("E3", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, None)
+    await harness.send(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))
+    confirmed = await harness.wait("confirmed", 4)
+    assert {e["data"]["mentee_id"] for e in confirmed} == {"E0", "E1", "E2", "E3"}
+
+    async def settled() -> tuple[bool, str | None]:
+        return await round_state(harness)
+
+    _, ran_at = await eventually(settled, lambda s: not s[0], what="the round's lease cleared")
+    await harness.enrol("M4", "mentor")  # after the round
+    await harness.enrol("E4", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, ran_at)
+    assert len(harness.events("proposed")) == 4
+
+
+async def test_continuous_settings_consumed_after_enrolments_round_the_waiting_pool(
+    harness: Harness,
+) -> None:
+    for k in range(2):
+        await harness.enrol(f"M{k}", "mentor")
+        await harness.enrol(f"E{k}", "mentee")
+    await harness.barrier()
+    assert await round_state(harness) == (False, None)
+    await harness.send(Topic.PROGRAMMES, configure(mode="continuous"))
+    assert len(await harness.wait("confirmed", 2)) == 2
+    await harness.enrol("M2", "mentor")  # after the settings: rounds as usual
+    await harness.enrol("E2", "mentee")
+    assert len(await harness.wait("confirmed", 3)) == 3
+
+
+async def test_matching_requested_before_any_settings_runs_one_round_with_the_defaults(
+    harness: Harness,
+) -> None:
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    await harness.barrier()
+    await harness.send(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["mentee_id"] == "E1"
+
+
+async def test_min_score_refuses_weak_pairs_and_the_read_api_says_why(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure(min_score=0.5))
+    await harness.enrol("M1", "mentor", capacity=2)
+    await harness.enrol("E-WEAK", "mentee", wants=["knitting"])
+    await harness.enrol("E-STRONG", "mentee")
+    (confirmed,) = await harness.wait("confirmed", 1)
+    assert confirmed["data"]["mentee_id"] == "E-STRONG"
+    await harness.barrier()
+    async with harness.http() as http:
+
+        async def listing() -> dict[str, Any]:
+            return dict((await http.get(f"/programmes/{PROGRAMME}/pairs")).json())
+
+        found = await eventually(
+            listing,
+            lambda body: bool(body["pairs"]) and body["last_round"] is not None,
+            what="a round summary",
+        )
+    (weak,) = [u for u in found["last_round"]["unmatched"] if u["participant_id"] == "E-WEAK"]
+    assert weak["blocking_rules"] == {"score below min_score": 1}
+    assert found["last_round"]["min_score"] == 0.5
+    assert found["pairs"][0]["proposed_at"].endswith("Z")
+    assert found["last_round"]["ran_at"].endswith("Z")
+
+
+async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("M2", "mentor", languages=["de", "en"])
+    await harness.enrol("E1", "mentee")
+    (first,) = await harness.wait("confirmed", 1)
+    pair = {k: first["data"][k] for k in ("pair_id", "programme_id", "mentor_id", "mentee_id")}
+    other = "M2" if pair["mentor_id"] == "M1" else "M1"
+    await harness.send(Topic.PROGRESS, PairRematchRequested(**pair, reason="not_a_fit"))
+    (ended,) = await harness.wait("ended", 1)
+    assert ended["data"]["reason"] == "not_a_fit"
+    assert ended["data"]["withdrawn_by"] is None
+    second = (await harness.wait("confirmed", 2))[1]["data"]
+    assert (second["mentor_id"], second["mentee_id"]) == (other, "E1")
+
+    await harness.send(
+        Topic.PROGRESS,
+        PairCompleted(
+            pair_id=second["pair_id"],
+            programme_id=PROGRAMME,
+            mentor_id=other,
+            mentee_id="E1",
+            sessions_completed=12,
+            sessions_missed=0,
+            minutes=360,
+            mentee_learned=[],
+            mentor_learned=[],
+        ),
+    )
+    endings = await harness.wait("ended", 2)
+    assert endings[1]["data"]["reason"] == "completed"
+    # E1 is not offered the new mentor M3 until enrolling again (E2 speaks only French).
+    await harness.enrol("M3", "mentor")
+    await harness.enrol("E2", "mentee", languages=["fr"])
+
+    async def unmatched_in_last_round() -> set[str]:
+        raw = await harness.runtime.pool.fetchval(
+            "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+        )
+        return {u["participant_id"] for u in json.loads(raw or "{}").get("unmatched", [])}
+
+    await eventually(
+        unmatched_in_last_round, lambda seen: {"M3", "E2"} <= seen, what="a round with M3, E2"
+    )
+    assert len(harness.events("confirmed")) == 2
+    async with harness.http() as http:
+        mine = (await http.get("/participants/E1/pair")).json()
+    assert mine["paused_after_completion"] is True
+    assert mine["pair"] is None
+    assert [p["closed_reason"] for p in mine["pairs"]] == ["not_a_fit", "completed"]
+    await harness.enrol("E1", "mentee", revision=1)
+    third = (await harness.wait("confirmed", 3))[2]["data"]
+    assert (third["mentor_id"], third["mentee_id"]) == ("M3", "E1")
+
+
+async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", harness.infra.kafka_bootstrap)
+    monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", harness.runtime.settings.topic_prefix)
+    await harness.send(Topic.PROGRAMMES, configure(acceptance_required=True))
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    (proposal,) = await harness.wait("proposed", 1)
+    pair_id = proposal["data"]["pair_id"]
+
+    async def twoway(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(cli.main, list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, _, err = await twoway("accept", pair_id, "X9", "--wait")
+    assert code == 4
+    assert "response rejected: You are not one of the two people of this pairing" in err
+    code, _, err = await twoway("decline", "no-such-pair", "E1", "--wait")
+    assert code == 4
+    assert "no such pairing" in err
+    code, out, _ = await twoway("accept", pair_id, "E1", "--wait", "--wait-seconds", "2")
+    assert code == 0
+    assert "no change to pair" in out  # E1 accepted; the pair waits for M1
+    code, out, _ = await twoway("accept", pair_id, "M1", "--wait")
+    assert code == 0
+    assert f"pair {pair_id} confirmed" in out
+    # Operators see no dead letter for any of them.
+    topic = harness.runtime.topic(Topic.PAIR_RESPONSES)
+    assert harness.runtime.metrics.dead_lettered.labels(topic)._value.get() == 0
+    assert len(harness.events("response_rejected")) == 2

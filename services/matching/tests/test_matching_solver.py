@@ -72,7 +72,11 @@ def test_solver_matches_brute_force(seed: int) -> None:
     never = frozenset(
         (m.participant_id, e.participant_id) for m in mentors for e in mentees if rng.random() < 0.1
     )
-    rules = MatchingRules(starts_on=date(2027, 3, 22), session_minutes=rng.choice([30, 45, 60]))
+    rules = MatchingRules(
+        starts_on=date(2027, 3, 22),
+        session_minutes=rng.choice([30, 45, 60]),
+        min_score=rng.choice([0.0, 0.0, 0.2, 0.35]),
+    )
     round_input = RoundInput(rules, mentors, mentees, never)
     proposals = run_round(round_input).proposals
     expected = brute_force(round_input)
@@ -95,7 +99,9 @@ def test_vectorised_edges_agree_with_reference_rules(seed: int, method: str) -> 
     rng = random.Random(1000 + seed)
     mentors = tuple(random_person(rng, f"m{k}", "mentor") for k in range(8))
     mentees = tuple(random_person(rng, f"e{k}", "mentee") for k in range(8))
-    rules = MatchingRules(starts_on=date(2027, 10, 25), session_minutes=30)
+    rules = MatchingRules(
+        starts_on=date(2027, 10, 25), session_minutes=30, min_score=rng.choice([0.0, 0.3])
+    )
     edges = eligible_edges(RoundInput(rules, mentors, mentees), method)
     found = {
         (int(edges.mentee[k]), int(edges.mentor[k])): (int(edges.score[k]), int(edges.overlap[k]))

@@ -43,6 +43,7 @@ from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime, run_migrations
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.oidc import TestProvider
 
 pytestmark = pytest.mark.infra
 
@@ -154,7 +155,11 @@ def _type_of(data: BaseModel) -> str:
 
 @pytest.fixture
 async def harness(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, smtp: tuple[Sink, int]
+    infra: Infra,
+    service_dsns: dict[str, str],
+    topic_prefix: str,
+    smtp: tuple[Sink, int],
+    oidc: TestProvider,
 ) -> AsyncIterator[Harness]:
     sink, port = smtp
     settings = NotificationsSettings(
@@ -166,6 +171,8 @@ async def harness(
         smtp_host="127.0.0.1",
         smtp_port=port,
         portal_url="https://portal.example",
+        http_host="127.0.0.1",
+        **oidc.settings(),
     )
     h = Harness(infra, settings, sink)
     await h.start()
@@ -235,7 +242,9 @@ def events_on(reader: TopicReader, topic: str, event_type: str) -> list[dict[str
 # ---------------------------------------------------------------- tests
 
 
-async def test_booking_update_cancel_replay_and_read_api(harness: Harness) -> None:
+async def test_booking_update_cancel_replay_and_read_api(
+    harness: Harness, oidc: TestProvider
+) -> None:
     sink = harness.sink
     notifications = harness.topic(Topic.NOTIFICATIONS)
     first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
@@ -354,6 +363,8 @@ async def test_booking_update_cancel_replay_and_read_api(harness: Harness) -> No
     assert harness.runtime is not None
     url = f"http://127.0.0.1:{harness.settings.http_port}/participants"
     async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{url}/E1/notifications")).status_code == 401
+        client.headers["Authorization"] = f"Bearer {oidc.token()}"
         body = (await client.get(f"{url}/E1/notifications")).json()
         assert body["participant_id"] == "E1"
         listing = body["notifications"]

@@ -13,9 +13,9 @@ import httpx
 import orjson
 from pydantic import BaseModel
 from starlette.applications import Starlette
-from twoway_progress.api import read_routes
 from twoway_progress.app import create_spec
 from twoway_progress.config import ProgressSettings
+from twoway_progress.read_api import read_routes
 from twoway_progress.workers import WorkerOptions
 from twoway_shared.contract import (
     EVENT_MODELS,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
+import random
+import statistics
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,32 +18,39 @@ import icalendar
 import orjson
 import pytest
 from pydantic import BaseModel
-from starlette.applications import Starlette
 from twoway_scheduling.app import create_spec
 from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
 from twoway_shared.contract import (
     EVENT_MODELS,
     Topic,
+    calendar_token,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
+from twoway_shared.platform.http import create_http_app
+from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.runtime import Runtime, run_migrations
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
+from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.testing.service import running_service
 
 pytestmark = pytest.mark.infra
 
 NOW = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
 MENTOR, MENTEE, PAIR, PROGRAMME = "M1", "E1", "P1", "RM"
+CALENDAR_KEYS = "new-calendar-key-0123456789abcdef,old-calendar-key-0123456789abcdef"
 OFFICE_HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed")]
 
 
 class Harness:
     """A running scheduling service, a reader of its output, and ways to feed it."""
 
-    def __init__(self, runtime: Runtime, reader: TopicReader, bootstrap: str) -> None:
+    def __init__(
+        self, runtime: Runtime, reader: TopicReader, bootstrap: str, token: str = ""
+    ) -> None:
         self.runtime, self.reader, self.bootstrap = runtime, reader, bootstrap
+        self.token = token
         self.sessions_topic = runtime.topic(Topic.SESSIONS)
         self._counter = 0
 
@@ -77,11 +88,13 @@ class Harness:
             [runtime.topic(t) for t in runtime.spec.consumes],
         )
 
-    async def get(self, path: str) -> httpx.Response:
-        app = Starlette(routes=list(read_routes(self.runtime.pool)))
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://scheduling") as client:
-            return await client.get(path)
+    async def get(self, path: str, token: str | None = None) -> httpx.Response:
+        """The service's real HTTP server, with a `twoway.reader` token unless told otherwise."""
+        token = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        base_url = f"http://127.0.0.1:{self.runtime.http_port}"
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            return await client.get(path, headers=headers)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return list(await self.runtime.pool.fetch(sql, *args))
@@ -89,7 +102,7 @@ class Harness:
 
 @pytest.fixture
 async def service(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
     settings = SchedulingSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
@@ -97,6 +110,10 @@ async def service(
         topic_prefix=topic_prefix,
         topic_partitions=3,
         http_port=0,
+        http_host="127.0.0.1",
+        calendar_keys=CALENDAR_KEYS,
+        calendar_base_url="https://cal.example.test/",
+        **oidc.settings(),
     )
     spec = create_spec()
     await run_migrations(spec, settings)
@@ -104,7 +121,7 @@ async def service(
     await runtime.start()
     try:
         async with TopicReader(infra.kafka_bootstrap, [runtime.topic(Topic.SESSIONS)]) as reader:
-            yield Harness(runtime, reader, infra.kafka_bootstrap)
+            yield Harness(runtime, reader, infra.kafka_bootstrap, oidc.mint())
     finally:
         await runtime.stop()
 
@@ -389,3 +406,96 @@ async def test_two_instances_never_double_book_a_mentor(
     spans = sorted((s["starts_at"], s["ends_at"]) for s in booked)
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, "the mentor has two sessions at once"
+
+
+def feed_path(url: str) -> str:
+    assert url.startswith("https://cal.example.test/calendars/"), url
+    assert url.endswith(".ics"), url
+    return url.removeprefix("https://cal.example.test")
+
+
+async def test_calendar_feed_by_capability_url(service: Harness, oidc: TestProvider) -> None:
+    h = service
+    assert h.runtime.http_addresses == ["127.0.0.1"]  # TWOWAY_HTTP_HOST, not every interface
+    booked = await book(h)
+    link = await h.get(f"/participants/{MENTEE}/calendar")
+    assert link.status_code == 200
+    path = feed_path(link.json()["url"])
+    feed = await h.get(path, token="")  # the URL is the credential: no bearer token
+    assert feed.status_code == 200
+    assert feed.headers["content-type"].startswith("text/calendar")
+    uids = {str(e["uid"]) for e in icalendar.Calendar.from_ical(feed.content).walk("VEVENT")}
+    assert uids == {f"{s['session_id']}@twoway" for s in booked}
+    # A link signed by the older key still verifies; one signed by a removed key does not.
+    old_key, removed_key = b"old-calendar-key-0123456789abcdef", b"a-key-no-longer-listed"
+    old = calendar_token.sign(MENTEE, [old_key])
+    assert (await h.get(f"/calendars/{old}.ics", token="")).status_code == 200
+    revoked = calendar_token.sign(MENTEE, [removed_key])
+    assert (await h.get(f"/calendars/{revoked}.ics", token="")).status_code == 404
+    # The link itself and the feed by participant id need a reader's bearer token.
+    assert (await h.get(f"/participants/{MENTEE}/calendar", token="")).status_code == 401
+    assert (await h.get(f"/participants/{MENTEE}/calendar.ics", token="")).status_code == 401
+    manager = oidc.mint(roles=[f"twoway.manager:{PROGRAMME}"])
+    assert (await h.get(f"/participants/{MENTEE}/calendar", token=manager)).status_code == 403
+    assert (await h.get(f"/participants/{MENTEE}/calendar.ics", token=manager)).status_code == 403
+    assert (await h.get("/participants/nobody/calendar")).status_code == 404
+    # Erasure: the link and the feed are gone (404), whatever key signed the token.
+    await h.send(
+        h.record("participant.withdrawn", participant_id=MENTEE, programme_id=PROGRAMME, erase=True)
+    )
+    await h.barrier()
+    assert (await h.get(path, token="")).status_code == 404
+    assert (await h.get(f"/calendars/{old}.ics", token="")).status_code == 404
+    assert (await h.get(f"/participants/{MENTEE}/calendar")).status_code == 404
+    mentor_link = (await h.get(f"/participants/{MENTOR}/calendar")).json()["url"]
+    assert (await h.get(feed_path(mentor_link), token="")).status_code == 200
+
+
+def forged(participant_id: str, rng: random.Random) -> str:
+    head = base64.urlsafe_b64encode(participant_id.encode()).decode().rstrip("=")
+    mac = base64.urlsafe_b64encode(rng.randbytes(32)).decode().rstrip("=")
+    return f"{head}.{mac}"
+
+
+async def test_calendar_tokens_cannot_be_enumerated_or_timed(service: Harness) -> None:
+    """Forgeries for people who exist, for people who do not, and garbage: the same 404, in
+    the same time; a lookup that reaches the database is measurably slower (the control)."""
+    h = service
+    await book(h)
+    rng = random.Random(10)
+    kinds: dict[str, list[str]] = {
+        "forged, person exists": [forged(rng.choice([MENTOR, MENTEE]), rng) for _ in range(150)],
+        "forged, nobody": [forged(f"E{rng.randrange(10**6):06d}", rng) for _ in range(150)],
+        "garbage": [rng.randbytes(rng.randrange(4, 60)).hex() for _ in range(150)],
+    }
+    # Control: a valid token of someone scheduling does not know costs one database lookup
+    # on top of the MAC; the measurement must be able to see that difference.
+    keys = [b"new-calendar-key-0123456789abcdef"]
+    kinds["valid, nobody (control)"] = [calendar_token.sign(f"X{n:05d}", keys) for n in range(150)]
+    app = create_http_app(
+        service="scheduling",
+        metrics=Metrics(),
+        checks={},
+        routes=read_routes(h.runtime.pool, h.runtime.settings),  # type: ignore[arg-type]
+    )
+    order = [(kind, token) for kind, tokens in kinds.items() for token in tokens]
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://scheduling") as client:
+        for _kind, token in order[:40]:  # warm-up
+            await client.get(f"/calendars/{token}.ics")
+        for _ in range(2):
+            rng.shuffle(order)
+            for kind, token in order:
+                started = time.perf_counter()
+                response = await client.get(f"/calendars/{token}.ics")
+                timings[kind].append(time.perf_counter() - started)
+                assert response.status_code == 404
+                assert response.json() == {"error": "not found"}
+    median = {kind: statistics.median(t) * 1e6 for kind, t in timings.items()}
+    print({kind: f"{us:.0f} us" for kind, us in median.items()})
+    base = median["garbage"]
+    control_gap = median["valid, nobody (control)"] - base
+    for kind in ("forged, person exists", "forged, nobody"):
+        gap = abs(median[kind] - base)
+        assert gap < control_gap / 5, (kind, median)

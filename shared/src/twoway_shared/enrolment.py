@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from twoway_shared.errors import Rejected
 
@@ -126,3 +126,29 @@ def after_withdrawal(stored: Enrolment | None, programme_id: str) -> Enrolment:
     if stored is None:
         return Enrolment(programme_id, None, TOMBSTONE_REVISION, withdrawn=True)
     return Enrolment(stored.programme_id, stored.role, stored.revision, withdrawn=True)
+
+
+class ProfileFacts(Protocol):
+    """What the rule reads of a `participant.enrolled` / `participant.updated`."""
+
+    @property
+    def participant_id(self) -> str: ...
+    @property
+    def programme_id(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def revision(self) -> int: ...
+
+
+def profile_applies(stored: Enrolment | None, event_type: str, profile: ProfileFacts) -> bool:
+    """`decide_profile(...).applies()` for a profile event: apply it, ignore it as stale or
+    withdrawn (False), or raise `Rejected` (a dead letter) when it changes role or programme."""
+    return decide_profile(
+        stored,
+        event_type=profile_event_type(event_type),
+        participant_id=profile.participant_id,
+        programme_id=profile.programme_id,
+        role=profile.role,
+        revision=profile.revision,
+    ).applies()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from twoway_shared.contract import Topic
+from twoway_shared.contract import Topic, access
 from twoway_shared.contract.events import (
+    CreditAwarded,
+    PairCompleted,
+    PairHealthChanged,
+    PairRematchRequested,
     PairResponseSubmitted,
     ParticipantEnrolled,
     ParticipantUpdated,
@@ -13,21 +15,20 @@ from twoway_shared.contract.events import (
     ProgrammeConfigured,
     ProgrammeMatchingRequested,
 )
+from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
 from twoway_matching import handlers, read_api
 from twoway_matching.workers import matching_worker
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
-    MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = migrations_dir(__file__)
 
 
 def create_spec() -> ServiceSpec:
     """The matching service as the platform runs it."""
     return ServiceSpec(
         name="matching",
-        consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
+        consumes=access.consumes("matching"),
         produces=(Topic.PAIRS,),
         handlers={
             ProgrammeConfigured: handlers.configure_programme,
@@ -36,8 +37,12 @@ def create_spec() -> ServiceSpec:
             ParticipantUpdated: handlers.enrol,
             ParticipantWithdrawn: handlers.withdraw,
             PairResponseSubmitted: handlers.respond,
+            PairRematchRequested: handlers.request_rematch,
+            PairCompleted: handlers.complete,
         },
         migrations_dir=MIGRATIONS,
         routes=read_api.routes,
         workers=(matching_worker,),
+        # Read past on purpose: they change no pair and no pool.
+        ignores=(PairHealthChanged, CreditAwarded),
     )

@@ -6,7 +6,7 @@ from pydantic import Field
 from twoway_shared.platform.settings import Settings
 
 
-class MatchingSettings(Settings):
+class MatchingServiceSettings(Settings):
     """TWOWAY_* settings of the matching service (CONTRACT.md section 7)."""
 
     http_port: int = Field(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -22,22 +21,21 @@ from twoway_shared.contract import (
     Topic,
     primary_subtag,
 )
-from twoway_shared.enrolment import (
-    Enrolment,
-    decide_profile,
-    decide_withdrawal,
-    profile_event_type,
-)
+from twoway_shared.contract.events import PairCompleted, PairRematchRequested, PairResponseRejected
+from twoway_shared.contract.values import rfc3339
+from twoway_shared.enrolment import Enrolment, decide_withdrawal, profile_applies
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_matching import storage
-from twoway_matching.domain.model import Proposal, RoundInput
+from twoway_matching.domain.model import Proposal
+from twoway_matching.domain.pool import round_follows_change, round_input, round_may_run
 from twoway_matching.domain.solver import RoundResult, run_round
 from twoway_matching.storage import Pair
 
 DeclineReason = Literal["declined", "expired", "withdrawn"]
+EndReason = Literal["withdrawn", "not_a_fit", "inactive", "completed"]
 
 _IDS = StableIds("7c0b8d1e-2f43-4d8a-9a51-6f2e0c9b3a17")
 
@@ -56,21 +54,24 @@ def event_id_for(pair_id: str, what: str) -> str:
 
 
 async def configure_programme(event: Event[ProgrammeConfigured], uow: UnitOfWork) -> None:
+    """Save the settings; a continuous programme gets a round for the pool waiting so far."""
     programme = event.data
     if programme.starts_on is None:
         programme = programme.model_copy(update={"starts_on": uow.now.date()})
     await storage.save_programme(uow.conn, programme)
-    if programme.matching.mode == "continuous":
+    if round_follows_change(programme.matching.mode):
         await storage.request_round(uow.conn, programme.programme_id, uow.now, at_once=False)
 
 
 async def request_matching(event: Event[ProgrammeMatchingRequested], uow: UnitOfWork) -> None:
+    """One round now, in any mode, with the defaults if the programme has no settings yet."""
     await storage.request_round(uow.conn, event.data.programme_id, uow.now, at_once=True)
 
 
 async def _pool_changed(uow: UnitOfWork, programme_id: str) -> None:
+    """A round soon, only for a programme known to be continuous (contract 1.1)."""
     settings = await storage.programme_settings(uow.conn, programme_id)
-    if settings is None or settings.matching.mode == "continuous":
+    if round_follows_change(settings.matching.mode if settings else None):
         await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
 
 
@@ -96,15 +97,14 @@ async def enrol(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """participant.enrolled and participant.updated: upserts ordered by revision."""
     profile = event.data
     stored = await storage.participant(uow.conn, profile.participant_id, lock=True)
-    if not decide_profile(
-        None if stored is None else _enrolment(stored),
-        event_type=profile_event_type(event.type),
-        participant_id=profile.participant_id,
-        programme_id=profile.programme_id,
-        role=profile.role,
-        revision=profile.revision,
-    ).applies():
+    if not profile_applies(None if stored is None else _enrolment(stored), event.type, profile):
         return  # stale, or withdrawn until an enrolment with a higher revision
+    # Enrolling again with a higher revision ends the pause after a completed pair.
+    resumes = (
+        event.type == "participant.enrolled"
+        and stored is not None
+        and profile.revision > stored.revision
+    )
     await storage.upsert_participant(
         uow.conn,
         participant_id=profile.participant_id,
@@ -113,6 +113,7 @@ async def enrol(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
         revision=profile.revision,
         active=True,
         profile=matching_profile(profile),
+        resume=resumes,
     )
     await _pool_changed(uow, profile.programme_id)
 
@@ -139,14 +140,7 @@ async def withdraw(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
         if active.status == "proposed":
             await _decline(uow, active, "withdrawn", by=data.participant_id)
         else:
-            await storage.set_status(
-                uow.conn, active.pair_id, "ended", uow.now, data.participant_id
-            )
-            uow.emit(
-                Topic.PAIRS,
-                PairEnded(**_members(active), reason="withdrawn", withdrawn_by=data.participant_id),
-                event_id=event_id_for(active.pair_id, "ended"),
-            )
+            await _end(uow, active, "withdrawn", by=data.participant_id)
     await storage.withdraw_participant(
         uow.conn, data.participant_id, data.programme_id, erase=data.erase
     )
@@ -156,16 +150,20 @@ async def withdraw(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
 # ------------------------------------------------------------------ responses
 
 
+UNKNOWN_PAIR = "There is no such pairing: check the link or the pair id you used."
+NOT_IN_PAIR = "You are not one of the two people of this pairing, so you cannot answer for it."
+
+
 async def respond(event: Event[PairResponseSubmitted], uow: UnitOfWork) -> None:
+    """Accept or decline; a response the pair cannot take gets pair.response_rejected (1.1)."""
     data = event.data
     current = await storage.pair(uow.conn, data.pair_id, lock=True)
     if current is None:
-        raise Rejected(f"pair {data.pair_id} is unknown: check the pair_id of the response")
+        _reject_response(uow, event, UNKNOWN_PAIR)
+        return
     if data.participant_id not in (current.mentor_id, current.mentee_id):
-        raise Rejected(
-            f"participant {data.participant_id} is not one of the two people of pair "
-            f"{data.pair_id}; only they can accept or decline it"
-        )
+        _reject_response(uow, event, NOT_IN_PAIR)
+        return
     if current.status != "proposed":
         return  # already confirmed, declined or expired: no effect
     if current.expires_at is not None and current.expires_at <= uow.now:
@@ -181,6 +179,22 @@ async def respond(event: Event[PairResponseSubmitted], uow: UnitOfWork) -> None:
     await storage.set_acceptance(uow.conn, current.pair_id, mentor=mentor, mentee=mentee)
     if mentor and mentee:
         await _confirm(uow, current)
+
+
+def _reject_response(uow: UnitOfWork, event: Event[PairResponseSubmitted], reason: str) -> None:
+    """Tell the portal (and so the person) why the response had no effect."""
+    data = event.data
+    uow.emit(
+        Topic.PAIRS,
+        PairResponseRejected(
+            pair_id=data.pair_id,
+            participant_id=data.participant_id,
+            response=data.response,
+            reason=reason,
+        ),
+        # One rejection per response, the same id however often the response is processed.
+        event_id=_IDS("rejected", event.envelope.source, event.envelope.id),
+    )
 
 
 def _members(pair: Pair) -> dict[str, str]:
@@ -203,12 +217,67 @@ async def _confirm(uow: UnitOfWork, pair: Pair) -> None:
 
 async def _decline(uow: UnitOfWork, pair: Pair, reason: DeclineReason, *, by: str | None) -> None:
     status = "expired" if reason == "expired" else "declined"
-    await storage.set_status(uow.conn, pair.pair_id, status, uow.now, by)
+    await storage.set_status(uow.conn, pair.pair_id, status, uow.now, by, reason)
     uow.emit(
         Topic.PAIRS,
         PairDeclined(**_members(pair), declined_by=by, reason=reason),
         event_id=event_id_for(pair.pair_id, "declined"),
     )
+
+
+async def _end(uow: UnitOfWork, pair: Pair, reason: EndReason, *, by: str | None) -> None:
+    await storage.set_status(uow.conn, pair.pair_id, "ended", uow.now, by, reason)
+    uow.emit(
+        Topic.PAIRS,
+        PairEnded(**_members(pair), reason=reason, withdrawn_by=by),
+        # A pair ends once, whatever ends it.
+        event_id=event_id_for(pair.pair_id, "ended"),
+    )
+
+
+# ------------------------------------------------------------------ progress (1.1)
+
+
+async def _confirmed_pair(
+    uow: UnitOfWork, event: Event[PairRematchRequested | PairCompleted]
+) -> Pair | None:
+    """The pair progress speaks of, locked, if it is still confirmed; None if it has ended."""
+    data = event.data
+    current = await storage.pair(uow.conn, data.pair_id, lock=True)
+    if current is None:
+        raise Rejected(
+            f"pair {data.pair_id} is unknown to matching, so {event.type} cannot end it; "
+            "check that progress and matching use the same topic prefix"
+        )
+    if _members(current) != {
+        "pair_id": data.pair_id,
+        "programme_id": data.programme_id,
+        "mentor_id": data.mentor_id,
+        "mentee_id": data.mentee_id,
+    }:
+        raise Rejected(
+            f"{event.type} names other people or another programme than pair {data.pair_id} "
+            "has; it was not applied"
+        )
+    return current if current.status == "confirmed" else None
+
+
+async def request_rematch(event: Event[PairRematchRequested], uow: UnitOfWork) -> None:
+    """End a confirmed pair (not_a_fit or inactive); both return to the pool, never together."""
+    current = await _confirmed_pair(uow, event)
+    if current is None:
+        return  # already ended (a withdrawal, an earlier request): nothing to do
+    await _end(uow, current, event.data.reason, by=None)
+    await _pool_changed(uow, current.programme_id)
+
+
+async def complete(event: Event[PairCompleted], uow: UnitOfWork) -> None:
+    """End a completed pair; its two people get no new partner until they enrol again."""
+    current = await _confirmed_pair(uow, event)
+    if current is None:
+        return
+    await _end(uow, current, "completed", by=None)
+    await storage.pause_after_completion(uow.conn, [current.mentor_id, current.mentee_id])
 
 
 # ------------------------------------------------------------------ workers' steps
@@ -224,31 +293,24 @@ async def expire_proposals(uow: UnitOfWork) -> int:
     return len(expired)
 
 
-async def run_matching_round(uow: UnitOfWork, programme_id: str) -> RoundResult:
-    """One round for a programme, inside the caller's transaction."""
+async def run_matching_round(uow: UnitOfWork, programme_id: str) -> RoundResult | None:
+    """One round for a programme, inside the caller's transaction; None when it may not run.
+
+    A due round runs only if programme.matching_requested asked for it or the programme is
+    known to be continuous, as decided now rather than when it became due.
+    """
     await storage.lock_programme_round(uow.conn, programme_id)
     settings = await storage.programme_settings(uow.conn, programme_id)
+    requested = await storage.round_requested(uow.conn, programme_id)
+    if not round_may_run(settings.matching.mode if settings else None, requested):
+        return None
     rules = storage.rules_of(settings, uow.now.date())
-    pool = await storage.lock_pool(uow.conn, programme_id)
+    people, paused = await storage.lock_pool(uow.conn, programme_id)
     history = await storage.pair_history(uow.conn, programme_id)
-    active_count: dict[str, int] = {}
-    for row in history:
-        if row["status"] in ("proposed", "confirmed"):
-            for who in (row["mentor_id"], row["mentee_id"]):
-                active_count[who] = active_count.get(who, 0) + 1
-    people = [storage.to_domain(row) for row in pool]
-    mentors = tuple(
-        replace(p, capacity=p.capacity - active_count.get(p.participant_id, 0))
-        for p in people
-        if p.role == "mentor" and p.capacity > active_count.get(p.participant_id, 0)
-    )
-    mentees = tuple(
-        p for p in people if p.role == "mentee" and p.participant_id not in active_count
-    )
-    never_again = frozenset((r["mentor_id"], r["mentee_id"]) for r in history)
-    round_input = RoundInput(rules, mentors, mentees, never_again)
+    pool = round_input(rules, people, history, paused)
+    mentors, mentees = pool.mentors, pool.mentees
     # The solver is CPU-bound: off the event loop, so consumers and HTTP keep answering.
-    result = await asyncio.to_thread(run_round, round_input)
+    result = await asyncio.to_thread(run_round, pool)
     acceptance = settings is not None and settings.matching.acceptance_required
     ttl = timedelta(hours=settings.matching.proposal_ttl_hours if settings else 72)
     for proposal in result.proposals:
@@ -257,7 +319,8 @@ async def run_matching_round(uow: UnitOfWork, programme_id: str) -> RoundResult:
         uow.conn,
         programme_id,
         {
-            "ran_at": uow.now.isoformat(),
+            "ran_at": rfc3339(uow.now),
+            "min_score": rules.min_score,
             "mentors_available": len(mentors),
             "mentees_available": len(mentees),
             "pairs_proposed": len(result.proposals),

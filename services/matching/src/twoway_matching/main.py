@@ -7,8 +7,8 @@ import sys
 from twoway_shared.platform.cli import service_main
 
 from twoway_matching.app import create_spec
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 
 
 def main() -> None:
-    sys.exit(service_main(create_spec(), MatchingSettings))
+    sys.exit(service_main(create_spec(), MatchingServiceSettings))

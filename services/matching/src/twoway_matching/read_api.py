@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from twoway_shared.platform.http import READER, programme_access, read_route
 from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 
@@ -30,6 +31,8 @@ PAIR = {
         "closed_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
+
+
 UNMATCHED = {
     "type": "object",
     "properties": {
@@ -111,12 +114,14 @@ def routes(runtime: Runtime) -> Sequence[BaseRoute]:
                 "programme_id": stored.programme_id,
                 "role": stored.role,
                 "active": stored.active,
+                # Completed a pair: no new partner until enrolled again with a higher revision.
+                "paused_after_completion": stored.paused_after_completion,
                 "pair": active[-1].to_json() if active else None,
                 "pairs": [p.to_json() for p in history],
             }
         )
 
     return [
-        Route("/programmes/{programme_id}/pairs", programme_pairs),
-        Route("/participants/{participant_id}/pair", participant_pair),
+        read_route("/programmes/{programme_id}/pairs", programme_pairs, access=programme_access()),
+        read_route("/participants/{participant_id}/pair", participant_pair, access=READER),
     ]

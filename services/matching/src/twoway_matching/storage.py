@@ -9,9 +9,11 @@ from typing import Any
 
 import asyncpg
 from twoway_shared.contract import ProgrammeConfigured
+from twoway_shared.contract.values import rfc3339
 from twoway_shared.wallclock import Window
 
 from twoway_matching.domain.model import MatchingRules, Participant
+from twoway_matching.domain.pool import PastPair
 
 # Rounds in continuous mode wait this long for more changes, and run at most this often.
 ROUND_DEBOUNCE = timedelta(seconds=1)
@@ -28,6 +30,7 @@ class StoredParticipant:
     revision: int
     active: bool
     erased: bool
+    paused_after_completion: bool
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Pair:
     mentor_accepted: bool
     mentee_accepted: bool
     closed_at: datetime | None
+    closed_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Pair:
@@ -60,6 +64,7 @@ class Pair:
             mentor_accepted=row["mentor_accepted"],
             mentee_accepted=row["mentee_accepted"],
             closed_at=row["closed_at"],
+            closed_reason=row["closed_reason"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -71,9 +76,10 @@ class Pair:
             "status": self.status,
             "score": self.score,
             "reasons": self.reasons,
-            "proposed_at": self.proposed_at.isoformat(),
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "proposed_at": rfc3339(self.proposed_at),
+            "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
+            "closed_at": rfc3339(self.closed_at) if self.closed_at else None,
+            "closed_reason": self.closed_reason,
         }
 
 
@@ -107,6 +113,7 @@ def rules_of(settings: ProgrammeConfigured | None, today: date) -> MatchingRules
         session_minutes=settings.session_minutes,
         min_grade_gap=settings.matching.min_grade_gap,
         cross_department=settings.matching.cross_department,
+        min_score=settings.matching.min_score,
     )
 
 
@@ -117,7 +124,8 @@ async def participant(
     conn: asyncpg.Connection, participant_id: str, *, lock: bool = False
 ) -> StoredParticipant | None:
     row = await conn.fetchrow(
-        """SELECT participant_id, programme_id, role, revision, active, profile IS NULL AS erased
+        """SELECT participant_id, programme_id, role, revision, active, profile IS NULL AS erased,
+                  paused_after_completion
            FROM matching.participants WHERE participant_id = $1"""
         + (" FOR UPDATE" if lock else ""),
         participant_id,
@@ -134,20 +142,33 @@ async def upsert_participant(
     revision: int,
     active: bool,
     profile: dict[str, Any],
+    resume: bool = False,
 ) -> None:
+    """Insert or replace a profile; `resume` ends a pause after a completed pair."""
     await conn.execute(
         """INSERT INTO matching.participants
                (participant_id, programme_id, role, revision, active, profile)
            VALUES ($1, $2, $3, $4, $5, $6::jsonb)
            ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role,
                revision = EXCLUDED.revision, active = EXCLUDED.active,
-               profile = EXCLUDED.profile, updated_at = now()""",
+               profile = EXCLUDED.profile, updated_at = now(),
+               paused_after_completion =
+                   matching.participants.paused_after_completion AND NOT $7""",
         participant_id,
         programme_id,
         role,
         revision,
         active,
         json.dumps(profile),
+        resume,
+    )
+
+
+async def pause_after_completion(conn: asyncpg.Connection, participant_ids: list[str]) -> None:
+    await conn.execute(
+        """UPDATE matching.participants SET paused_after_completion = true, updated_at = now()
+           WHERE participant_id = ANY($1::text[])""",
+        participant_ids,
     )
 
 
@@ -185,26 +206,30 @@ def to_domain(row: asyncpg.Record) -> Participant:
     )
 
 
-async def lock_pool(conn: asyncpg.Connection, programme_id: str) -> list[asyncpg.Record]:
-    """The active participants of a programme, share-locked until the round commits.
+async def lock_pool(
+    conn: asyncpg.Connection, programme_id: str
+) -> tuple[list[Participant], frozenset[str]]:
+    """The active participants of a programme and which of them are paused, share-locked.
 
-    The lock makes a withdrawal wait for a running round, so it sees the pairs the round made.
+    The lock lasts until the round commits: it makes a withdrawal wait for a running round, so
+    the withdrawal sees the pairs the round made.
     """
-    return list(
-        await conn.fetch(
-            """SELECT participant_id, role, profile FROM matching.participants
-               WHERE programme_id = $1 AND active AND profile IS NOT NULL
-               ORDER BY participant_id FOR SHARE""",
-            programme_id,
-        )
+    rows = await conn.fetch(
+        """SELECT participant_id, role, profile, paused_after_completion
+           FROM matching.participants
+           WHERE programme_id = $1 AND active AND profile IS NOT NULL
+           ORDER BY participant_id FOR SHARE""",
+        programme_id,
     )
+    paused = frozenset(r["participant_id"] for r in rows if r["paused_after_completion"])
+    return [to_domain(r) for r in rows], paused
 
 
 # ------------------------------------------------------------------ pairs
 
 
 _PAIR_COLUMNS = """pair_id, programme_id, mentor_id, mentee_id, status, score, reasons,
-    proposed_at, expires_at, mentor_accepted, mentee_accepted, closed_at"""
+    proposed_at, expires_at, mentor_accepted, mentee_accepted, closed_at, closed_reason"""
 
 
 async def pair(conn: asyncpg.Connection, pair_id: str, *, lock: bool = False) -> Pair | None:
@@ -244,13 +269,13 @@ async def pairs_of_programme(conn: asyncpg.Connection, programme_id: str) -> lis
     return [Pair.from_row(r) for r in rows]
 
 
-async def pair_history(conn: asyncpg.Connection, programme_id: str) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "SELECT mentor_id, mentee_id, status FROM matching.pairs WHERE programme_id = $1",
-            programme_id,
-        )
+async def pair_history(conn: asyncpg.Connection, programme_id: str) -> list[PastPair]:
+    rows = await conn.fetch(
+        """SELECT mentor_id, mentee_id, status IN ('proposed', 'confirmed') AS active
+           FROM matching.pairs WHERE programme_id = $1""",
+        programme_id,
     )
+    return [PastPair(r["mentor_id"], r["mentee_id"], r["active"]) for r in rows]
 
 
 async def insert_pair(conn: asyncpg.Connection, new: Pair) -> bool:
@@ -285,19 +310,27 @@ async def set_acceptance(
 
 
 async def set_status(
-    conn: asyncpg.Connection, pair_id: str, status: str, now: datetime, by: str | None = None
+    conn: asyncpg.Connection,
+    pair_id: str,
+    status: str,
+    now: datetime,
+    by: str | None = None,
+    reason: str | None = None,
 ) -> None:
+    """Move a pair on; closing it (declined, expired, ended) records when, by whom and why."""
     closes = status in ("declined", "expired", "ended")
     await conn.execute(
         """UPDATE matching.pairs SET status = $2,
                closed_at = CASE WHEN $3 THEN $4 ELSE closed_at END,
-               closed_by = CASE WHEN $3 THEN $5 ELSE closed_by END
+               closed_by = CASE WHEN $3 THEN $5 ELSE closed_by END,
+               closed_reason = CASE WHEN $3 THEN $6 ELSE closed_reason END
            WHERE pair_id = $1""",
         pair_id,
         status,
         closes,
         now,
         by,
+        reason,
     )
 
 
@@ -318,11 +351,17 @@ async def claim_expired(conn: asyncpg.Connection, now: datetime, limit: int = 50
 async def request_round(
     conn: asyncpg.Connection, programme_id: str, now: datetime, *, at_once: bool
 ) -> None:
-    """Ask for a round; a round already due keeps its earlier time, so changes batch together."""
+    """Ask for a round; a round already due keeps its earlier time, so changes batch together.
+
+    `at_once` is programme.matching_requested: the round is due now and marked requested, so
+    it runs whatever the programme's mode.
+    """
     due = now if at_once else now + ROUND_DEBOUNCE
     await conn.execute(
-        """INSERT INTO matching.rounds (programme_id, due_at) VALUES ($1, $2)
-           ON CONFLICT (programme_id) DO UPDATE SET due_at = LEAST(
+        """INSERT INTO matching.rounds (programme_id, due_at, requested) VALUES ($1, $2, $3)
+           ON CONFLICT (programme_id) DO UPDATE SET
+               requested = matching.rounds.requested OR EXCLUDED.requested,
+               due_at = LEAST(
                COALESCE(matching.rounds.due_at, 'infinity'::timestamptz),
                CASE WHEN $3 THEN EXCLUDED.due_at
                     ELSE GREATEST(
@@ -357,9 +396,19 @@ async def claim_due_round(conn: asyncpg.Connection, now: datetime) -> tuple[str,
 async def finish_round(conn: asyncpg.Connection, programme_id: str, lease_end: datetime) -> None:
     """Clear the lease; a change that asked for a round meanwhile moved due_at and keeps it."""
     await conn.execute(
-        "UPDATE matching.rounds SET due_at = NULL WHERE programme_id = $1 AND due_at = $2",
+        """UPDATE matching.rounds SET due_at = NULL, requested = false
+           WHERE programme_id = $1 AND due_at = $2""",
         programme_id,
         lease_end,
+    )
+
+
+async def round_requested(conn: asyncpg.Connection, programme_id: str) -> bool:
+    """Whether the due round was asked for by programme.matching_requested."""
+    return bool(
+        await conn.fetchval(
+            "SELECT requested FROM matching.rounds WHERE programme_id = $1", programme_id
+        )
     )
 
 

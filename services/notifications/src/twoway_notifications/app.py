@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from twoway_shared.contract import Topic
+from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
 from twoway_notifications import read_api
 from twoway_notifications.handlers import HANDLERS, IGNORES
 from twoway_notifications.sender import SenderOptions, sender_worker
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
-    MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = migrations_dir(__file__)
 
 
 def create_spec(sender: SenderOptions | None = None) -> ServiceSpec:

@@ -27,7 +27,7 @@ from twoway_shared.contract import (
     SessionRescheduled,
     SessionScheduled,
 )
-from twoway_shared.enrolment import decide_profile, decide_withdrawal, profile_event_type
+from twoway_shared.enrolment import decide_withdrawal, profile_applies
 from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -112,14 +112,7 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """Enrolled or updated: new contact details apply to every message not yet sent."""
     p = event.data
     store = Storage(uow.conn)
-    if not decide_profile(
-        await store.enrolment(p.participant_id),
-        event_type=profile_event_type(event.type),
-        participant_id=p.participant_id,
-        programme_id=p.programme_id,
-        role=p.role,
-        revision=p.revision,
-    ).applies():
+    if not profile_applies(await store.enrolment(p.participant_id), event.type, p):
         return  # stale, or withdrawn (maybe erased) until a newer enrolment
     applied = await store.upsert_participant(
         participant_id=p.participant_id,

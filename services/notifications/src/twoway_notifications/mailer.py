@@ -1,4 +1,8 @@
-"""SMTP delivery with aiosmtplib: one connection reused for a burst, replies classified."""
+"""SMTP delivery with aiosmtplib: one connection reused for a burst, replies classified.
+
+TLS: STARTTLS whenever the server offers it (or required, or implicit TLS), certificates
+always verified; the login is only ever sent over TLS.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
+from typing import Literal
 
 import aiosmtplib
 
@@ -34,8 +39,13 @@ class SmtpConfig:
     port: int
     username: str | None = None
     password: str | None = None
-    starttls: bool = False
+    tls: Literal["opportunistic", "starttls", "implicit", "off"] = "opportunistic"
+    ca_file: str | None = None
     timeout: float = 30.0
+
+
+class CleartextLogin(aiosmtplib.SMTPException):
+    """A login was configured but the connection is not encrypted: it is not sent."""
 
 
 def _classify(code: int | None, text: str) -> Result:
@@ -56,11 +66,26 @@ class Mailer:
         if self._client is not None and self._client.is_connected:
             return self._client
         c = self._config
+        # start_tls None is aiosmtplib's opportunistic mode: STARTTLS if the EHLO offers it.
+        start_tls = {"opportunistic": None, "starttls": True}.get(c.tls, False)
         client = aiosmtplib.SMTP(
-            hostname=c.host, port=c.port, start_tls=c.starttls, timeout=c.timeout
+            hostname=c.host,
+            port=c.port,
+            use_tls=c.tls == "implicit",
+            start_tls=start_tls,
+            validate_certs=True,
+            cert_bundle=c.ca_file,
+            timeout=c.timeout,
         )
         await client.connect()
         if c.username:
+            if client.get_transport_info("sslcontext") is None:
+                client.close()
+                log.error(
+                    "SMTP login not sent: the connection is not encrypted",
+                    extra={"smtp_host": c.host, "smtp_tls": c.tls},
+                )
+                raise CleartextLogin("SMTP AUTH over a cleartext connection refused")
             await client.login(c.username, c.password or "")
         self._client = client
         return client

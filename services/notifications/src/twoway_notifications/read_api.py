@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from twoway_shared.platform.http import READER, read_route
 from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 
@@ -59,4 +60,6 @@ def routes(runtime: Runtime) -> Sequence[BaseRoute]:
         ]
         return JSONResponse({"participant_id": participant_id, "notifications": listed})
 
-    return [Route("/participants/{participant_id}/notifications", notifications_of)]
+    return [
+        read_route("/participants/{participant_id}/notifications", notifications_of, access=READER)
+    ]

@@ -67,7 +67,8 @@ def smtp_config(settings: NotificationsSettings) -> SmtpConfig:
         port=settings.smtp_port,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        starttls=settings.smtp_starttls,
+        tls=settings.smtp_tls_mode,
+        ca_file=settings.smtp_ca_file,
     )
 
 

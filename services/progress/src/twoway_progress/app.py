@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel
 from twoway_shared.contract import Topic
 from twoway_shared.contract.events import (
@@ -28,14 +26,13 @@ from twoway_shared.contract.events import (
     SessionScheduled,
 )
 from twoway_shared.platform.consumer import Handler
+from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
-from twoway_progress import api, handlers
+from twoway_progress import handlers, read_api
 from twoway_progress.workers import WorkerOptions, statement_worker, timer_worker
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
-    MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = migrations_dir(__file__)
 
 HANDLERS: dict[type[BaseModel], Handler] = {
     ProgrammeConfigured: handlers.on_programme_configured,
@@ -78,6 +75,6 @@ def create_spec(options: WorkerOptions | None = None) -> ServiceSpec:
         handlers=HANDLERS,
         ignores=IGNORES,
         migrations_dir=MIGRATIONS,
-        routes=api.routes,
+        routes=read_api.routes,
         workers=(timer_worker(options), statement_worker(options)),
     )

@@ -28,13 +28,7 @@ from twoway_shared.contract.events import (
     PairRematchRequested,
     SessionFeedbackSubmitted,
 )
-from twoway_shared.enrolment import (
-    Enrolment,
-    after_withdrawal,
-    decide_profile,
-    decide_withdrawal,
-    profile_event_type,
-)
+from twoway_shared.enrolment import Enrolment, after_withdrawal, decide_withdrawal, profile_applies
 from twoway_shared.errors import Rejected
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.uow import UnitOfWork
@@ -73,14 +67,7 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """`participant.enrolled` and `participant.updated`: keep the role and the display name."""
     data, store = event.data, Storage(uow.conn)
     existing = await store.lock_participant(data.participant_id)
-    if not decide_profile(
-        None if existing is None else _enrolment(existing),
-        event_type=profile_event_type(event.type),
-        participant_id=data.participant_id,
-        programme_id=data.programme_id,
-        role=data.role,
-        revision=data.revision,
-    ).applies():
+    if not profile_applies(None if existing is None else _enrolment(existing), event.type, data):
         return  # stale, or withdrawn until a newer enrolment
     await store.save_participant(
         data.participant_id, data.programme_id, data.role, data.display_name, data.revision
@@ -293,13 +280,16 @@ async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
         completed_at = now
         await _complete(store, uow, pair, state, rules)
     done = rematch is not None or completed_at is not None
+    timer = None if done else r.next_check(state, rules, now)
+    earlier = timer is not None and (pair.next_check_at is None or timer < pair.next_check_at)
     await store.save_assessment(
         pair.pair_id,
         health=health.health,
         reasons=health.reasons,
-        next_check_at=None if done else r.next_check(state, rules, now),
+        next_check_at=timer,
         rematch_requested=rematch,
         completed_at=completed_at,
+        wake=earlier,
     )
 
 
@@ -329,6 +319,9 @@ async def _complete(
     people: dict[Role, str] = {"mentor": pair.mentor_id, "mentee": pair.mentee_id}
     for role, credits in outcome.credits.items():
         participant_id = people[role]
+        holder = await store.participant(participant_id)
+        if holder is not None and holder.erased:
+            continue  # erased before the last outcome arrived: no record of them is made
         credit = Credit(
             credit_id=credit_id_for(pair.pair_id, participant_id),
             participant_id=participant_id,

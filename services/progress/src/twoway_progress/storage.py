@@ -31,6 +31,7 @@ class Pair:
     rematch_requested: str | None
     completed_at: datetime | None
     ended_reason: str | None = None
+    next_check_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Pair:
@@ -47,6 +48,7 @@ class Pair:
             rematch_requested=row["rematch_requested"],
             completed_at=row["completed_at"],
             ended_reason=row["ended_reason"],
+            next_check_at=row["next_check_at"],
         )
 
     @property
@@ -98,7 +100,7 @@ class PendingStatement:
 
 _PAIR_COLUMNS = (
     "pair_id, programme_id, mentor_id, mentee_id, status, total, booked, health, reasons,"
-    " rematch_requested, completed_at, ended_reason"
+    " rematch_requested, completed_at, ended_reason, next_check_at"
 )
 
 
@@ -278,7 +280,9 @@ class Storage:
         next_check_at: datetime | None,
         rematch_requested: str | None,
         completed_at: datetime | None,
+        wake: bool = False,
     ) -> None:
+        """Store a pair's assessment; `wake` the timer workers when its timer moved earlier."""
         await self._conn.execute(
             """UPDATE progress.pairs SET health = $2, reasons = $3, next_check_at = $4,
                    rematch_requested = COALESCE(rematch_requested, $5),
@@ -291,7 +295,8 @@ class Storage:
             rematch_requested,
             completed_at,
         )
-        if next_check_at is not None:
+        # NOTIFY serialises committing transactions, so only when a worker may oversleep.
+        if wake:
             await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
     async def claim_due_pairs(self, now: datetime, limit: int) -> list[Pair]:

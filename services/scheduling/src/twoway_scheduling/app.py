@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
@@ -23,14 +22,14 @@ from twoway_shared.contract.events import (
     SessionRescheduleRequested,
 )
 from twoway_shared.platform.consumer import Handler
+from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import Runtime, ServiceSpec
 
 from twoway_scheduling import handlers
+from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-if not MIGRATIONS.is_dir():  # an editable install: the folder beside src/
-    MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = migrations_dir(__file__)
 
 HANDLERS: dict[type[BaseModel], Handler] = {
     ProgrammeConfigured: handlers.on_programme_configured,
@@ -47,7 +46,8 @@ IGNORES = (ProgrammeMatchingRequested, PairProposed, PairDeclined, PairResponseR
 
 
 def _routes(runtime: Runtime) -> Sequence[BaseRoute]:
-    return read_routes(runtime.pool)
+    assert isinstance(runtime.settings, SchedulingSettings)
+    return read_routes(runtime.pool, runtime.settings)
 
 
 def create_spec() -> ServiceSpec:

@@ -24,12 +24,7 @@ from twoway_shared.contract import (
     SessionScheduled,
     Topic,
 )
-from twoway_shared.enrolment import (
-    Enrolment,
-    decide_profile,
-    decide_withdrawal,
-    profile_event_type,
-)
+from twoway_shared.enrolment import Enrolment, decide_withdrawal, profile_applies
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.uow import UnitOfWork
 from twoway_shared.wallclock import Window
@@ -84,14 +79,7 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     """`participant.enrolled` and `participant.updated`: upsert, refit, book waiting pairs."""
     data, store = event.data, Storage(uow.conn)
     existing = (await store.lock_participants([data.participant_id])).get(data.participant_id)
-    if not decide_profile(
-        None if existing is None else _enrolment(existing),
-        event_type=profile_event_type(event.type),
-        participant_id=data.participant_id,
-        programme_id=data.programme_id,
-        role=data.role,
-        revision=data.revision,
-    ).applies():
+    if not profile_applies(None if existing is None else _enrolment(existing), event.type, data):
         return  # stale, or withdrawn until a newer enrolment
     person = person_of(data)
     await store.save_participant(

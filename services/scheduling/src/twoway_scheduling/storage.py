@@ -156,6 +156,15 @@ class Storage:
         )
         return bool(found)
 
+    async def feed_subscribable(self, participant_id: str) -> bool:
+        """Known by an enrolment and not erased: only then does a calendar feed link work."""
+        erased = await self._conn.fetchval(
+            "SELECT erased FROM scheduling.participants"
+            " WHERE participant_id = $1 AND revision >= 0",
+            participant_id,
+        )
+        return erased is False
+
     async def save_participant(
         self,
         participant_id: str,

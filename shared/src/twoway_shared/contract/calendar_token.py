@@ -49,17 +49,24 @@ def verify(token: str, keys: Sequence[bytes]) -> str | None:
     Every key is tried with a constant-time comparison, so the time taken does not depend on
     how much of a forged MAC is right.
     """
+    participant_id, mac = _parse(token)
+    found = False
+    # The MACs are computed even for a malformed token, so garbage and a well-formed forgery
+    # cost the same.
+    for key in keys:
+        found |= hmac.compare_digest(_mac(key, participant_id or "-"), mac)
+    return participant_id if found and participant_id is not None else None
+
+
+def _parse(token: str) -> tuple[str | None, bytes]:
     head, dot, tail = token.partition(".")
     if not dot or len(token) > 200:
-        return None
+        return None, b""
     try:
         participant_id = _unb64(head).decode("utf-8")
         mac = _unb64(tail)
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
+        return None, b""
     if not _ID.fullmatch(participant_id) or len(participant_id) > 64:
-        return None
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(_mac(key, participant_id), mac)
-    return participant_id if found else None
+        return None, mac
+    return participant_id, mac

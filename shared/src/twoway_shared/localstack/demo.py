@@ -28,14 +28,22 @@ from twoway_shared.contract import (
     partition_key,
     topic_name,
 )
+from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
 from twoway_shared.localstack.dev import (
     HTTP_PORTS,
+    OIDC_PORT,
+    READER_CLIENT_ID,
+    ServiceProcess,
+    curl_line,
     http_ports,
+    security_env,
+    start_provider,
     start_services,
     stop_services,
     wait_ready,
 )
 from twoway_shared.localstack.mailsink import MailSink
+from twoway_shared.localstack.oidc import ProviderProcess
 from twoway_shared.localstack.report import ReportData, Tally, print_report, write_csv
 from twoway_shared.localstack.stack import HOLD_FILE, LocalStack, hold, repo_root
 from twoway_shared.platform.roles import provision
@@ -55,6 +63,8 @@ class Target:
     kafka: str
     prefix: str = PREFIX
     matching_url: str = f"http://127.0.0.1:{HTTP_PORTS['matching']}"
+    token: str | None = None
+    """A read-API bearer token (`twoway.reader`)."""
 
     def topic(self, topic: Topic) -> str:
         return topic_name(self.prefix, topic)
@@ -117,7 +127,9 @@ async def wait_committed(
 
 def matching_summary(target: Target, programme_id: str) -> dict[str, Any]:
     url = f"{target.matching_url}/programmes/{programme_id}/pairs"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, Any] = json.loads(response.read())
     return result
 
@@ -237,6 +249,7 @@ def run_demo(
     csv_dir: Path | None = None,
     min_score: float = 0.0,
     http_port: int = HTTP_PORTS["matching"],
+    oidc_port: int = OIDC_PORT,
 ) -> int:
     root = repo_root() / ".demo"
     stack = LocalStack(root / "stack", kafka_port=kafka_port, pg_port=pg_port)
@@ -246,7 +259,9 @@ def run_demo(
         clear_previous(root, stack)
         held.enter_context(hold(stack.root, "a demo (twoway-dev demo)"))
         ports = http_ports(http_port)
-        return _run(root, stack, n, seed, once, smtp_port, timeout, csv_dir, min_score, ports)
+        return _run(
+            root, stack, n, seed, once, smtp_port, timeout, csv_dir, min_score, ports, oidc_port
+        )
 
 
 def _run(
@@ -260,6 +275,7 @@ def _run(
     csv_dir: Path | None,
     min_score: float,
     ports: dict[str, int],
+    oidc_port: int,
 ) -> int:
     console.print(f"Starting Kafka ({stack.kafka_port}) and PostgreSQL ({stack.pg_port}) ...")
     sink = MailSink(root / "mail", port=smtp_port)
@@ -269,26 +285,45 @@ def _run(
         "TWOWAY_PORTAL_URL": "http://localhost:8080",
     }
     code = 0
-    services = []
+    services: list[ServiceProcess] = []
+    provider: ProviderProcess | None = None
     try:
         # Inside the try: when half the stack starts and the other half fails, both stop.
         info = stack.up()
         dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
         sink.start()
+        console.print(f"Starting the local OpenID Connect provider ({oidc_port}) ...")
+        provider = start_provider(root, oidc_port)
+        extra.update(security_env(root, provider, ports))
         services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra, ports)
         wait_ready(services)
         console.print("The three services are ready. Publishing a synthetic programme ...")
         programme = demo_programme(min_score=min_score)
         cohort = generate_cohort(n, seed=seed, programme_id=programme.programme_id)
-        target = Target(info.kafka_bootstrap, matching_url=f"http://127.0.0.1:{ports['matching']}")
+        token = provider.token(READER_CLIENT_ID)  # the real flow: client credentials -> JWT
+        matching_url = f"http://127.0.0.1:{ports['matching']}"
+        target = Target(info.kafka_bootstrap, matching_url=matching_url, token=token)
         tally, summary = asyncio.run(drive(target, programme, cohort, timeout))
+        console.print("Playing the programme's weeks: attendance, goals and feedback ...")
+        progress = asyncio.run(
+            play_progress(info.kafka_bootstrap, PREFIX, programme.programme_id, cohort, seed=seed)
+        )
+        token = provider.token(READER_CLIENT_ID)
+        health = programme_health(ports["progress"], programme.programme_id, token)
         data = ReportData(programme, cohort, tally, summary, root, ports)
         recorder = Console(record=True, width=110)
         print_report(data, recorder)
+        recorder.print(health_section(health, progress))
         # DejaVu Sans Mono's advance (0.602 em), so converters without Fira Code line up too.
         recorder.save_svg(
             str(root / "report.svg"), title="twoway-dev demo", font_aspect_ratio=0.602
         )
+        pairs_path = f"/programmes/{programme.programme_id}/pairs"
+        console.print(
+            "The read APIs need a bearer token from the local OpenID Connect provider "
+            f"({provider.issuer}). This one reads the pairs for an hour:"
+        )
+        console.print(curl_line(provider, ports["matching"], pairs_path), soft_wrap=True)
         if csv_dir is not None:
             written = write_csv(data, csv_dir)
             console.print(f"Wrote {len(written)} CSV files to {csv_dir}")
@@ -309,6 +344,8 @@ def _run(
     finally:
         console.print("Stopping ...")
         code = stop_services(services) or code
+        if provider is not None:
+            provider.stop()
         with contextlib.suppress(Exception):
             sink.stop()
         stack.down()

@@ -1,10 +1,12 @@
-"""`twoway-dev run`: the local stack plus the three services as separate processes."""
+"""`twoway-dev run`: the local stack, a local OpenID Connect provider and the three services
+as separate processes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -14,11 +16,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from twoway_shared.localstack.oidc import Client, ProviderProcess
 from twoway_shared.localstack.stack import LocalStack, StackError, hold
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.infra import SERVICES, repo_root
 
 HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083, "progress": 8084}
+OIDC_PORT = 8180
+READER_CLIENT_ID = "twoway-local-reader"
 
 
 def http_ports(first: int) -> dict[str, int]:
@@ -42,9 +47,35 @@ def service_env(kafka: str, dsn: str, http_port: int, extra: dict[str, str]) -> 
         TWOWAY_KAFKA_BOOTSTRAP_SERVERS=kafka,
         TWOWAY_DATABASE_URL=dsn,
         TWOWAY_HTTP_PORT=str(http_port),
+        TWOWAY_HTTP_HOST="127.0.0.1",
         **extra,
     )
     return env
+
+
+def start_provider(root: Path, port: int) -> ProviderProcess:
+    """The local OpenID Connect provider, with one client whose tokens carry `twoway.reader`."""
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    reader = Client(READER_CLIENT_ID, secrets.token_urlsafe(24), ("twoway.reader",))
+    provider = ProviderProcess(port, clients=[reader], log_path=root / "logs" / "oidc.log")
+    provider.start()
+    return provider
+
+
+def security_env(
+    root: Path, provider: ProviderProcess, ports: dict[str, int] = HTTP_PORTS
+) -> dict[str, str]:
+    """Read-API tokens from the local provider; calendar links signed by this stack's key."""
+    key_file = root / "calendar-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(32))
+        key_file.chmod(0o600)
+    return {
+        "TWOWAY_OIDC_ISSUER": provider.issuer,
+        "TWOWAY_OIDC_AUDIENCE": provider.audience,
+        "TWOWAY_CALENDAR_KEYS": key_file.read_text().strip(),
+        "TWOWAY_CALENDAR_BASE_URL": f"http://127.0.0.1:{ports['scheduling']}",
+    }
 
 
 def command(service: str) -> str:
@@ -154,6 +185,7 @@ def _main(argv: list[str] | None) -> None:
     run.add_argument("--dir", type=Path, default=None, help="where the stack keeps its data")
     run.add_argument("--kafka-port", type=int, default=9092)
     run.add_argument("--pg-port", type=int, default=5432)
+    run.add_argument("--oidc-port", type=int, default=OIDC_PORT, help="the local OIDC provider")
     demo = sub.add_parser(
         "demo", help="everything, plus a synthetic programme flowing through, and a report"
     )
@@ -169,6 +201,7 @@ def _main(argv: list[str] | None) -> None:
         help="matching's HTTP port; the other services take the next ones (8081)",
     )
     demo.add_argument("--smtp-port", type=int, default=2525, help="the local SMTP sink")
+    demo.add_argument("--oidc-port", type=int, default=OIDC_PORT, help="the local OIDC provider")
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for settling")
     demo.add_argument(
         "--csv",
@@ -208,6 +241,7 @@ def _main(argv: list[str] | None) -> None:
                 pg_port=args.pg_port,
                 smtp_port=args.smtp_port,
                 http_port=args.http_port,
+                oidc_port=args.oidc_port,
                 timeout=args.timeout,
                 csv_dir=args.csv,
                 min_score=args.min_score,
@@ -225,12 +259,20 @@ def _run(args: argparse.Namespace, stack: LocalStack) -> None:
     print(f"Starting Kafka on {args.kafka_port} and PostgreSQL on {args.pg_port} ...")
     info = stack.up()
     dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
-    services = start_services(info.kafka_bootstrap, dsns, root / "logs", {})
+    print(f"Starting the local OpenID Connect provider on {args.oidc_port} ...")
+    provider = start_provider(root, args.oidc_port)
+    services = []
     try:
+        services = start_services(
+            info.kafka_bootstrap, dsns, root / "logs", security_env(root, provider)
+        )
         wait_ready(services)
         print("Twoway is running:")
         for svc in services:
             print(f"  {svc.name:<14} http://127.0.0.1:{svc.http_port}/readyz  logs {svc.log_path}")
+        print(f"  read APIs need a token from {provider.issuer}, for example (valid one hour):")
+        example = "/participants/E1/notifications"
+        print(f"  {curl_line(provider, HTTP_PORTS['notifications'], example)}")
         if not args.once:
             print("Press Ctrl-C to stop.")
             # Blocked only now, after the children started, so they still receive SIGTERM.
@@ -239,4 +281,11 @@ def _run(args: argparse.Namespace, stack: LocalStack) -> None:
     finally:
         print("Stopping the services ...")
         code = stop_services(services)
+        provider.stop()
     sys.exit(code)
+
+
+def curl_line(provider: ProviderProcess, port: int, path: str) -> str:
+    """A `curl` command that reads `path` with a fresh reader token from the provider."""
+    token = provider.token(READER_CLIENT_ID)
+    return f"curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{port}{path}"

@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
 KAFKA_MAIN = "kafka.Kafka"
-# Small enough for a 2-core laptop next to three services; Kafka needs far less for tests.
+# A test session gives every test its own topics (thousands of partitions in one run), and a
+# broker that kept 512 MiB ran out of heap at about 15,000 partitions: 2 GiB leaves room,
+# and a 2-core machine with 24 GiB has it.
 KAFKA_JAVA_OPTS = (
     "-Xms256m",
-    "-Xmx512m",
+    "-Xmx2g",
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
     "-XX:+ExitOnOutOfMemoryError",

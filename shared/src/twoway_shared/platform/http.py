@@ -1,9 +1,17 @@
-"""The HTTP edge of a service: health, readiness, metrics and the service's read API."""
+"""The HTTP edge of a service: health, readiness, metrics and the service's read API.
+
+Every read-API route is guarded (CONTRACT.md section 8): a route declares what it needs with
+`read_route(..., access=...)`, and a plain `Route` needs `twoway.reader`. Only `/healthz`,
+`/readyz`, `/metrics` and routes declared `CAPABILITY` (calendar feeds by token) are open.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -11,10 +19,149 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from twoway_shared.platform.auth import (
+    InvalidToken,
+    KeysUnavailable,
+    Principal,
+    ProviderKeys,
+    TokenVerifier,
+)
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.openapi import documented
+from twoway_shared.platform.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[None]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a read-API route needs from the caller's token."""
+
+    programme_param: str | None = None
+    """Path parameter naming a programme whose `twoway.manager:<id>` may also read it."""
+    capability: bool = False
+    """No token: the URL itself is the secret (calendar feeds by token)."""
+
+
+READER = Access()
+"""Needs `twoway.reader`."""
+CAPABILITY = Access(capability=True)
+
+
+def programme_access(param: str = "programme_id") -> Access:
+    """Needs `twoway.reader`, or `twoway.manager:<id>` of the programme in the path."""
+    return Access(programme_param=param)
+
+
+class ReadRoute(Route):
+    """A read-API route that says what it needs."""
+
+    def __init__(
+        self, path: str, endpoint: Endpoint, *, access: Access, methods: list[str] | None = None
+    ) -> None:
+        super().__init__(path, endpoint, methods=methods)
+        self.access = access
+
+
+def read_route(path: str, endpoint: Endpoint, *, access: Access = READER) -> ReadRoute:
+    """`GET path`, guarded by `access`."""
+    return ReadRoute(path, endpoint, access=access, methods=["GET"])
+
+
+_BEARER = {"WWW-Authenticate": 'Bearer realm="twoway"'}
+
+
+def _unauthorized() -> Response:
+    # The same body whatever failed: no token, a bad signature, an expiry, a wrong audience.
+    return JSONResponse({"error": "unauthorized"}, status_code=401, headers=_BEARER)
+
+
+def _forbidden() -> Response:
+    return JSONResponse({"error": "forbidden"}, status_code=403)
+
+
+class Guard:
+    """Decides whether a request may reach a read-API route."""
+
+    def __init__(self, verifier: TokenVerifier | None, *, disabled: bool = False) -> None:
+        self.verifier = verifier
+        self.disabled = disabled
+
+    @classmethod
+    def from_settings(cls, settings: Settings, service: str) -> Guard:
+        if settings.auth_disabled:
+            log.warning(
+                "TWOWAY_AUTH_DISABLED=true: the read API answers anyone without a token; "
+                "for local development only",
+                extra={"service": service},
+            )
+            return cls(None, disabled=True)
+        if not settings.oidc_issuer:
+            log.warning(
+                "TWOWAY_OIDC_ISSUER is not set: every read-API request is answered 401",
+                extra={"service": service},
+            )
+            return cls(None)
+        keys = ProviderKeys(settings.oidc_issuer)
+        return cls(
+            TokenVerifier(
+                keys, audience=settings.oidc_audience, roles_claim=settings.oidc_roles_claim
+            )
+        )
+
+    async def check(self, request: Request, access: Access) -> Response | None:
+        """None when the request may go on, else the 401, 403 or 503 to answer."""
+        if access.capability or self.disabled:
+            return None
+        if self.verifier is None:
+            return _unauthorized()
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _unauthorized()
+        try:
+            principal = await self.verifier.verify(token.strip())
+        except InvalidToken:
+            return _unauthorized()
+        except KeysUnavailable:
+            return JSONResponse(
+                {"error": "unavailable"}, status_code=503, headers={"Retry-After": "30"}
+            )
+        return None if _may_read(principal, access, request) else _forbidden()
+
+    def guarded(self, route: BaseRoute) -> BaseRoute:
+        """The route with this guard in front of its endpoint."""
+        if not isinstance(route, Route):
+            raise TypeError(f"only plain routes can be guarded, not {route!r}")
+        access = route.access if isinstance(route, ReadRoute) else READER
+        endpoint = route.endpoint
+
+        # wraps: the endpoint's name and its OpenAPI description stay visible.
+        @functools.wraps(endpoint)
+        async def guarded_endpoint(request: Request) -> Response:
+            denied = await self.check(request, access)
+            if denied is not None:
+                return denied
+            response = endpoint(request)
+            if isinstance(response, Awaitable):
+                response = await response
+            assert isinstance(response, Response)
+            return response
+
+        methods = sorted(route.methods - {"HEAD"}) if route.methods else None
+        return Route(route.path, guarded_endpoint, methods=methods, name=route.name)
+
+
+def _may_read(principal: Principal, access: Access, request: Request) -> bool:
+    if principal.reader:
+        return True
+    if access.programme_param is None:
+        return False
+    # Decided from the path alone, before anything is looked up: another programme's
+    # resources are 403 whether they exist or not.
+    return principal.manages(str(request.path_params.get(access.programme_param, "")))
 
 
 def create_http_app(
@@ -24,8 +171,11 @@ def create_http_app(
     checks: dict[str, Check],
     before_metrics: Callable[[], Awaitable[None]] | None = None,
     routes: Sequence[BaseRoute] = (),
+    guard: Guard | None = None,
 ) -> Starlette:
-    """`/healthz` (the process answers), `/readyz` (Kafka and PostgreSQL answer), `/metrics`."""
+    """`/healthz` (the process answers), `/readyz` (Kafka and PostgreSQL answer), `/metrics`,
+    and the read-API `routes` behind `guard` (default: closed, every request 401)."""
+    guard = guard or Guard(None)
 
     @documented(
         "The process answers",
@@ -77,6 +227,6 @@ def create_http_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
-            *routes,
+            *(guard.guarded(route) for route in routes),
         ]
     )

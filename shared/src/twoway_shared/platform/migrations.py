@@ -132,3 +132,11 @@ async def migrate(dsn: str, schema: str, migrations: list[Migration]) -> list[Mi
         finally:
             await conn.close()
     return applied
+
+
+def migrations_dir(package_file: str) -> Path:
+    """A service's migrations folder: inside the installed package, or beside `src/` in an
+    editable install (`package_file` is the service's `app.py`)."""
+    here = Path(package_file).resolve()
+    installed = here.parent / "migrations"
+    return installed if installed.is_dir() else here.parents[2] / "migrations"

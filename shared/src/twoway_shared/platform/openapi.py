@@ -112,12 +112,31 @@ def service_routes(service: str) -> list[BaseRoute] | None:
     spec = create_spec()
     # Route builders read the runtime only when a request comes; nothing is started here.
     runtime = SimpleNamespace(
-        pool=None, database=None, db=None, settings=Settings(), metrics=Metrics(), spec=spec
+        pool=None,
+        database=None,
+        db=None,
+        settings=_settings_of(service),
+        metrics=Metrics(),
+        spec=spec,
     )
     http = create_http_app(
         service=service, metrics=Metrics(), checks={}, routes=spec.routes(runtime)
     )
     return list(http.routes)
+
+
+def _settings_of(service: str) -> Settings:
+    """The service's own settings class with its defaults (the environment is not read)."""
+    config = importlib.import_module(f"twoway_{service}.config")
+    classes = [
+        value
+        for value in vars(config).values()
+        if isinstance(value, type)
+        and issubclass(value, Settings)
+        and value.__module__ == config.__name__
+    ]
+    cls = classes[0] if classes else Settings
+    return cls.model_construct()
 
 
 def render(document: dict[str, Any]) -> str:

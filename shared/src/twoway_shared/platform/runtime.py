@@ -23,7 +23,7 @@ from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, event_type_of
 from twoway_shared.platform.consumer import Handler, RecordProcessor, summarise_periodically
 from twoway_shared.platform.db import create_pool
 from twoway_shared.platform.deadletter import DeadLetters
-from twoway_shared.platform.http import create_http_app
+from twoway_shared.platform.http import Guard, create_http_app
 from twoway_shared.platform.kafka import (
     ensure_topics,
     idempotent_producer,
@@ -240,10 +240,11 @@ class Runtime:
             checks={"postgresql": self._check_postgres, "kafka": self._check_kafka},
             before_metrics=self._update_lag,
             routes=self.spec.routes(self),
+            guard=Guard.from_settings(self.settings, self.spec.name),
         )
         config = uvicorn.Config(
             app,
-            host="0.0.0.0",
+            host=self.settings.http_host,
             port=self.settings.http_port,
             log_config=None,
             access_log=False,
@@ -263,6 +264,13 @@ class Runtime:
         if self._server is None or not self._server.servers:
             raise RuntimeError("the HTTP server is not started")
         return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def http_addresses(self) -> list[str]:
+        """The addresses the HTTP server's sockets are bound to (`TWOWAY_HTTP_HOST`)."""
+        if self._server is None:
+            raise RuntimeError("the HTTP server is not started")
+        return [str(s.getsockname()[0]) for srv in self._server.servers for s in srv.sockets]
 
     async def _check_postgres(self) -> None:
         await self.pool.fetchval("SELECT 1")

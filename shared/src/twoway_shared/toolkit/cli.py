@@ -36,6 +36,7 @@ from twoway_shared.platform.kafka import client_options
 from twoway_shared.platform.settings import Settings, describe_settings_error
 from twoway_shared.toolkit import inputs
 from twoway_shared.toolkit.generate import generate_cohort
+from twoway_shared.toolkit.outcome import DEFAULT_WAIT_SECONDS, publish_and_wait
 from twoway_shared.toolkit.publish import DEFAULT_SOURCE, KafkaTrouble, Outgoing, outgoing, publish
 from twoway_shared.toolkit.tail import (
     DeadLetter,
@@ -51,6 +52,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_KAFKA = 3
+EXIT_REJECTED = 4
 EXIT_INTERRUPTED = 130
 
 EPILOG = """\
@@ -59,6 +61,7 @@ exit codes:
   1  invalid input: nothing was published (each problem is printed)
   2  usage error: bad arguments, or bad TWOWAY_* settings
   3  Kafka unreachable, or publishing failed
+  4  accept/decline --wait: matching rejected the response (the reason is printed)
   130 interrupted
 
 Kafka settings come from the services' variables: TWOWAY_KAFKA_BOOTSTRAP_SERVERS
@@ -69,13 +72,15 @@ TWOWAY_KAFKA_SASL_USERNAME/_PASSWORD, TWOWAY_KAFKA_SSL_CAFILE, TWOWAY_TOPIC_PREF
 examples:
   twoway generate --n 300 -o cohort.csv && twoway enrol cohort.csv
   twoway programme configure RM-2027 --sessions 12 --starts-on 2027-01-11 --acceptance-required
-  twoway accept 5d1c2a4e-7b7f-4d36-9d43-0f6c1c3e2b11 E12345
+  twoway accept 5d1c2a4e-7b7f-4d36-9d43-0f6c1c3e2b11 E12345 --wait
   twoway tail sessions pairs --from-beginning --max 20 --timeout 5
   twoway dlq
 """
 
 
-SHORT_EPILOG = "exit codes: 0 ok, 1 invalid input (nothing published), 2 usage error, 3 Kafka"
+SHORT_EPILOG = (
+    "exit codes: 0 ok, 1 invalid input (nothing published), 2 usage error, 3 Kafka, 4 rejected"
+)
 
 
 class Toolkit:
@@ -239,7 +244,32 @@ class Toolkit:
             "response": args.command,
             "reason": getattr(args, "reason", None),
         }
+        if args.wait and not args.dry_run:
+            return self.respond_and_wait(data, args)
         return self.publish_one(PairResponseSubmitted, data, args)
+
+    def respond_and_wait(self, data: dict[str, Any], args: Any) -> int:
+        """Publish a response and print what matching made of it (`--wait`)."""
+        try:
+            record = outgoing(PairResponseSubmitted.model_validate(data), source=args.source)
+        except ValidationError as exc:
+            return self.fail(f"invalid pair.response_submitted: {describe(exc)}", EXIT_INVALID)
+
+        async def work(settings: Settings) -> int:
+            self.err.print(
+                f"published pair.response_submitted {record.event.id}; waiting up to "
+                f"{args.wait_seconds:g} s for matching ...",
+                highlight=False,
+                soft_wrap=True,
+            )
+            outcome = await publish_and_wait(settings, record, args.wait_seconds)
+            line = outcome.describe(data["pair_id"], args.wait_seconds)
+            if outcome.rejected:
+                return self.fail(line, EXIT_REJECTED)
+            self.out.print(line, markup=False, highlight=False, soft_wrap=True)
+            return EXIT_OK
+
+        return self.run_kafka(work)
 
     def reschedule(self, args: Any) -> int:
         data = {
@@ -370,6 +400,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _add_wait_options(command: argparse.ArgumentParser) -> None:
+    """`--wait` and `--wait-seconds` of accept and decline."""
+    command.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for matching's answer and print it: confirmed, declined, rejected (exit 4) "
+        "or no change",
+    )
+    command.add_argument(
+        "--wait-seconds",
+        type=_seconds,
+        default=DEFAULT_WAIT_SECONDS,
+        metavar="S",
+        help=f"how long --wait waits ({DEFAULT_WAIT_SECONDS:g})",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The `twoway` argument parser."""
     publishing = argparse.ArgumentParser(add_help=False)
@@ -454,6 +501,7 @@ def parser() -> argparse.ArgumentParser:
         respond.add_argument("participant_id", metavar="PARTICIPANT_ID")
         if response == "decline":
             respond.add_argument("--reason", help="at most 500 characters")
+        _add_wait_options(respond)
         respond.set_defaults(run=Toolkit.respond)
 
     reschedule = sub.add_parser(

@@ -43,6 +43,12 @@ class MatchingRules:
     session_minutes: int = 30
     min_grade_gap: int = 1
     cross_department: bool = True
+    min_score: float = 0.0  # rule 9: pairs scoring below are not eligible
+
+    @property
+    def min_score_units(self) -> int:
+        """`min_score` in the units scores are compared in."""
+        return round(self.min_score * SCORE_UNITS)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from twoway_matching.domain.model import (
     Reasons,
 )
 
+BELOW_MIN_SCORE = "score below min_score"
+"""Rule 9's reason, as the unmatched explanation names it."""
+
 
 def weekly_overlap(a: list[Interval], b: list[Interval]) -> tuple[int, int]:
     """(total minutes both are free in the first week, the longest such stretch)."""
@@ -66,10 +69,13 @@ def reasons(mentor: Participant, mentee: Participant, overlap: int) -> Reasons:
 def evaluate(
     mentor: Participant, mentee: Participant, rules: MatchingRules, paired_before: bool = False
 ) -> tuple[str | None, int, int]:
-    """(why not eligible or None, score units, weekly overlap minutes) of one pair."""
+    """(why not eligible or None, score units, weekly overlap minutes) of one pair (rules 2-9)."""
     overlap, longest = weekly_overlap(
         first_week_intervals(mentor.availability, mentor.timezone, rules.starts_on),
         first_week_intervals(mentee.availability, mentee.timezone, rules.starts_on),
     )
     why_not = ineligibility(mentor, mentee, rules, longest, paired_before)
-    return why_not, score_units(mentor, mentee, overlap, rules.session_minutes), overlap
+    score = score_units(mentor, mentee, overlap, rules.session_minutes)
+    if why_not is None and score < rules.min_score_units:
+        why_not = BELOW_MIN_SCORE
+    return why_not, score, overlap

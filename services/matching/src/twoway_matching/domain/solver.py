@@ -144,7 +144,7 @@ def _erode(intervals: list[Interval], session: int) -> list[Interval]:
 
 
 def eligible_edges(round_input: RoundInput, method: str = "auto") -> Edges:
-    """Rules 2-6 and 8 for every (mentor, mentee) of the round, with scores and overlaps.
+    """Rules 2-6, 8 and 9 for every (mentor, mentee) of the round, with scores and overlaps.
 
     `method` "windows" forces the window-by-window overlap (the segment product is the default).
     """
@@ -231,7 +231,15 @@ def eligible_edges(round_input: RoundInput, method: str = "auto") -> Edges:
         pair_overlap = overlap[rows, cols]
         time_fit = np.minimum(1.0, pair_overlap / (4 * session))
         score = np.rint((0.60 * learn_e + 0.25 * learn_m + 0.15 * time_fit) * SCORE_UNITS)
-        parts.append((rows + lo, cols, score.astype(np.int64), pair_overlap.astype(np.int64)))
+        strong = score >= rules.min_score_units  # rule 9
+        parts.append(
+            (
+                rows[strong] + lo,
+                cols[strong],
+                score[strong].astype(np.int64),
+                pair_overlap[strong].astype(np.int64),
+            )
+        )
 
     if not parts:
         return Edges(empty, empty, empty, empty)

@@ -8,8 +8,9 @@ from typing import Any
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from twoway_shared.contract.values import rfc3339
+from twoway_shared.platform.http import READER, programme_access, read_route
 from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 
@@ -54,6 +55,8 @@ _DIRECTION = {
         "learned": {"type": "array", "items": _STRING},
     },
 }
+
+
 CREDIT = {
     "type": "object",
     "properties": {
@@ -245,10 +248,10 @@ def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
         )
 
     return [
-        Route("/pairs/{pair_id}/progress", pair_progress),
-        Route("/participants/{participant_id}/credits", credits),
-        Route("/credits/{credit_id}/certificate.pdf", certificate),
-        Route("/programmes/{programme_id}/health", health),
+        read_route("/pairs/{pair_id}/progress", pair_progress, access=READER),
+        read_route("/participants/{participant_id}/credits", credits, access=READER),
+        read_route("/credits/{credit_id}/certificate.pdf", certificate, access=READER),
+        read_route("/programmes/{programme_id}/health", health, access=programme_access()),
     ]
 
 
