@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_every_route_is_listed(service: str) -> None:
         for operation in methods.values():
             assert "200" in operation["responses"], path
             names = [p["name"] for p in operation.get("parameters", [])]
-            assert names == [part[1:-1] for part in path.split("/") if part.startswith("{")]
+            assert names == re.findall(r"\{(\w+)\}", path)
 
 
 def test_the_three_services_and_their_read_apis_are_documented() -> None:
