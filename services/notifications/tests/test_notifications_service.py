@@ -41,6 +41,7 @@ from twoway_shared.contract.events import (
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime, run_migrations
+from twoway_shared.testing.calendar_client import Meeting, expand
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
 from twoway_shared.testing.oidc import TestProvider
@@ -217,11 +218,22 @@ def series(total: int, first: datetime) -> list[SessionScheduled]:
     ]
 
 
-def calendar_of(mail: EmailMessage) -> Calendar:
+WINDOW = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
+
+
+def ics_of(mail: EmailMessage) -> bytes:
     [part] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
     payload = part.get_payload(decode=True)
     assert isinstance(payload, bytes)
-    return Calendar.from_ical(payload)
+    return payload
+
+
+def calendar_of(mail: EmailMessage) -> Calendar:
+    return Calendar.from_ical(ics_of(mail))
+
+
+def times(meetings: list[Meeting]) -> list[tuple[datetime, datetime]]:
+    return [(m.starts_at, m.ends_at) for m in meetings]
 
 
 def uids_and_sequences(mail: EmailMessage) -> list[tuple[str, int]]:
@@ -264,16 +276,20 @@ async def test_booking_update_cancel_replay_and_read_api(
         )
         for address in (MENTOR, MENTEE):
             [booking] = await eventually(mails_to(sink, address, "booking"), lambda b: len(b) == 1)
-            assert uids_and_sequences(booking) == [(f"s{n}@twoway", 0) for n in (1, 2, 3)]
+            # One recurring series: one UID, the mentee's zone, every session expanded.
+            assert uids_and_sequences(booking) == [("pair-1@twoway", 0)]
             cal = calendar_of(booking)
             assert str(prop(cal, "METHOD")) == "REQUEST"
             event = cal.walk("VEVENT")[0]
-            assert bytes(prop(event, "DTSTART").to_ical()).decode() == first.strftime(
-                "%Y%m%dT%H%M%SZ"
-            )
+            assert prop(event, "DTSTART").params["TZID"] == "America/New_York"
+            assert event.decoded("DTSTART") == first
+            assert times(expand(ics_of(booking), *WINDOW)) == [
+                (s.starts_at, s.ends_at) for s in booked
+            ]
             attendees = sorted(str(a) for a in prop(event, "ATTENDEE"))
             assert attendees == [f"mailto:{MENTEE}", f"mailto:{MENTOR}"]
             assert booking["Message-ID"].endswith("@twoway>")
+            assert booking["Auto-Submitted"] == "auto-generated"
         text = sink.to(MENTEE, "booking")[0].get_body(("plain",))
         assert text is not None
         assert "(America/New_York)" in str(text.get_content())
@@ -298,7 +314,10 @@ async def test_booking_update_cancel_replay_and_read_api(
                 lambda u: len(u) == 1,
                 what="one update",
             )
-            assert uids_and_sequences(update) == [("s2@twoway", 1)]
+            assert uids_and_sequences(update) == [("pair-1@twoway", 1)]
+            [override] = calendar_of(update).walk("VEVENT")
+            assert override.decoded("RECURRENCE-ID") == booked[1].starts_at
+            assert override.decoded("DTSTART") == moved
 
         # The pair ends: every cancelled session in one METHOD:CANCEL email per person.
         cancels = [
@@ -316,11 +335,9 @@ async def test_booking_update_cancel_replay_and_read_api(
                 what="one cancellation",
             )
             assert str(prop(calendar_of(cancel), "METHOD")) == "CANCEL"
-            assert uids_and_sequences(cancel) == [
-                ("s1@twoway", 1),
-                ("s2@twoway", 2),
-                ("s3@twoway", 1),
-            ]
+            # Nothing of the series is left: the whole series, above every earlier SEQUENCE.
+            assert uids_and_sequences(cancel) == [("pair-1@twoway", 3)]
+            assert "RECURRENCE-ID" not in calendar_of(cancel).walk("VEVENT")[0]
 
         await reader.wait_for(
             lambda _: len(events_on(reader, notifications, "notification.sent")) >= 8,

@@ -79,7 +79,7 @@ class Sender:
         assert isinstance(settings, NotificationsSettings)
         self._runtime = runtime
         self._options = options
-        self._mail = MailSettings(mail_from=settings.mail_from, portal_url=settings.portal_url)
+        self._mail = MailSettings.of(settings)
         self._mailers = [Mailer(smtp_config(settings)) for _ in range(options.connections)]
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
@@ -154,9 +154,7 @@ class Sender:
             return 0
         async with self._runtime.pool.acquire() as conn:
             store = Storage(conn)
-            contacts = await store.contacts(
-                [m.participant_id for m in batch] + [m.partner_id for m in batch if m.partner_id]
-            )
+            contacts = await store.contacts(p for m in batch for p in m.people)
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
         done: list[Outcome] = []
         ready: list[tuple[Message, EmailMessage]] = []
@@ -174,6 +172,7 @@ class Sender:
                     sessions.get(message.pair_id or "", []),
                     self._mail,
                     self._runtime.clock(),
+                    contacts,
                 )
             except Exception as exc:
                 # One message that cannot be built must not stop the others; the error names
