@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
@@ -31,11 +31,15 @@ from twoway_shared.contract import (
     new_event,
     partition_key,
 )
+from twoway_shared.contract.calendar_token import parse_keys, sign, verify
 from twoway_shared.contract.events import (
+    CreditAwarded,
     PairConfirmed,
     PairEnded,
+    PairHealthChanged,
     ProgrammeConfigured,
     SessionCancelled,
+    SessionCompleted,
     SessionRescheduled,
     SessionScheduled,
 )
@@ -564,3 +568,175 @@ async def test_erasure_forgets_details_and_partner_hears_nothing_of_why(harness:
         "SELECT status FROM notifications.messages WHERE participant_id = 'M1'"
     )
     assert [r["status"] for r in statuses] == ["skipped"]
+
+
+# ---------------------------------------------------------------- version 1.1
+
+
+def _session(sid: str, n: int, total: int, starts_at: datetime, pair: dict[str, str]) -> Any:
+    return SessionScheduled(
+        session_id=sid,
+        sequence=n,
+        total=total,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=30),
+        revision=0,
+        **pair,
+    )
+
+
+async def test_feedback_requests_and_no_reminder_after_an_outcome(harness: Harness) -> None:
+    sink = harness.sink
+    now = datetime.now(UTC).replace(microsecond=0)
+    pair = {**PAIR, "pair_id": "pair-f"}
+    # f1 ended 11 minutes ago: its feedback request is due now. f2's is due in a few seconds,
+    # but it is cancelled first, so nobody is asked. r1 and r2 start in a minute with a
+    # reminder a minute before; r1's outcome is already recorded (say, attendance entered
+    # early), so only r2's reminder goes out.
+    ended = _session("f1", 1, 4, now - timedelta(minutes=41), pair)
+    gone = _session("f2", 2, 4, now - timedelta(minutes=40) + timedelta(seconds=8), pair)
+    early = _session("r1", 3, 4, now + timedelta(minutes=1, seconds=5), pair)
+    later = _session("r2", 4, 4, now + timedelta(minutes=1, seconds=6), pair)
+    await harness.send(
+        ProgrammeConfigured(programme_id="RM-2027", reminder_minutes=[1]),
+        person("M1", "mentor", MENTOR),
+        person("E1", "mentee", MENTEE),
+        ended,
+        gone,
+        SessionCancelled(
+            **{k: v for k, v in gone.model_dump().items() if k in SessionCancelled.model_fields}
+            | {"revision": 1, "reason": "no_slot"}
+        ),
+        early,
+        later,
+        SessionCompleted(
+            **{k: v for k, v in early.model_dump().items() if k in SessionCompleted.model_fields}
+            | {"minutes": 30}
+        ),
+    )
+    for address in (MENTOR, MENTEE):
+        [ask] = await eventually(mails_to(sink, address, "feedback_request"), lambda m: len(m) == 1)
+        text = ask.get_body(("plain",))
+        assert text is not None
+        assert "https://portal.example/sessions/f1/feedback" in str(text.get_content())
+    await eventually(mails_to(sink, MENTOR, "reminder"), lambda m: len(m) == 1, timeout=30)
+    await eventually(mails_to(sink, MENTEE, "reminder"), lambda m: len(m) == 1, timeout=30)
+    # Every reminder of r1 was dropped with its outcome; only r2's went out.
+    rows = await harness.rows(
+        "SELECT session_id, status FROM notifications.messages WHERE template = 'reminder'"
+    )
+    assert sorted((r["session_id"], r["status"]) for r in rows) == [
+        ("r2", "sent"),
+        ("r2", "sent"),
+    ]
+    asked = await harness.rows(
+        "SELECT DISTINCT session_id FROM notifications.messages"
+        " WHERE template = 'feedback_request' AND status <> 'pending'"
+    )
+    assert [r["session_id"] for r in asked] == ["f1"]
+
+
+async def test_pair_closed_at_risk_and_completion(harness: Harness) -> None:
+    sink = harness.sink
+    notifications = harness.topic(Topic.NOTIFICATIONS)
+    coordinator = "office@example.com"
+    other = {**PAIR, "pair_id": "pair-x", "programme_id": "RM-OTHER"}
+    # The people are known long before their pair's health changes.
+    await harness.send(
+        person("M1", "mentor", MENTOR, display_name="Sam Okafor"),
+        person("E1", "mentee", MENTEE, display_name="Dana Whitfield"),
+    )
+    await eventually(
+        lambda: harness.rows("SELECT 1 FROM notifications.participants"),
+        lambda rows: len(rows) == 2,
+        what="both profiles stored",
+    )
+    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
+        # The alert may be consumed before the programme's settings (topics have no mutual
+        # order): it waits for them.
+        await harness.send(
+            ProgrammeConfigured(programme_id="RM-2027", coordinator_email=coordinator),
+            ProgrammeConfigured(programme_id="RM-OTHER"),
+            PairHealthChanged(
+                **PAIR,
+                health="at_risk",
+                reasons=["missed_in_a_row", "low_rating"],
+                sessions_completed=3,
+                sessions_missed=2,
+                last_activity_at=datetime(2027, 2, 1, 9, 30, tzinfo=UTC),
+            ),
+            PairHealthChanged(
+                **PAIR, health="on_track", reasons=[], sessions_completed=4, sessions_missed=2
+            ),
+            # No coordinator in that programme: nobody hears of it.
+            PairHealthChanged(
+                **other,
+                health="inactive",
+                reasons=["no_recent_session"],
+                sessions_completed=0,
+                sessions_missed=0,
+            ),
+            PairEnded(**PAIR, reason="not_a_fit"),
+            CreditAwarded.model_validate(
+                {**EXAMPLE_DATA["credit.awarded"], "participant_id": "E1", "credit_id": "cr-9"}
+            ),
+        )
+        [alert] = await eventually(
+            mails_to(sink, coordinator, "pair_at_risk"), lambda m: len(m) == 1
+        )
+        body = alert.get_body(("plain",))
+        assert body is not None
+        text = str(body.get_content())
+        assert "Dana Whitfield (mentee) and Sam Okafor (mentor) is at risk" in text
+        assert "the last two sessions were missed" in text
+        assert "https://portal.example/pairs/pair-1" in text
+        for address in (MENTOR, MENTEE):
+            [closed] = await eventually(
+                mails_to(sink, address, "pair_closed"), lambda m: len(m) == 1
+            )
+            content = str(closed.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+            assert "new partner" in content
+            assert "fit" not in content.lower()  # never who answered what
+        [done] = await eventually(mails_to(sink, MENTEE, "completion"), lambda m: len(m) == 1)
+        content = str(done.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        assert "Continuing-education credits: 6.6" in content
+        assert "generative AI and prompt design" in content
+        assert "https://portal.example/credits/cr-9" in content
+        await reader.wait_for(
+            lambda _: len(events_on(reader, notifications, "notification.sent")) >= 4,
+            what="notification.sent for each",
+        )
+        sent = events_on(reader, notifications, "notification.sent")
+        assert ("coordinator:RM-2027", "pair_at_risk") in {
+            (e["participant_id"], e["template"]) for e in sent
+        }
+    assert sink.to(MENTOR, "completion") == []
+    # Exactly one alert: on_track and the coordinator-less programme send nothing.
+    await asyncio.sleep(0.5)
+    assert len(sink.to(coordinator)) == 1
+
+
+async def test_booking_carries_the_calendar_subscription_link(harness: Harness) -> None:
+    await harness.stop()
+    harness.settings = harness.settings.model_copy(
+        update={
+            "calendar_keys": SecretStr("new-key,old-key"),
+            "calendar_base_url": "https://cal.example",
+        }
+    )
+    await harness.start()
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=20)
+    await harness.send(
+        person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), *series(2, first)
+    )
+    for pid, address in (("M1", MENTOR), ("E1", MENTEE)):
+        [booking] = await eventually(
+            mails_to(harness.sink, address, "booking"), lambda b: len(b) == 1
+        )
+        body = booking.get_body(("plain",))
+        assert body is not None
+        url = f"https://cal.example/calendars/{sign(pid, [b'new-key'])}.ics"
+        assert url in str(body.get_content())
+        assert (
+            verify(url.rsplit("/", 1)[1].removesuffix(".ics"), parse_keys("old-key,new-key")) == pid
+        )

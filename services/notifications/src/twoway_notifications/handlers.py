@@ -168,9 +168,9 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
     weeks = 2 if programme.cadence == "fortnightly" else 1
     await store.save_programme(programme.programme_id, list(programme.reminder_minutes), weeks)
     email = None if programme.coordinator_email is None else str(programme.coordinator_email)
-    await store.save_coordinator(
-        coordinator_id(programme.programme_id), programme.programme_id, email
-    )
+    coordinator = coordinator_id(programme.programme_id)
+    await store.save_coordinator(coordinator, programme.programme_id, email)
+    await store.release_waiting(coordinator, uow.now)
     await store.drop_unsent_reminders_of_programme(programme.programme_id, uow.now)
     for session, cause_id in await store.future_sessions_of_programme(
         programme.programme_id, uow.now
@@ -509,14 +509,16 @@ async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork)
 
 
 async def on_pair_health_changed(event: Event[PairHealthChanged], uow: UnitOfWork) -> None:
-    """The programme's coordinator hears of a pair at risk or inactive, and why; no more."""
+    """The programme's coordinator hears of a pair at risk or inactive, and why; no more.
+
+    Topics have no order between them: an alert that arrives before its programme's settings
+    waits for them, and is skipped if the programme has no coordinator.
+    """
     h = event.data
     if h.health not in ("at_risk", "inactive"):
         return
     store = Storage(uow.conn)
     coordinator = coordinator_id(h.programme_id)
-    if not await store.coordinator_known(coordinator):
-        return
     reasons = sorted(h.reasons)
     last = None if h.last_activity_at is None else h.last_activity_at.isoformat()
     await _add(

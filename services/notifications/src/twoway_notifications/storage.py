@@ -200,15 +200,6 @@ class Storage:
             email,
         )
 
-    async def coordinator_known(self, coordinator_id: str) -> bool:
-        return bool(
-            await self._conn.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM notifications.participants
-                   WHERE participant_id = $1 AND role = 'coordinator' AND email IS NOT NULL)""",
-                coordinator_id,
-            )
-        )
-
     # ------------------------------------------------------------------ pairs
 
     async def save_pair(
