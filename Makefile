@@ -15,13 +15,15 @@ help:
 	@echo "make contract   regenerate docs/contract (JSON Schema, AsyncAPI)"
 	@echo "make stack-up / stack-down   the local Kafka + PostgreSQL stack alone"
 
-# Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root).
+# Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root), and
+# khal, a calendar application the invitation tests import into (skipped without it).
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	{ command -v khal >/dev/null || [ "$$(id -u)" != 0 ]; } || missing="$$missing khal"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "Please install:$$missing" >&2; exit 1; fi; \
