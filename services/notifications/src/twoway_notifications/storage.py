@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from twoway_shared.enrolment import Enrolment
+from twoway_shared.platform.tracing import current_traceparent
 
 from twoway_notifications.domain.model import Contact, Message, Session, Template
 from twoway_notifications.domain.rules import Verdict, decide
@@ -64,6 +65,8 @@ def _message(row: asyncpg.Record, session_ids: tuple[str, ...] = ()) -> Message:
         first_attempt_at=row["first_attempt_at"],
         details=json.loads(row["details"]),
         session_ids=session_ids,
+        due_at=row["due_at"],
+        traceparent=row["traceparent"],
     )
 
 
@@ -369,8 +372,8 @@ class Storage:
         added = await self._conn.fetchval(
             """INSERT INTO notifications.messages (notification_id, template, participant_id,
                    partner_id, needs_partner, pair_id, session_id, group_key, details, cause_id,
-                   due_at, created_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+                   due_at, created_at, traceparent)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
                ON CONFLICT (notification_id) DO NOTHING
                RETURNING true""",
             notification_id,
@@ -385,6 +388,7 @@ class Storage:
             cause_id,
             due_at,
             now,
+            current_traceparent(),
         )
         if added:
             await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)

@@ -98,6 +98,8 @@ class Message:
     first_attempt_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
     session_ids: tuple[str, ...] = ()  # a grouped cancellation's sessions
+    due_at: datetime | None = None
+    traceparent: str | None = None  # the trace of the event that made it due
 
     @property
     def people(self) -> tuple[str, ...]:
