@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo clean
+.PHONY: help install system-deps lrs deploy-tools chart-inputs lint fmt test test-fast contract stack-up stack-down run demo clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint       ruff and mypy (strict)"
 	@echo "make contract   regenerate docs/contract (JSON Schema, AsyncAPI)"
 	@echo "make stack-up / stack-down   the local Kafka + PostgreSQL stack alone"
+	@echo "make chart-inputs  regenerate the Helm chart's Kafka access list and dashboard"
 
 # Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root), and
 # khal, a calendar application the invitation tests import into (skipped without it).
@@ -22,6 +23,8 @@ system-deps:
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	{ command -v khal >/dev/null || [ "$$(id -u)" != 0 ]; } || missing="$$missing khal"; \
 	if [ -n "$$missing" ]; then \
@@ -39,6 +42,13 @@ lrs: install
 	@test -x $(RALPH_DIR)/bin/uvicorn || { $(UV) venv -q --python $(PYTHON) $(RALPH_DIR) && \
 	  $(UV) pip install -q --python $(RALPH_DIR)/bin/python "ralph-malph[lrs]==5.1.0" "requests>=2.32"; }
 
+# helm (from its Go module), checkov and the CRD schemas for the chart checks; cached.
+deploy-tools: install
+	PYTHON=$(PYTHON) bash deploy/tools/install.sh
+
+chart-inputs: install
+	$(UV) run python -m twoway_shared.ops.chart_inputs
+
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
@@ -48,7 +58,7 @@ fmt: install
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-test: install lrs
+test: install lrs deploy-tools
 	$(UV) run pytest -q -p no:cacheprovider
 
 test-fast: install

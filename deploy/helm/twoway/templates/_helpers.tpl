@@ -46,6 +46,10 @@ app.kubernetes.io/component: {{ .service }}
 {{- end -}}
 {{- end -}}
 
+{{- define "twoway.pullPolicy" -}}
+{{- .Values.image.pullPolicy | default (ternary "IfNotPresent" "Always" (not (empty .Values.image.digest))) -}}
+{{- end -}}
+
 {{/* Pod Security Standard "restricted". */}}
 {{- define "twoway.podSecurityContext" -}}
 runAsNonRoot: true
