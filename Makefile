@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lrs deploy-tools chart-inputs lint fmt test test-fast contract stack-up stack-down run demo clean
+.PHONY: help install system-deps lrs deploy-tools chart-inputs k8s-manifest lint fmt test test-fast contract stack-up stack-down run demo clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
@@ -48,6 +48,10 @@ deploy-tools: install
 
 chart-inputs: install
 	$(UV) run python -m twoway_shared.ops.chart_inputs
+
+# deploy/kubernetes/twoway.yaml: the chart rendered for clusters without operators.
+k8s-manifest: deploy-tools
+	$(UV) run python -m twoway_shared.ops.chart_inputs --manifest
 
 lint: install
 	$(UV) run ruff check .

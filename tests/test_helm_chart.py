@@ -241,6 +241,14 @@ def test_generated_chart_inputs_are_fresh() -> None:
     assert chart_inputs.main(["--check"]) == 0, "run `make chart-inputs`"
 
 
+def test_the_plain_kubernetes_manifest_is_the_chart_rendered() -> None:
+    manifest = chart_inputs.MANIFEST.read_text(encoding="utf-8")
+    assert manifest == chart_inputs.plain_manifest(Path(tool("helm"))), "run `make k8s-manifest`"
+    kinds = {o["kind"] for o in yaml.safe_load_all(manifest) if o}
+    assert "KafkaTopic" not in kinds
+    assert "HorizontalPodAutoscaler" in kinds
+
+
 # ---------------------------------------------------------------- what the chart holds
 
 
