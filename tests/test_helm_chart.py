@@ -169,18 +169,21 @@ def test_every_custom_resource_is_valid_against_its_crd_schema(tmp_path: Path) -
     everything = [o for values, sets in VARIANTS.values() for o in render(values, sets).objects]
     custom = [o for o in everything if "." in o["apiVersion"].split("/")[0]]
     custom = [o for o in custom if not o["apiVersion"].split("/")[0].endswith(".k8s.io")]
-    output = check_custom_resources(custom, tmp_path)
-    assert f"checked {len(custom)} custom resources, 0 problem(s)" in output, output
-
-
-def test_the_crd_check_refuses_an_unknown_field_and_a_wrong_enum(tmp_path: Path) -> None:
+    # Two broken copies show that the check refuses an unknown field and a wrong enum value.
     topic = json.loads(json.dumps(render().of("KafkaTopic")[0]))
+    topic["metadata"]["name"] = "broken-topic"
     topic["spec"]["partitionz"] = 3
     user = json.loads(json.dumps(render().of("KafkaUser")[0]))
+    user["metadata"]["name"] = "broken-user"
     user["spec"]["authorization"]["acls"][0]["operations"] = ["Reed"]
-    output = check_custom_resources([topic, user], tmp_path)
-    assert "'\"partitionz\"' does not exist" in output, output
-    assert '"Reed"' in output, output
+    output = check_custom_resources([*custom, topic, user], tmp_path)
+    problems = output.strip().splitlines()[:-1]
+    assert f"checked {len(custom) + 2} custom resources" in output, output
+    assert all(
+        p.startswith(("KafkaTopic/broken-topic:", "KafkaUser/broken-user:")) for p in problems
+    )
+    assert any("'\"partitionz\"' does not exist" in p for p in problems), output
+    assert any('"Reed"' in p for p in problems), output
 
 
 def test_policy_scan_has_no_findings_but_the_accepted_one(tmp_path: Path) -> None:

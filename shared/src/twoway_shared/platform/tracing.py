@@ -154,8 +154,11 @@ def delivery_span(target: str, name: str, *, parent: str | None, **attributes: s
     """The span of one outbound delivery (`target` "smtp" or "lrs") in the trace of its cause.
 
     Notifications calls it around each SMTP send; progress calls it around each xAPI statement
-    sent to the LRS: `with delivery_span("lrs", "send statement", parent=tp): ...`, then
-    `failed(span, reason)` when the LRS refused it.
+    sent to the LRS: `with delivery_span("lrs", "send", parent=tp) as span: ...`, then
+    `failed(span, reason)` when the LRS refused it, and counts the outcome in
+    `runtime.metrics.deliveries.labels("lrs", "sent" | "temporary" | "permanent")` (the alert
+    TwowayLrsFailures and the dashboard read that counter). `tp` is the `traceparent` of the
+    event that made the statement due (`current_traceparent()` when it was stored).
     """
     return span(
         f"{target} {name}",
