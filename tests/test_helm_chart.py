@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.config import NotificationsSettings
 from twoway_progress.config import ProgressSettings
 from twoway_scheduling.config import SchedulingSettings
@@ -38,7 +38,7 @@ CRD_CHECK = ROOT / "deploy" / "helm" / "crd-check"
 TOOLS = Path(os.environ.get("TWOWAY_TOOLS_DIR", Path.home() / ".cache" / "twoway" / "tools"))
 KUBERNETES_VERSION = "1.35.0"
 SETTINGS: dict[str, type[Settings]] = {
-    "matching": MatchingSettings,
+    "matching": MatchingServiceSettings,
     "scheduling": SchedulingSettings,
     "notifications": NotificationsSettings,
     "progress": ProgressSettings,
@@ -226,7 +226,10 @@ def test_policy_scan_has_no_findings_but_the_accepted_one(tmp_path: Path) -> Non
         ("services.matching.replica=2", "additional properties 'replica'"),
         ("kafka.securityProtocol=SASL", "/kafka/securityProtocol"),
         ("kafka.bootstrapServers=kafka", "/kafka/bootstrapServers"),
-        ("strimzi.retentionDays.deadletter\\.v1=0", "/strimzi/retentionDays/deadletter.v1"),
+        (
+            "strimzi.topicConfig.pairs\\.v1.cleanup\\.policy=forever",
+            "/strimzi/topicConfig/pairs.v1",
+        ),
         ("networkPolicy.egress.postgresql.to=null", "/networkPolicy/egress/postgresql"),
         ("logLevel=LOUD", "/logLevel"),
         ("terminationGracePeriodSeconds=10", "/terminationGracePeriodSeconds"),
@@ -387,17 +390,23 @@ def test_kafka_users_have_exactly_the_acls_of_the_projects_list() -> None:
     assert sorted(granted) == sorted(all_acls(prefix))
 
 
-def test_topics_are_the_contract_topics_never_compacted() -> None:
+def test_topics_are_the_contract_topics_with_the_retention_of_security_md() -> None:
     r = render((), ("topicPrefix=acme.",))
     topics = {t["spec"]["topicName"]: t for t in r.of("KafkaTopic")}
     assert set(topics) == {f"acme.{t.value}" for t in Topic}
     day = 86_400_000
+    config = {name.removeprefix("acme."): t["spec"]["config"] for name, t in topics.items()}
     for name, topic in topics.items():
         assert (topic["spec"]["partitions"], topic["spec"]["replicas"]) == (6, 3), name
-        assert topic["spec"]["config"]["cleanup.policy"] == "delete", name
-    assert topics["acme.deadletter.v1"]["spec"]["config"]["retention.ms"] == 30 * day
-    assert topics["acme.enrolments.v1"]["spec"]["config"]["retention.ms"] == 400 * day
-    assert topics["acme.pairs.v1"]["spec"]["config"]["retention.ms"] == -1
+        assert topic["spec"]["config"]["min.insync.replicas"] == 2, name
+    # docs/security.md: profiles compacted (gone 7 days after a newer record), dead letters 14 d
+    assert config["enrolments.v1"]["cleanup.policy"] == "compact"
+    assert config["enrolments.v1"]["max.compaction.lag.ms"] == 7 * day
+    assert config["deadletter.v1"] == {**config["deadletter.v1"], "retention.ms": 14 * day}
+    assert config["deadletter.v1"]["cleanup.policy"] == "delete"
+    for event_log in ("pairs.v1", "sessions.v1", "progress.v1", "programmes.v1"):
+        assert config[event_log]["cleanup.policy"] == "delete", event_log
+        assert config[event_log]["retention.ms"] == -1, event_log
 
 
 def test_keda_scales_each_service_on_its_groups_lag_capped_at_partitions() -> None:

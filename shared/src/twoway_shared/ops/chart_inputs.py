@@ -184,8 +184,9 @@ def dashboard() -> dict[str, Any]:
                 {
                     "name": "release",
                     "type": "custom",
-                    "query": "twoway",
-                    "current": {"text": "twoway", "value": "twoway"},
+                    # The chart puts the release's name in place of "twoway-release".
+                    "query": "twoway-release",
+                    "current": {"text": "twoway-release", "value": "twoway-release"},
                     "label": "Helm release",
                 },
             ]
