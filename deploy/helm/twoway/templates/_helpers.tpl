@@ -160,8 +160,8 @@ seccompProfile:
   value: {{ $v.smtp.host | quote }}
 - name: TWOWAY_SMTP_PORT
   value: {{ $v.smtp.port | quote }}
-- name: TWOWAY_SMTP_STARTTLS
-  value: {{ $v.smtp.starttls | quote }}
+- name: TWOWAY_SMTP_TLS
+  value: {{ $v.smtp.tls | quote }}
 - name: TWOWAY_MAIL_FROM
   value: {{ $v.smtp.mailFrom | quote }}
 {{- if $v.smtp.calendarOrganizer }}
