@@ -35,7 +35,8 @@ ln -sfn "$checkov_env/bin/checkov" "$tools/bin/checkov"
 
 crd_check="$root/deploy/helm/crd-check"
 stamp="$crd_check/node_modules/.installed-lock"
-if ! cmp -s "$crd_check/package-lock.json" "$stamp" 2>/dev/null; then
+if ! cmp -s "$crd_check/package-lock.json" "$stamp" 2>/dev/null \
+  || [ ! -f "$crd_check/node_modules/typescript/package.json" ]; then
   echo "installing the CRD schemas (npm ci)" >&2
   (cd "$crd_check" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$crd_check/package-lock.json" "$stamp"
