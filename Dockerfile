@@ -1,6 +1,7 @@
-# One image for the three services; the command picks the service:
-#   docker build -t twoway:latest .
-#   docker run --rm -e TWOWAY_... twoway:latest twoway-matching run
+# One image for the four services; the command picks the service. Tag it with an immutable
+# version (the Helm chart refuses latest) and deploy it by digest:
+#   docker build -t registry.example.com/twoway/twoway:0.1.0 .
+#   docker run --rm -e TWOWAY_... registry.example.com/twoway/twoway:0.1.0 twoway-matching run
 FROM python:3.11-slim AS build
 RUN pip install --no-cache-dir "uv==0.13.8"
 WORKDIR /app
@@ -14,5 +15,5 @@ RUN useradd --system --uid 10001 twoway
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
 USER 10001
-EXPOSE 8081 8082 8083
+EXPOSE 8081 8082 8083 8084
 CMD ["twoway-matching", "run"]

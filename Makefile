@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lrs lint fmt test test-fast contract stack-up stack-down run demo shim openapi clean
+.PHONY: help install system-deps lrs deploy-tools chart-inputs k8s-manifest lint fmt test test-fast contract stack-up stack-down run demo shim openapi clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
@@ -16,14 +16,19 @@ help:
 	@echo "make openapi    regenerate docs/openapi (the services' HTTP APIs)"
 	@echo "make stack-up / stack-down   the local Kafka + PostgreSQL stack alone"
 	@echo "make shim       put twoway, twoway-stack and twoway-dev on your PATH (~/.local/bin)"
+	@echo "make chart-inputs  regenerate the Helm chart's Kafka access list and dashboard"
 
-# Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root).
+# Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root), and
+# khal, a calendar application the invitation tests import into (skipped without it).
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	{ command -v khal >/dev/null || [ "$$(id -u)" != 0 ]; } || missing="$$missing khal"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "Please install:$$missing" >&2; exit 1; fi; \
@@ -39,6 +44,17 @@ lrs: install
 	@test -x $(RALPH_DIR)/bin/uvicorn || { $(UV) venv -q --python $(PYTHON) $(RALPH_DIR) && \
 	  $(UV) pip install -q --python $(RALPH_DIR)/bin/python "ralph-malph[lrs]==5.1.0" "requests>=2.32"; }
 
+# helm (from its Go module), checkov and the CRD schemas for the chart checks; cached.
+deploy-tools: install
+	PYTHON=$(PYTHON) bash deploy/tools/install.sh
+
+chart-inputs: install
+	$(UV) run python -m twoway_shared.ops.chart_inputs
+
+# deploy/kubernetes/twoway.yaml: the chart rendered for clusters without operators.
+k8s-manifest: deploy-tools
+	$(UV) run python -m twoway_shared.ops.chart_inputs --manifest
+
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
@@ -48,7 +64,7 @@ fmt: install
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-test: install lrs
+test: install lrs deploy-tools
 	$(UV) run pytest -q -p no:cacheprovider
 
 test-fast: install

@@ -352,13 +352,17 @@ class Mail:
     def message_id(self) -> str:
         return str(self.message["Message-ID"])
 
-    def calendar(self) -> icalendar.Calendar | None:
+    def ics(self) -> bytes | None:
         for part in self.message.walk():
             if part.get_content_type() == "text/calendar":
                 payload = part.get_payload(decode=True)
                 assert isinstance(payload, bytes)
-                return icalendar.Calendar.from_ical(payload)
+                return payload
         return None
+
+    def calendar(self) -> icalendar.Calendar | None:
+        payload = self.ics()
+        return None if payload is None else icalendar.Calendar.from_ical(payload)
 
     def vevents(self) -> list[Any]:
         cal = self.calendar()

@@ -23,26 +23,37 @@ def variables(text: str) -> set[str]:
 
 
 def test_kubernetes_manifests_use_known_settings_and_commands() -> None:
+    """The plain manifest (the chart rendered, tests/test_helm_chart.py checks it is fresh)."""
     text = (ROOT / "deploy" / "kubernetes" / "twoway.yaml").read_text()
     assert variables(text) <= KNOWN
-    documents: list[dict[str, Any]] = list(yaml.safe_load_all(text))
+    documents: list[dict[str, Any]] = [d for d in yaml.safe_load_all(text) if d]
     deployments = [d for d in documents if d["kind"] == "Deployment"]
+    migrations = {
+        j["spec"]["template"]["spec"]["containers"][0]["command"][0]: j
+        for j in documents
+        if j["kind"] == "Job"
+    }
     assert len(deployments) == 4
+    assert set(migrations) == SCRIPTS
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        (migrate,) = pod["initContainers"]
         assert container["command"][0] in SCRIPTS
         assert container["command"][1:] == ["run"]
+        (migrate,) = migrations[container["command"][0]]["spec"]["template"]["spec"]["containers"]
         assert migrate["command"] == [container["command"][0], "migrate"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert not container["image"].endswith(":latest")
 
 
 def test_compose_uses_known_settings() -> None:
     text = (ROOT / "deploy" / "compose.yaml").read_text()
     assert variables(text) <= KNOWN
-    assert yaml.safe_load(text)["services"]["kafka"]["image"].startswith("apache/kafka:4")
+    services = yaml.safe_load(text)["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:4")
+    commands = {s["command"][-1].split(" ")[-2] for n, s in services.items() if "twoway-" in n}
+    assert commands == SCRIPTS
 
 
 def test_every_contract_variable_is_a_setting() -> None:

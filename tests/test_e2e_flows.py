@@ -30,6 +30,7 @@ from twoway_shared.contract import (
     SessionRescheduleRequested,
     Topic,
 )
+from twoway_shared.testing.calendar_client import CalendarClient, expand
 from twoway_shared.testing.infra import SERVICES, Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
 from twoway_shared.testing.oidc import TestProvider
@@ -246,14 +247,17 @@ async def test_cohort_flows_to_pairs_sessions_and_booking_emails(stack: Stack, v
             if any(recipient in (x["mentor_id"], x["mentee_id"]) for x in s)
         }
         assert len(pair_ids) >= 1
-        expected = {f"{s['session_id']}@twoway": s for p in pair_ids for s in sessions_of[p]}
-        for vevent in vevents:
-            uid = str(vevent["UID"])
-            assert uid in expected, (mail.path, uid)
-            s = expected[uid]
-            assert int(vevent["SEQUENCE"]) == s["revision"] == 0
-            assert vevent_times(vevent) == (parse_time(s["starts_at"]), parse_time(s["ends_at"]))
-            seen[(recipient, s["pair_id"])] += 1
+        # One recurring series per pair: expanded, exactly the pair's sessions.
+        assert {str(v["UID"]) for v in vevents} <= {f"{p}@twoway" for p in pair_ids}
+        ics = mail.ics()
+        assert ics is not None
+        meetings = expand(ics, datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
+        (pair_id,) = {m.uid.removesuffix("@twoway") for m in meetings}
+        assert [(m.starts_at, m.ends_at) for m in meetings] == sorted(
+            (parse_time(s["starts_at"]), parse_time(s["ends_at"])) for s in sessions_of[pair_id]
+        ), mail.path
+        assert all(int(v["SEQUENCE"]) == 0 for v in vevents)
+        seen[(recipient, pair_id)] += len(meetings)
     for pair_id, series in sessions_of.items():
         for who in (series[0]["mentor_id"], series[0]["mentee_id"]):
             assert seen[(who, pair_id)] == len(series), (who, pair_id)
@@ -343,8 +347,12 @@ async def test_withdrawal_cancels_tells_the_partner_repairs_and_erases(
     cal = cancel.calendar()
     assert cal is not None
     assert str(cal["METHOD"]) == "CANCEL"
-    assert {str(v["UID"]) for v in cancel.vevents()} == {f"{s}@twoway" for s in sessions}
-    assert {int(v["SEQUENCE"]) for v in cancel.vevents()} == {1}
+    # Nothing of the series is left: one cancellation of the whole series, no RECURRENCE-ID,
+    # SEQUENCE above the cancelled sessions' revision 1.
+    (whole,) = cancel.vevents()
+    assert str(whole["UID"]) == f"{pair['pair_id']}@twoway"
+    assert "RECURRENCE-ID" not in whole
+    assert int(whole["SEQUENCE"]) == 2
     erased_got = Counter(m.template for m in mails(stack.mail, [leaver["email"]]))
     assert "session_cancelled" not in erased_got, "an erased person gets nothing more"
     await eventually(
@@ -619,8 +627,10 @@ async def test_reschedule_and_attendance_through_the_services(stack: Stack, view
         assert cal is not None
         assert str(cal["METHOD"]) == "REQUEST"
         (vevent,) = updates[0].vevents()
-        assert str(vevent["UID"]) == f"{second['session_id']}@twoway"
+        assert str(vevent["UID"]) == f"{second['pair_id']}@twoway"
         assert int(vevent["SEQUENCE"]) == 1
+        assert vevent.decoded("RECURRENCE-ID") == parse_time(second["starts_at"])
+        assert str(vevent["X-TWOWAY-SESSION-ID"]) == second["session_id"]
         assert vevent_times(vevent) == (starts, ends)
         assert "travelling" not in updates[0].text()
 
@@ -631,7 +641,22 @@ async def test_reschedule_and_attendance_through_the_services(stack: Stack, view
     assert listed[first["session_id"]]["status"] == "completed"
     assert listed[third["session_id"]]["status"] == "missed"
     feed = await stack.get("scheduling", "/participants/R-E1/calendar.ics")
-    assert f"{second['session_id']}@twoway" in feed
+    assert f"UID:{second['pair_id']}@twoway" in feed
+    # The mentee's calendar after the booking and the update shows what the feed shows: the
+    # same series (UID) with the same occurrences.
+    window = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
+    inbox = CalendarClient()
+    received = mails(stack.mail, [mentee["email"]])
+    for template in ("booking", "session_rescheduled"):
+        for mail in (m for m in received if m.template == template):
+            ics = mail.ics()
+            assert ics is not None
+            inbox.receive(ics)
+    from_feed = expand(feed.encode(), *window)
+    assert [(m.uid, m.starts_at, m.ends_at) for m in inbox.meetings(*window)] == [
+        (m.uid, m.starts_at, m.ends_at) for m in from_feed
+    ]
+    assert len(from_feed) == len(listed)
 
 
 # ---------------------------------------------------------------- 2. acceptance

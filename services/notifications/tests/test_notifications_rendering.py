@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import vobject
 from icalendar import Calendar
 from twoway_notifications.compose import MailSettings, compose
 from twoway_notifications.domain.ids import notification_id
@@ -21,8 +24,11 @@ from twoway_notifications.domain.rules import (
     reminder_times,
     smtp_error,
 )
+from twoway_shared.contract.calendar_token import sign
+from twoway_shared.testing.calendar_client import CalendarClient, Meeting
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+LONDON = ZoneInfo("Europe/London")
 SETTINGS = MailSettings(mail_from="Twoway <no-reply@twoway.local>", portal_url="https://portal.x/")
 DANA = Contact("E1", "mentee", "Dana Whitfield", "dana@example.com", "Europe/London", "en-GB")
 SAM = Contact("E2", "mentor", "Sam Okafor", "sam@example.com", "America/New_York", "fr")
@@ -124,29 +130,78 @@ def test_decide_waits_skips_and_sends() -> None:
     assert decide(m, no_email, SAM).verdict is Verdict.SKIP
 
 
+DETAILS: dict[str, object] = {
+    "mentee_learns": ["generative-ai", "data-visualisation"],
+    "mentor_learns": ["leadership"],
+    "expires_at": "2027-03-04T09:00:00+00:00",
+    "people": ["E2", "E1"],
+    "mentor_id": "E2",
+    "mentee_id": "E1",
+    "health": "at_risk",
+    "reasons": ["low_rating", "missed_in_a_row"],
+    "sessions_completed": 3,
+    "sessions_missed": 2,
+    "last_activity_at": "2027-02-20T10:30:00+00:00",
+    "credit_id": "cr-1",
+    "credits": 1.2,
+    "minutes": 360,
+    "topics": ["generative-ai", "prompt-engineering"],
+}
+
+
 @pytest.mark.parametrize("template", list(Template))
 def test_every_template_renders_html_and_text(template: Template) -> None:
-    details = {"mentee_learns": ["generative-ai"], "mentor_learns": ["leadership"]}
-    m = message(template, session_id="s1", session_ids=("s1",), details=details)
+    m = message(template, session_id="s1", session_ids=("s1",), details=DETAILS)
     sessions = [
         session(1, status="cancelled" if template is Template.SESSION_CANCELLED else "scheduled")
     ]
-    mail = compose(m, DANA, SAM, sessions, SETTINGS, NOW)
+    people = {"E1": DANA, "E2": SAM}
+    mail = compose(m, DANA, SAM, sessions, SETTINGS, NOW, people)
     assert mail is not None
     mail = parsed(mail)
     assert mail["Message-ID"] == f"<{m.notification_id}@twoway>"
     assert mail["To"] == "Dana Whitfield <dana@example.com>"
+    assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["Subject"]
     text, html = bodies(mail)
     assert "Dana Whitfield" in text
     assert "<p>Hello Dana Whitfield,</p>" in html
+    if template in (
+        Template.REMINDER,
+        Template.BOOKING,
+        Template.SESSION_RESCHEDULED,
+        Template.SESSION_CANCELLED,
+        Template.FEEDBACK_REQUEST,
+    ):
+        # Start and end in the recipient's zone, and the partner's own time (zones differ).
+        assert "Wednesday 3 March 2027, 10:30\u201311:00 (Europe/London)" in text
     if template in (Template.REMINDER, Template.BOOKING, Template.SESSION_RESCHEDULED):
-        assert "Wednesday 3 March 2027, 10:30 (Europe/London)" in text
+        partner_time = "Wednesday 3 March 2027, 05:30\u201306:00 (America/New_York)"
+        assert f"Sam Okafor's time: {partner_time}" in text
     if template is Template.PAIR_PROPOSED:
         assert "https://portal.x/pairs/p1" in text
-        assert "generative-ai" in text
+        assert "You would learn: generative AI and data visualisation" in text
+        assert "generative-ai" not in text + html
+        assert "by Thursday 4 March 2027, 09:00 (Europe/London)" in text
+    if template is Template.SESSION_CANCELLED:
+        assert "with Sam Okafor" in str(mail["Subject"])
+        assert "This session with Sam Okafor is cancelled" in text
     if template is Template.PARTNER_WITHDREW:
         assert "Sam" not in text
+    if template is Template.FEEDBACK_REQUEST:
+        assert "https://portal.x/sessions/s1/feedback" in text
+    if template is Template.PAIR_CLOSED:
+        assert "nobody's fault" in text
+        assert "not a fit" not in text.lower()
+    if template is Template.PAIR_AT_RISK:
+        assert "Dana Whitfield (mentee) and Sam Okafor (mentor) is at risk" in text
+        assert "the last two sessions were missed" in text
+        assert "recent sessions were rated low" in text
+    if template is Template.COMPLETION:
+        assert "Continuing-education credits: 1.2" in text
+        assert "360 minutes" in text
+        assert "generative AI and prompt engineering" in text
+        assert "https://portal.x/credits/cr-1" in text
 
 
 def test_unknown_locale_falls_back_to_english() -> None:
@@ -174,48 +229,210 @@ def test_line_breaks_in_names_never_reach_headers() -> None:
     assert 'CN="Sam Okafor"' in calendar.get_content()
 
 
-def test_booking_calendar_holds_every_session() -> None:
+def attachment(mail: EmailMessage) -> bytes:
+    [part] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    # Two independent parsers read every attachment.
+    assert vobject.readOne(payload.decode("utf-8")).name == "VCALENDAR"
+    return payload
+
+
+def test_booking_is_one_recurring_series_with_names_and_a_description() -> None:
     sessions = [session(1), session(2, revision=1), session(3, status="cancelled")]
-    mail = compose(message(Template.BOOKING), DANA, SAM, sessions, SETTINGS, NOW)
+    keyed = replace(SETTINGS, organizer="mentoring@corp.example", calendar_keys=(b"k1",))
+    m = message(Template.BOOKING, details=DETAILS)
+    mail = compose(m, DANA, SAM, sessions, keyed, NOW)
     assert mail is not None
     cal = calendar_of(parsed(mail))
     assert str(prop(cal, "METHOD")) == "REQUEST"
-    events = cal.walk("VEVENT")
-    # The booking shows the current state: the cancelled session is not offered.
-    assert [str(prop(e, "UID")) for e in events] == ["s1@twoway", "s2@twoway"]
-    assert [int(prop(e, "SEQUENCE")) for e in events] == [0, 1]
-    assert events[0].decoded("DTSTART") == datetime(2027, 3, 3, 10, 30, tzinfo=UTC)
-    assert events[0]["DTSTART"].to_ical() == b"20270303T103000Z"
-    attendees = sorted(str(a) for a in prop(events[0], "ATTENDEE"))
-    assert attendees == ["mailto:dana@example.com", "mailto:sam@example.com"]
+    [master] = cal.walk("VEVENT")
+    assert str(prop(master, "UID")) == "p1@twoway"
+    assert prop(master, "RRULE").to_ical() == b"FREQ=WEEKLY;COUNT=3"
+    assert prop(master, "DTSTART").params["TZID"] == "Europe/London"  # the mentee's zone
+    assert [str(z["TZID"]) for z in cal.walk("VTIMEZONE")] == ["Europe/London"]
+    assert master.decoded("EXDATE").dts[0].dt == datetime(2027, 3, 17, 10, 30, tzinfo=LONDON)
+    assert int(prop(master, "SEQUENCE")) == 1
+    assert str(prop(master, "X-TWOWAY-SESSION-ID")) == "s1"
+    assert str(prop(master, "ORGANIZER")) == "mailto:mentoring@corp.example"
+    assert sorted((str(a), str(a.params["CN"])) for a in prop(master, "ATTENDEE")) == [
+        ("mailto:dana@example.com", "Dana Whitfield"),
+        ("mailto:sam@example.com", "Sam Okafor"),
+    ]
+    assert str(prop(master, "SUMMARY")) == "Reverse mentoring with Sam Okafor"
+    description = str(prop(master, "DESCRIPTION"))
+    assert "Dana Whitfield learns: generative AI and data visualisation." in description
+    assert "Sam Okafor learns: leadership." in description
+    assert "https://portal.x/pairs/p1" in description
+    # The subscription link: the person's token under the first key.
+    text, html = bodies(parsed(mail))
+    token = sign("E1", [b"k1"])
+    assert f"http://localhost:8082/calendars/{token}.ics" in text
+    assert f"/calendars/{token}.ics" in html
+    plain = compose(m, DANA, SAM, sessions, SETTINGS, NOW)
+    assert plain is not None
+    assert "/calendars/" not in bodies(plain)[0]
+    assert "mailto:no-reply@twoway.local" in attachment(plain).decode()
 
 
-def test_update_holds_only_the_changed_session() -> None:
+def test_update_is_the_override_of_one_occurrence() -> None:
+    moved = replace(
+        session(2, revision=1),
+        starts_at=datetime(2027, 3, 11, 15, 0, tzinfo=UTC),
+        ends_at=datetime(2027, 3, 11, 15, 30, tzinfo=UTC),
+        first_starts_at=session(2).starts_at,
+    )
     m = message(Template.SESSION_RESCHEDULED, session_id="s2")
-    mail = compose(m, DANA, SAM, [session(1), session(2, revision=1)], SETTINGS, NOW)
+    mail = compose(m, DANA, SAM, [session(1), moved], SETTINGS, NOW)
     assert mail is not None
     cal = calendar_of(parsed(mail))
     assert str(prop(cal, "METHOD")) == "REQUEST"
     [event] = cal.walk("VEVENT")
-    assert (str(prop(event, "UID")), int(prop(event, "SEQUENCE"))) == ("s2@twoway", 1)
+    assert (str(prop(event, "UID")), int(prop(event, "SEQUENCE"))) == ("p1@twoway", 1)
+    assert event.decoded("RECURRENCE-ID") == datetime(2027, 3, 10, 10, 30, tzinfo=LONDON)
+    assert event.decoded("DTSTART") == datetime(2027, 3, 11, 15, 0, tzinfo=LONDON)
+    assert str(prop(event, "X-TWOWAY-SESSION-ID")) == "s2"
 
 
-def test_cancellation_holds_every_cancelled_session() -> None:
+def test_cancellation_by_recurrence_id_then_of_the_whole_series() -> None:
     m = message(Template.SESSION_CANCELLED, session_ids=("s1", "s2"))
     cancelled = [
         session(1, revision=1, status="cancelled"),
         session(2, revision=2, status="cancelled"),
     ]
-    mail = compose(m, DANA, None, cancelled, SETTINGS, NOW)
+    mail = compose(m, DANA, None, [*cancelled, session(3)], SETTINGS, NOW)
     assert mail is not None
     cal = calendar_of(parsed(mail))
     assert str(prop(cal, "METHOD")) == "CANCEL"
     events = cal.walk("VEVENT")
     assert [(str(prop(e, "UID")), int(prop(e, "SEQUENCE"))) for e in events] == [
-        ("s1@twoway", 1),
-        ("s2@twoway", 2),
+        ("p1@twoway", 1),
+        ("p1@twoway", 2),
     ]
+    assert [e.decoded("RECURRENCE-ID").day for e in events] == [3, 10]
     assert all(str(prop(e, "STATUS")) == "CANCELLED" for e in events)
+    # The partner's details are gone (erased): the email says "your partner".
+    assert "These sessions with your partner are cancelled" in bodies(parsed(mail))[0]
+    # Once nothing of the series is left, the whole series goes: no RECURRENCE-ID.
+    last = message(Template.SESSION_CANCELLED, session_ids=("s3",))
+    everything = [*cancelled, session(3, revision=1, status="cancelled")]
+    mail = compose(last, DANA, SAM, everything, SETTINGS, NOW)
+    assert mail is not None
+    [event] = calendar_of(parsed(mail)).walk("VEVENT")
+    assert "RECURRENCE-ID" not in event
+    assert int(prop(event, "SEQUENCE")) == 3
+
+
+def _move(s: Session, by: timedelta, minutes: int = 30) -> Session:
+    assert s.starts_at is not None
+    starts_at = s.starts_at + by
+    return replace(
+        s,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=minutes),
+        revision=s.revision + 1,
+        first_starts_at=s.first_starts_at or s.starts_at,
+    )
+
+
+def _cancel(s: Session) -> Session:
+    return replace(
+        s,
+        status="cancelled",
+        revision=s.revision + 1,
+        first_starts_at=s.first_starts_at or s.starts_at,
+    )
+
+
+def _series_in(zone: str, first: datetime, weeks: list[int], weekly: int = 1) -> list[Session]:
+    """Sessions every `weekly` weeks at `first`'s wall time in `zone`, in the given weeks only."""
+    tz = ZoneInfo(zone)
+    out = []
+    for n, w in enumerate(weeks, start=1):
+        local = datetime.combine(first.date() + timedelta(weeks=w * weekly), first.time(), tz)
+        out.append(
+            Session(
+                f"s{n}",
+                "p1",
+                "E2",
+                "E1",
+                n,
+                len(weeks),
+                local.astimezone(UTC),
+                (local + timedelta(minutes=45)).astimezone(UTC),
+                0,
+                "scheduled",
+                series_zone=zone,
+                series_weeks=weekly,
+            )
+        )
+    return out
+
+
+def _held(sessions: list[Session]) -> list[tuple[datetime, datetime]]:
+    return sorted((s.starts_at, s.ends_at) for s in sessions if s.is_held)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("weekly", [1, 2])
+def test_every_attachment_of_a_pairs_life_expands_to_its_current_sessions(weekly: int) -> None:
+    """Booking, updates and cancellations through compose, into a calendar, then expanded."""
+    # Dana (mentee, London), Sam (mentor, New York): the US changes clocks on 14 March, the UK
+    # on 28 March, so in between Sam's usual time is an hour off and scheduling moved those
+    # sessions inside their weeks; week 4 was skipped (no valid start at all).
+    first = datetime(2027, 3, 3, 13, 0, tzinfo=ZoneInfo("Europe/London"))
+    sessions = _series_in("Europe/London", first, [0, 1, 2, 4, 5, 6, 7, 8], weekly)
+    if weekly == 1:
+        sessions[2] = replace(
+            sessions[2],
+            starts_at=datetime(2027, 3, 18, 12, 0, tzinfo=UTC),
+            ends_at=datetime(2027, 3, 18, 12, 45, tzinfo=UTC),
+            first_starts_at=datetime(2027, 3, 18, 12, 0, tzinfo=UTC),
+        )
+    clients = {"E1": CalendarClient(), "E2": CalendarClient()}
+    window = (datetime(2027, 1, 1, tzinfo=UTC), datetime(2028, 6, 1, tzinfo=UTC))
+
+    def deliver(template: Template, changed: list[str]) -> None:
+        m = message(
+            template,
+            session_id=changed[0] if changed else None,
+            session_ids=tuple(changed),
+            details=DETAILS,
+        )
+        for me, them in ((DANA, SAM), (SAM, DANA)):
+            mail = compose(m, me, them, sessions, SETTINGS, NOW)
+            assert mail is not None
+            clients[me.participant_id].receive(attachment(parsed(mail)))
+            assert times(clients[me.participant_id].meetings(*window)) == _held(sessions)
+
+    deliver(Template.BOOKING, [])
+    sessions[1] = _move(sessions[1], timedelta(days=2))
+    deliver(Template.SESSION_RESCHEDULED, ["s2"])
+    sessions[1] = _move(sessions[1], timedelta(weeks=3, hours=-3))
+    deliver(Template.SESSION_RESCHEDULED, ["s2"])
+    sessions[4] = _move(sessions[4], timedelta(hours=1), minutes=60)
+    deliver(Template.SESSION_RESCHEDULED, ["s5"])
+    sessions[0] = replace(sessions[0], status="completed")
+    sessions[3] = _cancel(sessions[3])
+    deliver(Template.SESSION_CANCELLED, ["s4"])
+    sessions[1] = _cancel(sessions[1])
+    deliver(Template.SESSION_CANCELLED, ["s2"])
+    # A booking sent now (say to someone whose details came late) shows the same.
+    fresh = CalendarClient()
+    mail = compose(message(Template.BOOKING, details=DETAILS), DANA, SAM, sessions, SETTINGS, NOW)
+    assert mail is not None
+    fresh.receive(attachment(parsed(mail)))
+    assert times(fresh.meetings(*window)) == _held(sessions)
+    # The pair ends: the rest is cancelled; the completed first session stays.
+    rest = [s.session_id for s in sessions if s.status == "scheduled"]
+    for i, s in enumerate(sessions):
+        if s.status == "scheduled":
+            sessions[i] = _cancel(s)
+    deliver(Template.SESSION_CANCELLED, rest)
+    assert all(len(c.meetings(*window)) == 1 for c in clients.values())
+
+
+def times(meetings: list[Meeting]) -> list[tuple[datetime, datetime]]:
+    return sorted((m.starts_at, m.ends_at) for m in meetings)
 
 
 def test_nothing_left_to_tell_gives_no_email() -> None:

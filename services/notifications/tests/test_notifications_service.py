@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
@@ -31,16 +31,21 @@ from twoway_shared.contract import (
     new_event,
     partition_key,
 )
+from twoway_shared.contract.calendar_token import parse_keys, sign, verify
 from twoway_shared.contract.events import (
+    CreditAwarded,
     PairConfirmed,
     PairEnded,
+    PairHealthChanged,
     ProgrammeConfigured,
     SessionCancelled,
+    SessionCompleted,
     SessionRescheduled,
     SessionScheduled,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime, run_migrations
+from twoway_shared.testing.calendar_client import Meeting, expand
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
 from twoway_shared.testing.oidc import TestProvider
@@ -217,11 +222,22 @@ def series(total: int, first: datetime) -> list[SessionScheduled]:
     ]
 
 
-def calendar_of(mail: EmailMessage) -> Calendar:
+WINDOW = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
+
+
+def ics_of(mail: EmailMessage) -> bytes:
     [part] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
     payload = part.get_payload(decode=True)
     assert isinstance(payload, bytes)
-    return Calendar.from_ical(payload)
+    return payload
+
+
+def calendar_of(mail: EmailMessage) -> Calendar:
+    return Calendar.from_ical(ics_of(mail))
+
+
+def times(meetings: list[Meeting]) -> list[tuple[datetime, datetime]]:
+    return [(m.starts_at, m.ends_at) for m in meetings]
 
 
 def uids_and_sequences(mail: EmailMessage) -> list[tuple[str, int]]:
@@ -264,16 +280,20 @@ async def test_booking_update_cancel_replay_and_read_api(
         )
         for address in (MENTOR, MENTEE):
             [booking] = await eventually(mails_to(sink, address, "booking"), lambda b: len(b) == 1)
-            assert uids_and_sequences(booking) == [(f"s{n}@twoway", 0) for n in (1, 2, 3)]
+            # One recurring series: one UID, the mentee's zone, every session expanded.
+            assert uids_and_sequences(booking) == [("pair-1@twoway", 0)]
             cal = calendar_of(booking)
             assert str(prop(cal, "METHOD")) == "REQUEST"
             event = cal.walk("VEVENT")[0]
-            assert bytes(prop(event, "DTSTART").to_ical()).decode() == first.strftime(
-                "%Y%m%dT%H%M%SZ"
-            )
+            assert prop(event, "DTSTART").params["TZID"] == "America/New_York"
+            assert event.decoded("DTSTART") == first
+            assert times(expand(ics_of(booking), *WINDOW)) == [
+                (s.starts_at, s.ends_at) for s in booked
+            ]
             attendees = sorted(str(a) for a in prop(event, "ATTENDEE"))
             assert attendees == [f"mailto:{MENTEE}", f"mailto:{MENTOR}"]
             assert booking["Message-ID"].endswith("@twoway>")
+            assert booking["Auto-Submitted"] == "auto-generated"
         text = sink.to(MENTEE, "booking")[0].get_body(("plain",))
         assert text is not None
         assert "(America/New_York)" in str(text.get_content())
@@ -298,7 +318,10 @@ async def test_booking_update_cancel_replay_and_read_api(
                 lambda u: len(u) == 1,
                 what="one update",
             )
-            assert uids_and_sequences(update) == [("s2@twoway", 1)]
+            assert uids_and_sequences(update) == [("pair-1@twoway", 1)]
+            [override] = calendar_of(update).walk("VEVENT")
+            assert override.decoded("RECURRENCE-ID") == booked[1].starts_at
+            assert override.decoded("DTSTART") == moved
 
         # The pair ends: every cancelled session in one METHOD:CANCEL email per person.
         cancels = [
@@ -316,11 +339,9 @@ async def test_booking_update_cancel_replay_and_read_api(
                 what="one cancellation",
             )
             assert str(prop(calendar_of(cancel), "METHOD")) == "CANCEL"
-            assert uids_and_sequences(cancel) == [
-                ("s1@twoway", 1),
-                ("s2@twoway", 2),
-                ("s3@twoway", 1),
-            ]
+            # Nothing of the series is left: the whole series, above every earlier SEQUENCE.
+            assert uids_and_sequences(cancel) == [("pair-1@twoway", 3)]
+            assert "RECURRENCE-ID" not in calendar_of(cancel).walk("VEVENT")[0]
 
         await reader.wait_for(
             lambda _: len(events_on(reader, notifications, "notification.sent")) >= 8,
@@ -570,3 +591,196 @@ async def test_erasure_forgets_details_and_partner_hears_nothing_of_why(harness:
         "SELECT status FROM notifications.messages WHERE participant_id = 'M1'"
     )
     assert [r["status"] for r in statuses] == ["skipped"]
+
+
+# ---------------------------------------------------------------- version 1.1
+
+
+def _session(sid: str, n: int, total: int, starts_at: datetime, pair: dict[str, str]) -> Any:
+    return SessionScheduled(
+        session_id=sid,
+        sequence=n,
+        total=total,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=30),
+        revision=0,
+        **pair,
+    )
+
+
+async def test_feedback_requests_and_no_reminder_after_an_outcome(harness: Harness) -> None:
+    sink = harness.sink
+    now = datetime.now(UTC).replace(microsecond=0)
+    pair = {**PAIR, "pair_id": "pair-f"}
+    # f1 ended 11 minutes ago: its feedback request is due now. f2's is due in a few seconds,
+    # but it is cancelled first, so nobody is asked. r1 and r2 start in a minute with a
+    # reminder a minute before; r1's outcome is already recorded (say, attendance entered
+    # early), so only r2's reminder goes out.
+    ended = _session("f1", 1, 4, now - timedelta(minutes=41), pair)
+    gone = _session("f2", 2, 4, now - timedelta(minutes=40) + timedelta(seconds=8), pair)
+    early = _session("r1", 3, 4, now + timedelta(minutes=1, seconds=5), pair)
+    later = _session("r2", 4, 4, now + timedelta(minutes=1, seconds=6), pair)
+    await harness.send(
+        ProgrammeConfigured(programme_id="RM-2027", reminder_minutes=[1]),
+        person("M1", "mentor", MENTOR),
+        person("E1", "mentee", MENTEE),
+        ended,
+        gone,
+        SessionCancelled(
+            **{k: v for k, v in gone.model_dump().items() if k in SessionCancelled.model_fields}
+            | {"revision": 1, "reason": "no_slot"}
+        ),
+        early,
+        later,
+        SessionCompleted(
+            **{k: v for k, v in early.model_dump().items() if k in SessionCompleted.model_fields}
+            | {"minutes": 30}
+        ),
+    )
+    for address in (MENTOR, MENTEE):
+        [ask] = await eventually(mails_to(sink, address, "feedback_request"), lambda m: len(m) == 1)
+        text = ask.get_body(("plain",))
+        assert text is not None
+        assert "https://portal.example/sessions/f1/feedback" in str(text.get_content())
+    await eventually(mails_to(sink, MENTOR, "reminder"), lambda m: len(m) == 1, timeout=30)
+    await eventually(mails_to(sink, MENTEE, "reminder"), lambda m: len(m) == 1, timeout=30)
+    # Every reminder of r1 was dropped with its outcome; only r2's went out.
+    # (The status is recorded just after the SMTP reply, so wait for it too.)
+    await eventually(
+        lambda: harness.rows(
+            "SELECT session_id, status FROM notifications.messages WHERE template = 'reminder'"
+        ),
+        lambda rows: (
+            sorted((r["session_id"], r["status"]) for r in rows) == [("r2", "sent"), ("r2", "sent")]
+        ),
+        what="only r2's reminders, sent",
+    )
+    # f1's requests went out, f2's were dropped with its cancellation, r1's and r2's wait.
+    await eventually(
+        lambda: harness.rows(
+            "SELECT session_id, status, count(*) AS n FROM notifications.messages"
+            " WHERE template = 'feedback_request' GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        lambda rows: (
+            [tuple(r) for r in rows]
+            == [("f1", "sent", 2), ("r1", "pending", 2), ("r2", "pending", 2)]
+        ),
+        what="feedback requests: f1 sent, none for f2",
+    )
+
+
+async def test_pair_closed_at_risk_and_completion(harness: Harness) -> None:
+    sink = harness.sink
+    notifications = harness.topic(Topic.NOTIFICATIONS)
+    coordinator = "office@example.com"
+    other = {**PAIR, "pair_id": "pair-x", "programme_id": "RM-OTHER"}
+    # The people are known long before their pair's health changes.
+    await harness.send(
+        person("M1", "mentor", MENTOR, display_name="Sam Okafor"),
+        person("E1", "mentee", MENTEE, display_name="Dana Whitfield"),
+    )
+    await eventually(
+        lambda: harness.rows("SELECT 1 FROM notifications.participants"),
+        lambda rows: len(rows) == 2,
+        what="both profiles stored",
+    )
+    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
+        # The alert may be consumed before the programme's settings (topics have no mutual
+        # order): it waits for them.
+        await harness.send(
+            ProgrammeConfigured(programme_id="RM-2027", coordinator_email=coordinator),
+            ProgrammeConfigured(programme_id="RM-OTHER"),
+            PairHealthChanged(
+                **PAIR,
+                health="at_risk",
+                reasons=["missed_in_a_row", "low_rating"],
+                sessions_completed=3,
+                sessions_missed=2,
+                last_activity_at=datetime(2027, 2, 1, 9, 30, tzinfo=UTC),
+            ),
+            PairHealthChanged(
+                **PAIR, health="on_track", reasons=[], sessions_completed=4, sessions_missed=2
+            ),
+            # No coordinator in that programme: nobody hears of it.
+            PairHealthChanged(
+                **other,
+                health="inactive",
+                reasons=["no_recent_session"],
+                sessions_completed=0,
+                sessions_missed=0,
+            ),
+            PairEnded(**PAIR, reason="not_a_fit"),
+            CreditAwarded.model_validate(
+                {**EXAMPLE_DATA["credit.awarded"], "participant_id": "E1", "credit_id": "cr-9"}
+            ),
+        )
+        [alert] = await eventually(
+            mails_to(sink, coordinator, "pair_at_risk"), lambda m: len(m) == 1
+        )
+        body = alert.get_body(("plain",))
+        assert body is not None
+        text = str(body.get_content())
+        assert "Dana Whitfield (mentee) and Sam Okafor (mentor) is at risk" in text
+        assert "the last two sessions were missed" in text
+        assert "https://portal.example/pairs/pair-1" in text
+        for address in (MENTOR, MENTEE):
+            [closed] = await eventually(
+                mails_to(sink, address, "pair_closed"), lambda m: len(m) == 1
+            )
+            content = str(closed.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+            assert "new partner" in content
+            assert "fit" not in content.lower()  # never who answered what
+        [done] = await eventually(mails_to(sink, MENTEE, "completion"), lambda m: len(m) == 1)
+        content = str(done.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        assert "Continuing-education credits: 6.6" in content
+        assert "generative AI and prompt design" in content
+        assert "https://portal.example/credits/cr-9" in content
+        await reader.wait_for(
+            lambda _: len(events_on(reader, notifications, "notification.sent")) >= 4,
+            what="notification.sent for each",
+        )
+        sent = events_on(reader, notifications, "notification.sent")
+        assert ("coordinator:RM-2027", "pair_at_risk") in {
+            (e["participant_id"], e["template"]) for e in sent
+        }
+    assert sink.to(MENTOR, "completion") == []
+    # Exactly one alert: on_track sends nothing, and the coordinator-less programme's alert
+    # is set aside once its settings say there is nobody to tell.
+    await eventually(
+        lambda: harness.rows(
+            "SELECT participant_id, status FROM notifications.messages"
+            " WHERE template = 'pair_at_risk' ORDER BY participant_id"
+        ),
+        lambda rows: (
+            [tuple(r) for r in rows]
+            == [("coordinator:RM-2027", "sent"), ("coordinator:RM-OTHER", "skipped")]
+        ),
+        what="one alert sent, one skipped",
+    )
+    assert len(sink.to(coordinator)) == 1
+
+
+async def test_booking_carries_the_calendar_subscription_link(harness: Harness) -> None:
+    await harness.stop()
+    harness.settings = harness.settings.model_copy(
+        update={
+            "calendar_keys": SecretStr("new-key,old-key"),
+            "calendar_base_url": "https://cal.example",
+        }
+    )
+    await harness.start()
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=20)
+    await harness.send(
+        person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), *series(2, first)
+    )
+    for pid, address in (("M1", MENTOR), ("E1", MENTEE)):
+        [booking] = await eventually(
+            mails_to(harness.sink, address, "booking"), lambda b: len(b) == 1
+        )
+        body = booking.get_body(("plain",))
+        assert body is not None
+        url = f"https://cal.example/calendars/{sign(pid, [b'new-key'])}.ics"
+        assert url in str(body.get_content())
+        assert (
+            verify(url.rsplit("/", 1)[1].removesuffix(".ics"), parse_keys("old-key,new-key")) == pid
+        )

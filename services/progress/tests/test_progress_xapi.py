@@ -53,6 +53,15 @@ async def pending(h: Harness) -> list[tuple[str, int]]:
     return [(r["statement_id"], r["attempts"]) for r in rows]
 
 
+def lrs_sends(h: Harness, outcome: str) -> float:
+    """LRS sends with this outcome, as /metrics reports them."""
+    assert h.runtime is not None
+    value = h.runtime.metrics.registry.get_sample_value(
+        "twoway_deliveries_total", {"target": "lrs", "outcome": outcome}
+    )
+    return value or 0.0
+
+
 async def test_an_lrs_outage_loses_nothing_blocks_nothing_and_duplicates_nothing(
     h: Harness, lrs: RalphLrs
 ) -> None:
@@ -80,6 +89,8 @@ async def test_an_lrs_outage_loses_nothing_blocks_nothing_and_duplicates_nothing
             what="every statement tried and failed at least twice",
         )
         assert {statement_id for statement_id, _ in tried} == expected
+        assert lrs_sends(h, "temporary") >= 12  # counted for the TwowayLrsFailures alert
+        assert lrs_sends(h, "sent") == 0
 
     # Still down across a restart: the queue is in the database.
     async with h.running():
@@ -90,6 +101,7 @@ async def test_an_lrs_outage_loses_nothing_blocks_nothing_and_duplicates_nothing
         )
         held = await lrs.statements()
         assert sorted(s["id"] for s in held) == sorted(expected)
+        assert lrs_sends(h, "sent") == 6
         for s in held:
             assert set(s["actor"]) <= {"objectType", "account"}
             assert s["actor"]["account"]["homePage"] == PORTAL

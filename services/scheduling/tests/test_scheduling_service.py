@@ -17,6 +17,7 @@ import httpx
 import icalendar
 import orjson
 import pytest
+import vobject
 from pydantic import BaseModel
 from twoway_scheduling.app import create_spec
 from twoway_scheduling.config import SchedulingSettings
@@ -30,6 +31,7 @@ from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.http import create_http_app
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.runtime import Runtime, run_migrations
+from twoway_shared.testing.calendar_client import expand
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
 from twoway_shared.testing.oidc import TestProvider
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.infra
 NOW = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
 MENTOR, MENTEE, PAIR, PROGRAMME = "M1", "E1", "P1", "RM"
 CALENDAR_KEYS = "new-calendar-key-0123456789abcdef,old-calendar-key-0123456789abcdef"
+WINDOW = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
 OFFICE_HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed")]
 
 
@@ -256,7 +259,17 @@ async def test_reschedule_moves_or_explains_refusals(service: Harness) -> None:
     assert again["starts_at"] == "2027-02-01T09:00:00Z"
     body = (await h.get(f"/participants/{MENTEE}/sessions")).json()
     assert body["participant_id"] == MENTEE
-    assert [s["revision"] for s in body["sessions"] if s["session_id"] == first] == [2]
+    listed = body["sessions"]
+    assert [s["revision"] for s in listed if s["session_id"] == first] == [2]
+    # The feed is the pair's recurring series: expanded, exactly the sessions as they are now.
+    feed = await h.get(f"/participants/{MENTEE}/calendar.ics")
+    meetings = expand(feed.content, *WINDOW)
+    assert {m.uid for m in meetings} == {f"{PAIR}@twoway"}
+    assert [(m.starts_at, m.ends_at) for m in meetings] == sorted(
+        (datetime.fromisoformat(s["starts_at"]), datetime.fromisoformat(s["ends_at"]))
+        for s in listed
+    )
+    assert vobject.readOne(feed.text).name == "VCALENDAR"
     assert (await h.get("/participants/nobody/sessions")).status_code == 404
 
 
@@ -311,11 +324,12 @@ async def test_pair_ended_cancels_then_withdrawal_is_a_no_op(service: Harness) -
     feed = await h.get(f"/participants/{MENTOR}/calendar.ics")
     assert feed.headers["content-type"].startswith("text/calendar")
     calendar = icalendar.Calendar.from_ical(feed.content)
-    events = list(calendar.walk("VEVENT"))
-    assert {str(e["uid"]) for e in events} == {f"{s['session_id']}@twoway" for s in booked}
-    assert {str(e["status"]) for e in events} == {"CANCELLED"}
-    assert {e.decoded("sequence") for e in events} == {1}
-    assert b"DTSTART:20270111T090000Z" in feed.content
+    # The pair's series, with the invitations' UID; nothing is left, so it stays CANCELLED.
+    [event] = calendar.walk("VEVENT")
+    assert str(event["uid"]) == f"{PAIR}@twoway"
+    assert str(event["status"]) == "CANCELLED"
+    assert str(event["X-TWOWAY-SESSION-ID"]) == booked[0]["session_id"]
+    assert expand(feed.content, *WINDOW) == []
     erased = await h.fetch(
         "SELECT timezone, availability FROM scheduling.participants WHERE participant_id = $1",
         MENTEE,
@@ -425,7 +439,11 @@ async def test_calendar_feed_by_capability_url(service: Harness, oidc: TestProvi
     assert feed.status_code == 200
     assert feed.headers["content-type"].startswith("text/calendar")
     uids = {str(e["uid"]) for e in icalendar.Calendar.from_ical(feed.content).walk("VEVENT")}
-    assert uids == {f"{s['session_id']}@twoway" for s in booked}
+    assert uids == {f"{PAIR}@twoway"}  # the pair's series, as in the invitations
+    assert [(m.starts_at, m.ends_at) for m in expand(feed.content, *WINDOW)] == [
+        (datetime.fromisoformat(s["starts_at"]), datetime.fromisoformat(s["ends_at"]))
+        for s in booked
+    ]
     # A link signed by the older key still verifies; one signed by a removed key does not.
     old_key, removed_key = b"old-calendar-key-0123456789abcdef", b"a-key-no-longer-listed"
     old = calendar_token.sign(MENTEE, [old_key])

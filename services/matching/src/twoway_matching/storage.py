@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from twoway_shared.contract import ProgrammeConfigured
 from twoway_shared.contract.values import rfc3339
+from twoway_shared.platform.tracing import current_traceparent
 from twoway_shared.wallclock import Window
 
 from twoway_matching.domain.model import MatchingRules, Participant
@@ -358,9 +359,11 @@ async def request_round(
     """
     due = now if at_once else now + ROUND_DEBOUNCE
     await conn.execute(
-        """INSERT INTO matching.rounds (programme_id, due_at, requested) VALUES ($1, $2, $3)
+        """INSERT INTO matching.rounds (programme_id, due_at, requested, traceparent)
+           VALUES ($1, $2, $3, $5)
            ON CONFLICT (programme_id) DO UPDATE SET
                requested = matching.rounds.requested OR EXCLUDED.requested,
+               traceparent = COALESCE(EXCLUDED.traceparent, matching.rounds.traceparent),
                due_at = LEAST(
                COALESCE(matching.rounds.due_at, 'infinity'::timestamptz),
                CASE WHEN $3 THEN EXCLUDED.due_at
@@ -372,7 +375,16 @@ async def request_round(
         due,
         at_once,
         ROUND_MIN_INTERVAL,
+        current_traceparent(),
     )
+
+
+async def round_traceparent(conn: asyncpg.Connection, programme_id: str) -> str | None:
+    """The trace context of the last request for a programme's round, if it had one."""
+    value = await conn.fetchval(
+        "SELECT traceparent FROM matching.rounds WHERE programme_id = $1", programme_id
+    )
+    return value if isinstance(value, str) else None
 
 
 async def claim_due_round(conn: asyncpg.Connection, now: datetime) -> tuple[str, datetime] | None:

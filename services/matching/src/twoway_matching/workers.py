@@ -8,6 +8,7 @@ import logging
 import time
 
 from twoway_shared.platform.runtime import Runtime
+from twoway_shared.platform.tracing import span
 from twoway_shared.platform.uow import Database
 
 from twoway_matching import handlers, storage
@@ -73,9 +74,13 @@ async def run_due_round(db: Database) -> tuple[str, RoundResult | None] | None:
         return None
     programme_id, lease_end = claimed
     try:
+        # The round continues the trace of the last event that asked for it.
         async with db.unit_of_work() as uow:
-            result = await handlers.run_matching_round(uow, programme_id)
-            await storage.finish_round(uow.conn, programme_id, lease_end)
+            traceparent = await storage.round_traceparent(uow.conn, programme_id)
+        with span("matching round", parent=traceparent, attributes={"programme_id": programme_id}):
+            async with db.unit_of_work() as uow:
+                result = await handlers.run_matching_round(uow, programme_id)
+                await storage.finish_round(uow.conn, programme_id, lease_end)
     except Exception:
         # The lease keeps the round due; ask for it sooner when the database still answers.
         with contextlib.suppress(Exception):

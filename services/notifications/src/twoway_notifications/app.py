@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twoway_shared.contract import Topic
+from twoway_shared.contract.access import consumes
 from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
@@ -17,7 +18,7 @@ def create_spec(sender: SenderOptions | None = None) -> ServiceSpec:
     """The notifications service as the platform runs it; tests may tune the sender."""
     return ServiceSpec(
         name="notifications",
-        consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS),
+        consumes=consumes("notifications"),
         produces=(Topic.NOTIFICATIONS,),
         handlers=HANDLERS,
         ignores=IGNORES,

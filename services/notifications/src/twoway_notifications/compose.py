@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -13,10 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from twoway_shared.calendar import (
+    Person,
+    SeriesPlan,
+    SeriesSession,
+    SeriesText,
+    cancellation,
+    invitation,
+    occurrence_update,
+    plan_series,
+)
+from twoway_shared.contract.calendar_token import parse_keys, sign
 
-from twoway_notifications.domain.calendar import Attendee, Method, build_calendar
+from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.domain.model import Contact, Message, Session, Template
-from twoway_notifications.domain.rules import local_time
+from twoway_notifications.domain.rules import local_span, local_time, readable, readable_list
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FALLBACK_LOCALE = "en"
@@ -28,7 +39,7 @@ def _environment(locale: str) -> Environment:
     # partial translation falls back file by file.
     tag = locale.replace("_", "-")
     folders = dict.fromkeys([tag, tag.split("-")[0].lower(), FALLBACK_LOCALE])
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader([str(TEMPLATES / f) for f in folders if (TEMPLATES / f).is_dir()]),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
@@ -36,6 +47,9 @@ def _environment(locale: str) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["words"] = readable_list  # skills as words, not raw tags
+    env.filters["word"] = readable
+    return env
 
 
 @dataclass(frozen=True)
@@ -58,17 +72,45 @@ def render(template: Template, locale: str, context: dict[str, Any]) -> Rendered
 class MailSettings:
     mail_from: str
     portal_url: str
+    organizer: str | None = None  # ORGANIZER of invitations; None: the address of mail_from
+    calendar_keys: tuple[bytes, ...] = ()  # no keys: no subscription link in bookings
+    calendar_base_url: str = "http://localhost:8082"
+
+    @staticmethod
+    def of(settings: NotificationsSettings) -> MailSettings:
+        keys = settings.calendar_keys.get_secret_value() if settings.calendar_keys else None
+        return MailSettings(
+            mail_from=settings.mail_from,
+            portal_url=settings.portal_url,
+            organizer=settings.calendar_organizer,
+            calendar_keys=tuple(parse_keys(keys)),
+            calendar_base_url=settings.calendar_base_url,
+        )
+
+    @property
+    def organizer_address(self) -> str:
+        return _address_of(self.organizer or self.mail_from)
+
+    def calendar_url(self, participant_id: str) -> str | None:
+        """The person's calendar subscription link (CONTRACT section 8), if keys are set."""
+        if not self.calendar_keys:
+            return None
+        token = sign(participant_id, self.calendar_keys)
+        return f"{self.calendar_base_url.rstrip('/')}/calendars/{token}.ics"
 
 
 def _sessions_for(message: Message, pair_sessions: Sequence[Session]) -> list[Session] | None:
     """The sessions a message shows in their current state; None when nothing is left to say."""
     by_id = {s.session_id: s for s in pair_sessions}
     if message.template is Template.BOOKING:
-        booked = sorted((s for s in pair_sessions if s.is_scheduled), key=lambda s: s.sequence)
+        booked = sorted((s for s in pair_sessions if s.is_held), key=lambda s: s.sequence)
         return booked or None
     if message.template in (Template.REMINDER, Template.SESSION_RESCHEDULED):
         session = by_id.get(message.session_id or "")
         return [session] if session is not None and session.is_scheduled else None
+    if message.template is Template.FEEDBACK_REQUEST:
+        session = by_id.get(message.session_id or "")
+        return [session] if session is not None and session.is_held else None
     if message.template is Template.SESSION_CANCELLED:
         ids = message.session_ids or ((message.session_id,) if message.session_id else ())
         cancelled = [by_id[i] for i in ids if i in by_id]
@@ -76,7 +118,113 @@ def _sessions_for(message: Message, pair_sessions: Sequence[Session]) -> list[Se
     return []
 
 
-_METHODS: dict[Template, Method] = {
+def series_plan(
+    pair_id: str, pair_sessions: Sequence[Session], mentee_zone: str | None
+) -> SeriesPlan | None:
+    """The pair's recurring series, from the facts kept of its sessions."""
+    first = min(pair_sessions, key=lambda s: s.sequence, default=None)
+    if first is None:
+        return None
+    zone = first.series_zone or mentee_zone or "UTC"
+    return plan_series(
+        pair_id,
+        [
+            SeriesSession(
+                s.session_id,
+                s.sequence,
+                s.revision,
+                s.status,
+                s.starts_at,
+                s.ends_at,
+                s.first_starts_at,
+            )
+            for s in pair_sessions
+        ],
+        zone,
+        first.series_weeks or 1,
+    )
+
+
+def _name(contact: Contact | None, fallback: str) -> str:
+    if contact is None or contact.display_name is None:
+        return fallback
+    return one_line(contact.display_name)
+
+
+def _series_text(
+    message: Message,
+    recipient: Contact,
+    partner: Contact | None,
+    settings: MailSettings,
+    portal: str,
+) -> SeriesText:
+    """SUMMARY names the partner; DESCRIPTION says what each learns and links to the pair."""
+    assert recipient.email is not None
+    me = _name(recipient, "You")
+    them = _name(partner, "your partner")
+    learns = message.details
+    mine, theirs = (
+        ("mentee_learns", "mentor_learns")
+        if recipient.role == "mentee"
+        else ("mentor_learns", "mentee_learns")
+    )
+    link = f"{portal}/pairs/{message.pair_id}"
+    description = "\n".join(
+        [
+            f"Reverse mentoring: {me} and {them}.",
+            f"{me} learns: {readable_list(learns.get(mine, [])) or 'to be agreed together'}.",
+            f"{them} learns: {readable_list(learns.get(theirs, [])) or 'to be agreed together'}.",
+            f"Your pair: {link}",
+        ]
+    )
+    attendees = [Person(recipient.email, me)]
+    if partner is not None and partner.email is not None:
+        attendees.append(Person(partner.email, them))
+    return SeriesText(
+        summary=f"Reverse mentoring with {them}" if partner is not None else "Reverse mentoring",
+        description=description,
+        url=link,
+        organizer=Person(settings.organizer_address, "Twoway"),
+        attendees=tuple(attendees),
+    )
+
+
+def _attachment(
+    message: Message,
+    sessions: Sequence[Session],
+    pair_sessions: Sequence[Session],
+    text: SeriesText,
+    mentee_zone: str | None,
+    now: datetime,
+) -> bytes | None:
+    plan = series_plan(message.pair_id or "", pair_sessions, mentee_zone)
+    if plan is None:
+        return None
+    if message.template is Template.BOOKING:
+        return invitation(plan, text, now)
+    if message.template is Template.SESSION_RESCHEDULED:
+        return occurrence_update(plan, sessions[0].session_id, text, now)
+    return cancellation(plan, [s.session_id for s in sessions], text, now)
+
+
+def _session_view(s: Session, zone: str, partner: Contact | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "sequence": s.sequence,
+        "total": s.total,
+        "starts": local_time(s.starts_at, zone) if s.starts_at else "",
+        "ends": local_time(s.ends_at, zone) if s.ends_at else "",
+        "span": local_span(s.starts_at, s.ends_at, zone) if s.starts_at and s.ends_at else "",
+        "partner_span": "",
+        "revision": s.revision,
+        "session_id": s.session_id,
+    }
+    other = partner.timezone if partner is not None else None
+    if other and other != zone and s.starts_at and s.ends_at:
+        view["partner_span"] = local_span(s.starts_at, s.ends_at, other)
+    return view
+
+
+_METHODS: dict[Template, str] = {
     Template.BOOKING: "REQUEST",
     Template.SESSION_RESCHEDULED: "REQUEST",
     Template.SESSION_CANCELLED: "CANCEL",
@@ -90,8 +238,12 @@ def compose(
     pair_sessions: Sequence[Session],
     settings: MailSettings,
     now: datetime,
+    people: Mapping[str, Contact] | None = None,
 ) -> EmailMessage | None:
-    """The email for a message that may be sent, or None when its subject is gone."""
+    """The email for a message that may be sent, or None when its subject is gone.
+
+    `people` holds the contacts of everyone the message names (`Message.people`).
+    """
     assert recipient.email is not None
     assert recipient.display_name is not None
     sessions = _sessions_for(message, pair_sessions)
@@ -99,24 +251,29 @@ def compose(
         return None
     known_partner = partner if partner is not None and partner.reachable else None
     zone = recipient.timezone or "UTC"
+    portal = settings.portal_url.rstrip("/")
+    details = message.details
+    named = people or {}
     context: dict[str, Any] = {
         "recipient": {"name": recipient.display_name, "role": recipient.role},
         "partner": None
         if known_partner is None
         else {"name": known_partner.display_name, "role": known_partner.role},
-        "portal_url": settings.portal_url.rstrip("/"),
+        "portal_url": portal,
         "pair_id": message.pair_id,
-        "details": message.details,
-        "sessions": [
-            {
-                "sequence": s.sequence,
-                "total": s.total,
-                "starts": local_time(s.starts_at, zone) if s.starts_at else "",
-                "ends": local_time(s.ends_at, zone) if s.ends_at else "",
-                "revision": s.revision,
-            }
-            for s in sessions
-        ],
+        "details": details,
+        "sessions": [_session_view(s, zone, known_partner) for s in sessions],
+        "calendar_url": settings.calendar_url(recipient.participant_id)
+        if message.template is Template.BOOKING
+        else None,
+        "deadline": local_time(datetime.fromisoformat(details["expires_at"]), zone)
+        if details.get("expires_at")
+        else None,
+        "mentor": _name(named.get(str(details.get("mentor_id", ""))), "(name not known)"),
+        "mentee": _name(named.get(str(details.get("mentee_id", ""))), "(name not known)"),
+        "last_activity": local_time(datetime.fromisoformat(details["last_activity_at"]), zone)
+        if details.get("last_activity_at")
+        else None,
     }
     rendered = render(message.template, recipient.locale, context)
     mail = EmailMessage()
@@ -125,31 +282,25 @@ def compose(
     mail["Subject"] = rendered.subject
     mail["Message-ID"] = f"<{message.notification_id}@twoway>"
     mail["Date"] = format_datetime(now)
+    mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     mail["X-Twoway-Template"] = message.template.value
     mail.set_content(rendered.text)
     mail.add_alternative(rendered.html, subtype="html")
     method = _METHODS.get(message.template)
     if method is not None:
-        attendees = [Attendee(recipient.email, one_line(recipient.display_name))]
-        if known_partner is not None:
-            assert known_partner.email is not None
-            assert known_partner.display_name is not None
-            attendees.append(Attendee(known_partner.email, one_line(known_partner.display_name)))
-        ics = build_calendar(
-            method,
-            sessions,
-            organizer=_address_of(settings.mail_from),
-            attendees=attendees,
-            summary="Twoway mentoring session",
-            now=now,
+        mentee = recipient if recipient.role == "mentee" else known_partner
+        text = _series_text(message, recipient, known_partner, settings, portal)
+        ics = _attachment(
+            message, sessions, pair_sessions, text, mentee.timezone if mentee else None, now
         )
-        mail.add_attachment(
-            ics,
-            maintype="text",
-            subtype="calendar",
-            filename="invite.ics" if method == "REQUEST" else "cancel.ics",
-            params={"method": method, "charset": "utf-8"},
-        )
+        if ics is not None:
+            mail.add_attachment(
+                ics,
+                maintype="text",
+                subtype="calendar",
+                filename="invite.ics" if method == "REQUEST" else "cancel.ics",
+                params={"method": method, "charset": "utf-8"},
+            )
     return mail
 
 

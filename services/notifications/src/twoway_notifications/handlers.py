@@ -27,18 +27,31 @@ from twoway_shared.contract import (
     SessionRescheduled,
     SessionScheduled,
 )
+from twoway_shared.contract.events import (
+    CreditAwarded,
+    PairCompleted,
+    PairHealthChanged,
+    PairRematchRequested,
+)
 from twoway_shared.enrolment import decide_withdrawal, profile_applies
 from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.uow import UnitOfWork
 
-from twoway_notifications.domain.ids import notification_id
+from twoway_notifications.domain.ids import coordinator_id, notification_id
 from twoway_notifications.domain.model import NEEDS_PARTNER, Template
-from twoway_notifications.domain.rules import DEFAULT_REMINDER_MINUTES, reminder_times
+from twoway_notifications.domain.rules import (
+    DEFAULT_REMINDER_MINUTES,
+    feedback_request_time,
+    reminder_times,
+)
 from twoway_notifications.storage import Storage
 
 # Cancellations of one cause arrive as separate records; waiting this long before sending
 # lets them join one email per person.
 CANCELLATION_GROUPING = timedelta(seconds=2)
+
+# Messages about a session that its time, cancellation or outcome make obsolete.
+SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
 
 
 def _pair_of(mentor_id: str, mentee_id: str) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -152,7 +165,12 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
     """New reminder offsets apply to every reminder not yet sent."""
     programme = event.data
     store = Storage(uow.conn)
-    await store.save_programme(programme.programme_id, list(programme.reminder_minutes))
+    weeks = 2 if programme.cadence == "fortnightly" else 1
+    await store.save_programme(programme.programme_id, list(programme.reminder_minutes), weeks)
+    email = None if programme.coordinator_email is None else str(programme.coordinator_email)
+    coordinator = coordinator_id(programme.programme_id)
+    await store.save_coordinator(coordinator, programme.programme_id, email)
+    await store.release_waiting(coordinator, uow.now)
     await store.drop_unsent_reminders_of_programme(programme.programme_id, uow.now)
     for session, cause_id in await store.future_sessions_of_programme(
         programme.programme_id, uow.now
@@ -178,9 +196,17 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
 async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
     """Only a proposal that needs acceptance (it has an expiry) asks people to respond."""
     pair = event.data
+    store = Storage(uow.conn)
+    await store.save_pair(
+        pair_id=pair.pair_id,
+        programme_id=pair.programme_id,
+        mentor_id=pair.mentor_id,
+        mentee_id=pair.mentee_id,
+        mentee_learns=list(pair.reasons.mentee_learns),
+        mentor_learns=list(pair.reasons.mentor_learns),
+    )
     if pair.expires_at is None:
         return
-    store = Storage(uow.conn)
     details = {
         "mentee_learns": list(pair.reasons.mentee_learns),
         "mentor_learns": list(pair.reasons.mentor_learns),
@@ -214,8 +240,22 @@ async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> Non
 
 
 async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
-    """The remaining partner hears a new match will be looked for; never why."""
+    """The remaining partner hears a new match will be looked for; never why.
+
+    A pair closed as not a fit or inactive tells both the same, never who answered what.
+    """
     pair = event.data
+    if pair.reason in ("not_a_fit", "inactive"):
+        await _to_both(
+            Storage(uow.conn),
+            uow,
+            Template.PAIR_CLOSED,
+            pair.pair_id,
+            pair.mentor_id,
+            pair.mentee_id,
+            cause_id=event.id,
+        )
+        return
     if pair.reason != "withdrawn" or pair.withdrawn_by is None:
         return
     remaining = pair.mentee_id if pair.withdrawn_by == pair.mentor_id else pair.mentor_id
@@ -266,6 +306,26 @@ async def _add_reminders(
             )
 
 
+async def _add_feedback_requests(
+    store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
+) -> None:
+    """Ask both people about the session shortly after it ends (durable, like reminders)."""
+    for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
+        await _add(
+            store,
+            uow,
+            Template.FEEDBACK_REQUEST,
+            recipient,
+            partner,
+            s.session_id,
+            s.revision,
+            pair_id=s.pair_id,
+            session_id=s.session_id,
+            cause_id=cause_id,
+            due_at=feedback_request_time(s.ends_at),
+        )
+
+
 async def _programme_reminders(store: Storage, programme_id: str) -> list[int]:
     minutes = await store.reminder_minutes(programme_id)
     return list(DEFAULT_REMINDER_MINUTES) if minutes is None else minutes
@@ -283,13 +343,25 @@ async def _book_when_complete(
 async def _add_booking(
     store: Storage, uow: UnitOfWork, pair_id: str, mentor_id: str, mentee_id: str, cause_id: str
 ) -> None:
-    await _to_both(store, uow, Template.BOOKING, pair_id, mentor_id, mentee_id, cause_id=cause_id)
+    await _to_both(
+        store,
+        uow,
+        Template.BOOKING,
+        pair_id,
+        mentor_id,
+        mentee_id,
+        cause_id=cause_id,
+        details=await store.learning_of_pair(pair_id),
+    )
 
 
 async def _keep_current_time(
     store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
 ) -> None:
-    """Keep a session's current time (scheduled or rescheduled), what set it, its reminders."""
+    """Keep a session's current time (scheduled or rescheduled), what set it, its reminders
+    and its feedback requests."""
+    # A session first seen moved was first booked at its previous time (or earlier).
+    first = s.previous_starts_at if isinstance(s, SessionRescheduled) else s.starts_at
     await store.save_session(
         session_id=s.session_id,
         pair_id=s.pair_id,
@@ -303,7 +375,9 @@ async def _keep_current_time(
         revision=s.revision,
         status="scheduled",
         cause_id=cause_id,
+        first_starts_at=first,
     )
+    await _add_feedback_requests(store, uow, s, cause_id)
     await _add_reminders(
         store,
         uow,
@@ -335,9 +409,7 @@ async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWo
     known = await store.session(s.session_id)
     if known is not None and known.revision >= s.revision:
         return
-    await store.drop_unsent(
-        s.session_id, (Template.REMINDER, Template.SESSION_RESCHEDULED), uow.now
-    )
+    await store.drop_unsent(s.session_id, SESSION_TIMED, uow.now)
     await _keep_current_time(store, uow, s, event.id)
     for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
         # Before the booking email goes out, it will show the new time itself.
@@ -353,6 +425,7 @@ async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWo
                 pair_id=s.pair_id,
                 session_id=s.session_id,
                 cause_id=event.id,
+                details=await store.learning_of_pair(s.pair_id),
             )
     await _book_when_complete(store, uow, s, event.id)
 
@@ -381,9 +454,7 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
         status="cancelled",
         cause_id=event.id,
     )
-    await store.drop_unsent(
-        s.session_id, (Template.REMINDER, Template.SESSION_RESCHEDULED), uow.now
-    )
+    await store.drop_unsent(s.session_id, SESSION_TIMED, uow.now)
     if known is None:
         return  # never announced, so there is nothing to take back
     # A pair ends once, so its cause is the pair and the reason; a lost slot is its own cause.
@@ -409,8 +480,19 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
                 cause_id=event.id,
                 due_at=uow.now + CANCELLATION_GROUPING,
                 group_key=group,
+                details=await store.learning_of_pair(s.pair_id),
             )
         await store.join_group(nid, s.session_id)
+
+
+async def on_session_outcome(
+    event: Event[SessionCompleted] | Event[SessionMissed], uow: UnitOfWork
+) -> None:
+    """A session with an outcome needs no reminder any more (its feedback request stays)."""
+    s = event.data
+    store = Storage(uow.conn)
+    if await store.record_outcome(s.session_id, event.type.removeprefix("session.")):
+        await store.drop_unsent(s.session_id, (Template.REMINDER,), uow.now)
 
 
 async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork) -> None:
@@ -421,6 +503,73 @@ async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork)
     store = Storage(uow.conn)
     if await store.sessions_seen(b.pair_id) >= b.booked:
         await _add_booking(store, uow, b.pair_id, b.mentor_id, b.mentee_id, event.id)
+
+
+# ---------------------------------------------------------------- progress.v1 (1.1)
+
+
+async def on_pair_health_changed(event: Event[PairHealthChanged], uow: UnitOfWork) -> None:
+    """The programme's coordinator hears of a pair at risk or inactive, and why; no more.
+
+    Topics have no order between them: an alert that arrives before its programme's settings
+    waits for them, and is skipped if the programme has no coordinator.
+    """
+    h = event.data
+    if h.health not in ("at_risk", "inactive"):
+        return
+    store = Storage(uow.conn)
+    coordinator = coordinator_id(h.programme_id)
+    reasons = sorted(h.reasons)
+    last = None if h.last_activity_at is None else h.last_activity_at.isoformat()
+    await _add(
+        store,
+        uow,
+        Template.PAIR_AT_RISK,
+        coordinator,
+        None,
+        h.pair_id,
+        h.health,
+        ",".join(reasons),
+        h.sessions_completed,
+        h.sessions_missed,
+        last or "",
+        pair_id=h.pair_id,
+        session_id=None,
+        cause_id=event.id,
+        details={
+            "people": [h.mentor_id, h.mentee_id],
+            "mentor_id": h.mentor_id,
+            "mentee_id": h.mentee_id,
+            "health": h.health,
+            "reasons": reasons,
+            "sessions_completed": h.sessions_completed,
+            "sessions_missed": h.sessions_missed,
+            "last_activity_at": last,
+        },
+    )
+
+
+async def on_credit_awarded(event: Event[CreditAwarded], uow: UnitOfWork) -> None:
+    """The person hears what they earned, with a link to the certificate."""
+    c = event.data
+    await _add(
+        Storage(uow.conn),
+        uow,
+        Template.COMPLETION,
+        c.participant_id,
+        None,
+        c.credit_id,
+        pair_id=c.pair_id,
+        session_id=None,
+        cause_id=event.id,
+        details={
+            "credit_id": c.credit_id,
+            "credits": c.credits,
+            "minutes": c.minutes,
+            "sessions_completed": c.sessions_completed,
+            "topics": list(c.topics),
+        },
+    )
 
 
 HANDLERS: dict[type[BaseModel], Handler] = {
@@ -435,6 +584,10 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     SessionRescheduled: on_session_rescheduled,
     SessionCancelled: on_session_cancelled,
     SessionBookingFailed: on_booking_failed,
+    SessionCompleted: on_session_outcome,
+    SessionMissed: on_session_outcome,
+    PairHealthChanged: on_pair_health_changed,
+    CreditAwarded: on_credit_awarded,
 }
 """Contract model -> handler."""
 
@@ -442,8 +595,9 @@ IGNORES = (
     ProgrammeMatchingRequested,
     PairDeclined,
     PairResponseRejected,
-    SessionCompleted,
-    SessionMissed,
     SessionRequestRejected,
+    PairRematchRequested,
+    PairCompleted,
 )
-"""Event types that cause no email (a declined proposal is told by the portal)."""
+"""Event types that cause no email (a declined proposal is told by the portal; a rematch and
+a completion are told through pair.ended and credit.awarded)."""

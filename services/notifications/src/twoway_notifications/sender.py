@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import asyncpg
 from twoway_shared.contract import NotificationFailed, NotificationSent, Topic
+from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.runtime import Runtime, Worker
+from twoway_shared.platform.tracing import delivery_span, failed
 
 from twoway_notifications.compose import MailSettings, compose
 from twoway_notifications.config import NotificationsSettings
@@ -80,7 +82,7 @@ class Sender:
         assert isinstance(settings, NotificationsSettings)
         self._runtime = runtime
         self._options = options
-        self._mail = MailSettings(mail_from=settings.mail_from, portal_url=settings.portal_url)
+        self._mail = MailSettings.of(settings)
         self._mailers = [Mailer(smtp_config(settings)) for _ in range(options.connections)]
         self._metrics = sender_metrics(runtime.metrics.registry)
         self._wake = asyncio.Event()
@@ -156,9 +158,7 @@ class Sender:
             return 0
         async with self._runtime.pool.acquire() as conn:
             store = Storage(conn)
-            contacts = await store.contacts(
-                [m.participant_id for m in batch] + [m.partner_id for m in batch if m.partner_id]
-            )
+            contacts = await store.contacts(p for m in batch for p in m.people)
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
         done: list[Outcome] = []
         ready: list[tuple[Message, EmailMessage]] = []
@@ -176,6 +176,7 @@ class Sender:
                     sessions.get(message.pair_id or "", []),
                     self._mail,
                     self._runtime.clock(),
+                    contacts,
                 )
             except Exception as exc:
                 # One message that cannot be built must not stop the others; the error names
@@ -191,7 +192,10 @@ class Sender:
         # Each lane keeps its own connection open across the burst.
         lanes = [ready[i :: len(self._mailers)] for i in range(len(self._mailers))]
         for sent in await asyncio.gather(
-            *(_send_lane(mailer, lane) for mailer, lane in zip(self._mailers, lanes, strict=True))
+            *(
+                _send_lane(mailer, lane, self._runtime.metrics, self._runtime.clock)
+                for mailer, lane in zip(self._mailers, lanes, strict=True)
+            )
         ):
             self._metrics.observe(sent, self._runtime.clock())
             done.extend(sent)
@@ -228,10 +232,25 @@ class Sender:
                     await store.mark(m.notification_id, "skipped", o.error)
 
 
-async def _send_lane(mailer: Mailer, lane: Sequence[tuple[Message, EmailMessage]]) -> list[Outcome]:
+async def _send_lane(
+    mailer: Mailer,
+    lane: Sequence[tuple[Message, EmailMessage]],
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+) -> list[Outcome]:
     outcomes = []
     for message, mail in lane:
-        result: Result = await mailer.send(mail)
+        kind = message.template.value
+        if message.due_at is not None:
+            late = (clock() - message.due_at).total_seconds()
+            metrics.delivery_lateness.labels("smtp", kind).observe(max(0.0, late))
+        with delivery_span(
+            "smtp", "send", parent=message.traceparent, template=kind, id=message.notification_id
+        ) as span:
+            result: Result = await mailer.send(mail)
+            if result.delivery is not Delivery.SENT:
+                failed(span, result.error)
+        metrics.deliveries.labels("smtp", result.delivery.value).inc()
         outcomes.append(Outcome(message, result.delivery.value, result.error))
     return outcomes
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from twoway_shared.enrolment import Enrolment
+from twoway_shared.platform.tracing import current_traceparent
 
 from twoway_notifications.domain.model import Contact, Message, Session, Template
 from twoway_notifications.domain.rules import Verdict, decide
@@ -45,6 +46,9 @@ def _session(row: asyncpg.Record) -> Session:
         ends_at=row["ends_at"],
         revision=row["revision"],
         status=row["status"],
+        first_starts_at=row["first_starts_at"],
+        series_zone=row["series_zone"],
+        series_weeks=row["series_weeks"],
     )
 
 
@@ -62,6 +66,7 @@ def _message(row: asyncpg.Record, session_ids: tuple[str, ...] = ()) -> Message:
         details=json.loads(row["details"]),
         session_ids=session_ids,
         due_at=row["due_at"],
+        traceparent=row["traceparent"],
     )
 
 
@@ -167,15 +172,76 @@ class Storage:
 
     # ------------------------------------------------------------------ programmes
 
-    async def save_programme(self, programme_id: str, reminder_minutes: list[int]) -> None:
+    async def save_programme(
+        self, programme_id: str, reminder_minutes: list[int], cadence_weeks: int = 1
+    ) -> None:
         await self._conn.execute(
-            """INSERT INTO notifications.programmes (programme_id, reminder_minutes)
-               VALUES ($1, $2)
-               ON CONFLICT (programme_id)
-               DO UPDATE SET reminder_minutes = EXCLUDED.reminder_minutes""",
+            """INSERT INTO notifications.programmes (programme_id, reminder_minutes, cadence_weeks)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (programme_id) DO UPDATE SET
+                   reminder_minutes = EXCLUDED.reminder_minutes,
+                   cadence_weeks = EXCLUDED.cadence_weeks""",
             programme_id,
             reminder_minutes,
+            cadence_weeks,
         )
+
+    async def save_coordinator(
+        self, coordinator_id: str, programme_id: str, email: str | None
+    ) -> None:
+        """The programme's coordinator as a recipient; without an address, nothing goes."""
+        await self._conn.execute(
+            """INSERT INTO notifications.participants AS p (participant_id, programme_id, role,
+                   display_name, email, notify_email, notify_reminders)
+               VALUES ($1, $2, 'coordinator', 'Programme coordinator', $3::text,
+                       $3::text IS NOT NULL, false)
+               ON CONFLICT (participant_id) DO UPDATE SET email = EXCLUDED.email,
+                   notify_email = EXCLUDED.notify_email
+               WHERE p.role = 'coordinator'""",
+            coordinator_id,
+            programme_id,
+            email,
+        )
+
+    # ------------------------------------------------------------------ pairs
+
+    async def save_pair(
+        self,
+        *,
+        pair_id: str,
+        programme_id: str,
+        mentor_id: str,
+        mentee_id: str,
+        mentee_learns: list[str],
+        mentor_learns: list[str],
+    ) -> None:
+        await self._conn.execute(
+            """INSERT INTO notifications.pairs (pair_id, programme_id, mentor_id, mentee_id,
+                   mentee_learns, mentor_learns)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (pair_id) DO UPDATE SET mentee_learns = EXCLUDED.mentee_learns,
+                   mentor_learns = EXCLUDED.mentor_learns""",
+            pair_id,
+            programme_id,
+            mentor_id,
+            mentee_id,
+            mentee_learns,
+            mentor_learns,
+        )
+
+    async def learning_of_pair(self, pair_id: str) -> dict[str, list[str]]:
+        """What each side will learn, as tags; empty lists when the proposal was not seen."""
+        row = await self._conn.fetchrow(
+            """SELECT mentee_learns, mentor_learns FROM notifications.pairs
+               WHERE pair_id = $1""",
+            pair_id,
+        )
+        if row is None:
+            return {"mentee_learns": [], "mentor_learns": []}
+        return {
+            "mentee_learns": list(row["mentee_learns"]),
+            "mentor_learns": list(row["mentor_learns"]),
+        }
 
     async def reminder_minutes(self, programme_id: str) -> list[int] | None:
         value = await self._conn.fetchval(
@@ -207,17 +273,26 @@ class Storage:
         revision: int,
         status: str,
         cause_id: str,
+        first_starts_at: datetime | None = None,
     ) -> None:
-        # A cancellation carries no times: it keeps the ones already known.
+        # A cancellation carries no times: it keeps the ones already known. The first time
+        # seen, the mentee's zone and the cadence are kept from the first record: they place
+        # the session in its series for good.
         await self._conn.execute(
             """INSERT INTO notifications.sessions AS s (session_id, pair_id, programme_id,
                    mentor_id, mentee_id, sequence, total, starts_at, ends_at, revision, status,
-                   cause_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   cause_id, first_starts_at, series_zone, series_weeks)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   COALESCE($13::timestamptz, $8::timestamptz),
+                   (SELECT timezone FROM notifications.participants WHERE participant_id = $5),
+                   (SELECT cadence_weeks FROM notifications.programmes WHERE programme_id = $3))
                ON CONFLICT (session_id) DO UPDATE SET
                    total = COALESCE(EXCLUDED.total, s.total),
                    starts_at = COALESCE(EXCLUDED.starts_at, s.starts_at),
                    ends_at = COALESCE(EXCLUDED.ends_at, s.ends_at),
+                   first_starts_at = COALESCE(s.first_starts_at, EXCLUDED.first_starts_at),
+                   series_zone = COALESCE(s.series_zone, EXCLUDED.series_zone),
+                   series_weeks = COALESCE(s.series_weeks, EXCLUDED.series_weeks),
                    revision = EXCLUDED.revision, status = EXCLUDED.status,
                    cause_id = EXCLUDED.cause_id""",
             session_id,
@@ -232,7 +307,18 @@ class Storage:
             revision,
             status,
             cause_id,
+            first_starts_at,
         )
+
+    async def record_outcome(self, session_id: str, status: str) -> bool:
+        """A scheduled session took place or was missed; False if unknown or not scheduled."""
+        result = await self._conn.execute(
+            """UPDATE notifications.sessions SET status = $2
+               WHERE session_id = $1 AND status = 'scheduled'""",
+            session_id,
+            status,
+        )
+        return bool(result != "UPDATE 0")
 
     async def sessions_seen(self, pair_id: str) -> int:
         return int(
@@ -286,8 +372,8 @@ class Storage:
         added = await self._conn.fetchval(
             """INSERT INTO notifications.messages (notification_id, template, participant_id,
                    partner_id, needs_partner, pair_id, session_id, group_key, details, cause_id,
-                   due_at, created_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+                   due_at, created_at, traceparent)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
                ON CONFLICT (notification_id) DO NOTHING
                RETURNING true""",
             notification_id,
@@ -302,6 +388,7 @@ class Storage:
             cause_id,
             due_at,
             now,
+            current_traceparent(),
         )
         if added:
             await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 from twoway_shared.platform.runtime import Runtime, Worker
+from twoway_shared.platform.tracing import delivery_span, failed
 
 from twoway_progress.config import ProgressSettings
 from twoway_progress.domain.xapi import XAPI_VERSION, statement
@@ -174,6 +175,16 @@ class StatementSender:
         return len(batch) - failed
 
     async def _put(self, item: PendingStatement) -> str | None:
+        """Send one statement in an "lrs send" span, counting the outcome (the LRS alerts)."""
+        with delivery_span("lrs", "send", parent=None, kind=item.kind) as span:
+            error = await self._put_once(item)
+            if error is not None:
+                failed(span, error)
+        outcome = "sent" if error is None else "temporary"
+        self._runtime.metrics.deliveries.labels("lrs", outcome).inc()
+        return error
+
+    async def _put_once(self, item: PendingStatement) -> str | None:
         """None when the LRS holds the statement (now or from an earlier send), else the error."""
         body = statement(fact_from_json(item.kind, item.fact), self._portal)
         try:

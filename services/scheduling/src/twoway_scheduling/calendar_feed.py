@@ -4,34 +4,48 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import groupby
 
-import icalendar
+from twoway_shared.calendar import SeriesSession, SeriesText, feed, plan_series
 
 from twoway_scheduling.storage import Session
 
+_TEXT = SeriesText(
+    summary="Reverse mentoring (Twoway)",
+    description="A reverse-mentoring session of your Twoway pair. "
+    "Changes arrive here and by email.",
+)
+
 
 def calendar_feed(sessions: Sequence[Session], now: datetime) -> bytes:
-    """One VEVENT per session (UID `<session_id>@twoway`, SEQUENCE = revision, UTC times).
+    """One recurring series per pair, with the same UIDs and occurrences as the invitations.
 
-    Cancelled sessions stay in the feed with STATUS:CANCELLED, so subscribed calendars drop
-    them rather than keep a stale copy.
+    A pair's cancelled sessions are EXDATEs of its series; a series with nothing left stays in
+    the feed with STATUS:CANCELLED, so subscribed calendars drop it rather than keep a copy.
     """
-    calendar = icalendar.Calendar()
-    calendar.add("prodid", "-//Twoway//Scheduling//EN")
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "PUBLISH")
-    calendar.add("x-wr-calname", "Twoway mentoring sessions")
-    for session in sessions:
-        vevent = icalendar.Event()
-        vevent.add("uid", f"{session.session_id}@twoway")
-        vevent.add("dtstamp", now)
-        vevent.add("dtstart", session.starts_at)
-        vevent.add("dtend", session.ends_at)
-        vevent.add("sequence", session.revision)
-        vevent.add("status", "CANCELLED" if session.status == "cancelled" else "CONFIRMED")
-        vevent.add("summary", f"Reverse mentoring session {session.sequence} of {session.total}")
-        vevent.add("transp", "OPAQUE")
-        calendar.add_component(vevent)
-    data: bytes = calendar.to_ical()
-    return data
+    series = []
+    by_pair = sorted(sessions, key=lambda s: (s.pair_id, s.sequence))
+    for pair_id, group in groupby(by_pair, key=lambda s: s.pair_id):
+        of_pair = list(group)
+        first = of_pair[0]
+        plan = plan_series(
+            pair_id,
+            [
+                SeriesSession(
+                    s.session_id,
+                    s.sequence,
+                    s.revision,
+                    s.status,
+                    s.starts_at,
+                    s.ends_at,
+                    s.first_starts_at,
+                )
+                for s in of_pair
+            ],
+            first.series_zone or "UTC",
+            first.series_weeks or 1,
+        )
+        if plan is not None:
+            series.append((plan, _TEXT))
+    series.sort(key=lambda item: item[0].anchor)
+    return feed(series, now, "Twoway mentoring sessions")

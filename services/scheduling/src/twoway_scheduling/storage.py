@@ -53,6 +53,10 @@ class Session:
     ends_at: datetime
     revision: int
     status: str  # scheduled | cancelled | completed | missed
+    # Set by the database when the session is added: its place in the pair's series.
+    first_starts_at: datetime | None = None
+    series_zone: str | None = None
+    series_weeks: int | None = None
 
     @property
     def minutes(self) -> int:
@@ -271,9 +275,17 @@ class Storage:
             return 0
         rows = await self._conn.fetch(
             "INSERT INTO scheduling.sessions (session_id, pair_id, programme_id, mentor_id,"
-            " mentee_id, sequence, total, starts_at, ends_at, revision, status)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " mentee_id, sequence, total, starts_at, ends_at, revision, status,"
+            " first_starts_at, series_zone, series_weeks)"
+            " SELECT n.*, n.starts_at,"
+            " (SELECT p.timezone FROM scheduling.participants p"
+            "  WHERE p.participant_id = n.mentee_id),"
+            " (SELECT CASE g.cadence WHEN 'fortnightly' THEN 2 ELSE 1 END"
+            "  FROM scheduling.programmes g WHERE g.programme_id = n.programme_id)"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
             " $6::int[], $7::int[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[])"
+            " AS n(session_id, pair_id, programme_id, mentor_id, mentee_id, sequence, total,"
+            " starts_at, ends_at, revision, status)"
             " ON CONFLICT DO NOTHING RETURNING session_id",
             *_columns(sessions),
         )

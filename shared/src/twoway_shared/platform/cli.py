@@ -14,6 +14,7 @@ from twoway_shared.platform.logs import configure_logging
 from twoway_shared.platform.migrations import MigrationError
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings, describe_settings_error
+from twoway_shared.platform.tracing import configure_tracing, shutdown_tracing
 
 
 def service_main(
@@ -41,7 +42,11 @@ def service_main(
 
     if args.command == "migrate":
         return _migrate(spec, settings)
-    return asyncio.run(_run(spec, settings))
+    configure_tracing(spec.name, settings.otel_exporter_otlp_endpoint)
+    try:
+        return asyncio.run(_run(spec, settings))
+    finally:
+        shutdown_tracing()
 
 
 def _migrate(spec: ServiceSpec, settings: Settings) -> int:

@@ -18,6 +18,7 @@ from twoway_shared.errors import Rejected
 from twoway_shared.platform.deadletter import DeadLetters
 from twoway_shared.platform.inbox import Inbox
 from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.tracing import consume_span, handle_span
 from twoway_shared.platform.uow import Database, UnitOfWork
 
 __all__ = ["RecordProcessor", "Rejected"]
@@ -122,22 +123,26 @@ class RecordProcessor:
         handler = self._handlers.get(event.type)
         started = time.perf_counter()
         try:
-            async with self._db.unit_of_work(cause=event) as uow:
-                claimed = await self._inbox.claim(
-                    uow.conn,
-                    source=event.envelope.source,
-                    event_id=event.envelope.id,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-                if not claimed:
-                    self._metrics.duplicates.labels(record.topic).inc()
-                    return "duplicate"
-                if handler is not None:
-                    await handler(event, uow)
-                else:
-                    self._metrics.ignored.labels(record.topic, event.type).inc()
+            with (
+                consume_span(record, event.envelope.traceparent),
+                handle_span(event.type, event.id),
+            ):
+                async with self._db.unit_of_work(cause=event) as uow:
+                    claimed = await self._inbox.claim(
+                        uow.conn,
+                        source=event.envelope.source,
+                        event_id=event.envelope.id,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                    )
+                    if not claimed:
+                        self._metrics.duplicates.labels(record.topic).inc()
+                        return "duplicate"
+                    if handler is not None:
+                        await handler(event, uow)
+                    else:
+                        self._metrics.ignored.labels(record.topic, event.type).inc()
         except Rejected as exc:
             await self._dead_letters.send(record, str(exc))
             return "dead-lettered"

@@ -58,6 +58,19 @@ class Metrics:
         self.outbox_backlog = Gauge(
             "twoway_outbox_backlog", "Events committed but not yet published.", registry=r
         )
+        self.deliveries = Counter(
+            "twoway_deliveries",
+            "Outbound deliveries (target smtp or lrs) by outcome: sent, temporary, permanent.",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.delivery_lateness = Histogram(
+            "twoway_delivery_lateness_seconds",
+            "Time from a message's due time to its hand-over to the target, by kind.",
+            ["target", "kind"],
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+        )
         self.consumer_lag = Gauge(
             "twoway_consumer_lag",
             "Records behind the end of each assigned partition.",

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from twoway_shared.platform.db import schema_identifier
 from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.tracing import publish_span
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +147,38 @@ class OutboxRelay:
             self._metrics.outbox_backlog.set(0)
             return 0
         # Sends are pipelined; the idempotent producer keeps them in order per partition.
-        futures = [
-            await self._producer.send(
-                row["topic"],
-                value=bytes(row["value"]),
-                key=None if row["key"] is None else bytes(row["key"]),
-                headers=[(name, value.encode()) for name, value in json.loads(row["headers"])],
-            )
-            for row in rows
-        ]
+        futures = []
+        for row in rows:
+            value = bytes(row["value"])
+            with publish_span(row["topic"], traceparent_in(value)):
+                futures.append(
+                    await self._producer.send(
+                        row["topic"],
+                        value=value,
+                        key=None if row["key"] is None else bytes(row["key"]),
+                        headers=[
+                            (name, text.encode()) for name, text in json.loads(row["headers"])
+                        ],
+                    )
+                )
         await asyncio.gather(*futures)
         await conn.execute(self._delete, [row["id"] for row in rows])
         for row in rows:
             self._metrics.produced.labels(row["topic"]).inc()
         return len(rows)
+
+
+_TRACEPARENT_ATTRIBUTE = b'"traceparent":"'
+_TRACEPARENT_LENGTH = 55  # 00-<32 hex>-<16 hex>-<2 hex>
+
+
+def traceparent_in(value: bytes) -> str | None:
+    """The `traceparent` of an encoded event (compact JSON, as `encode` writes it), if any."""
+    start = value.find(_TRACEPARENT_ATTRIBUTE)
+    if start < 0:
+        return None
+    start += len(_TRACEPARENT_ATTRIBUTE)
+    return value[start : start + _TRACEPARENT_LENGTH].decode("ascii", errors="replace")
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> bool:

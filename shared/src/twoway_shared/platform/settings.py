@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Level of the JSON logs written to stdout."
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OTLP/HTTP collector base URL (the standard OpenTelemetry variable); "
+        "unset: no traces are exported.",
+    )
 
     def topic(self, topic: Topic) -> str:
         """The full name of a contract topic under this deployment's prefix."""

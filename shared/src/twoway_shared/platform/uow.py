@@ -21,6 +21,7 @@ from twoway_shared.contract import (
     partition_key,
 )
 from twoway_shared.platform.outbox import OutboxWriter, OutgoingRecord
+from twoway_shared.platform.tracing import current_traceparent
 
 Clock = Callable[[], datetime]
 
@@ -70,6 +71,10 @@ class UnitOfWork:
             event_id=event_id,
             time=self.now,
         )
+        # The effect continues the trace of the span emitting it (the cause's handle span).
+        traceparent = current_traceparent()
+        if traceparent is not None:
+            event = event.model_copy(update={"traceparent": traceparent})
         self._pending.append(
             OutgoingRecord(
                 topic=f"{self._prefix}{topic.value}",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from twoway_shared.contract import (
 from twoway_shared.contract.envelope import describe
 from twoway_shared.platform.kafka import client_options
 from twoway_shared.platform.settings import Settings, describe_settings_error
-from twoway_shared.toolkit import inputs
+from twoway_shared.toolkit import deadletters, inputs
 from twoway_shared.toolkit.generate import generate_cohort
 from twoway_shared.toolkit.outcome import DEFAULT_WAIT_SECONDS, publish_and_wait
 from twoway_shared.toolkit.publish import DEFAULT_SOURCE, KafkaTrouble, Outgoing, outgoing, publish
@@ -75,6 +77,8 @@ examples:
   twoway accept 5d1c2a4e-7b7f-4d36-9d43-0f6c1c3e2b11 E12345 --wait
   twoway tail sessions pairs --from-beginning --max 20 --timeout 5
   twoway dlq
+  twoway dlq replay --all --consumer scheduling --dry-run
+  twoway dlq purge --before 30d
 """
 
 
@@ -332,6 +336,64 @@ class Toolkit:
 
         return self.run_kafka(work)
 
+    def dlq_replay(self, args: Any) -> int:
+        """Publish dead letters to their original topics again, each at most once."""
+        selection = deadletters.Selection(
+            partition=args.partition,
+            offset=args.offset,
+            consumer=args.consumer,
+            original_topic=args.topic,
+            error_contains=args.error,
+        )
+
+        async def work(settings: Settings) -> int:
+            if selection.original_topic is not None:
+                (name,) = resolve_topics(settings.topic_prefix, [selection.original_topic])
+                chosen = dataclasses.replace(selection, original_topic=name)
+            else:
+                chosen = selection
+            report = await deadletters.replay(settings, chosen, dry_run=args.dry_run)
+            verb = "would replay" if args.dry_run else "replayed"
+            for letter in report.replayed:
+                self.out.print(
+                    f"{verb} {letter.marker} to {letter.original_topic} "
+                    f"(key {'-' if letter.key is None else letter.key.decode(errors='replace')})",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            for letter in report.already:
+                self.err.print(f"skipped {letter.marker}: replayed before", highlight=False)
+            for letter, why in report.refused:
+                self.err.print(f"refused {letter.marker}: {why}", highlight=False)
+            total = len(report.replayed) + len(report.already) + len(report.refused)
+            if total == 0:
+                return self.fail("no dead letter matches", EXIT_INVALID)
+            self.out.print(
+                f"{verb} {len(report.replayed)}, already replayed {len(report.already)}, "
+                f"refused {len(report.refused)}",
+                highlight=False,
+            )
+            return EXIT_INVALID if report.refused else EXIT_OK
+
+        return self.run_kafka(work)
+
+    def dlq_purge(self, args: Any) -> int:
+        """Delete the dead letters older than a time (Kafka DeleteRecords)."""
+
+        async def work(settings: Settings) -> int:
+            counts = await deadletters.purge(settings, args.before, dry_run=args.dry_run)
+            verb = "would delete" if args.dry_run else "deleted"
+            for partition, count in sorted(counts.items()):
+                self.out.print(f"partition {partition}: {verb} {count}", highlight=False)
+            self.out.print(
+                f"{verb} {sum(counts.values())} dead letter(s) older than "
+                f"{args.before.isoformat()}",
+                highlight=False,
+            )
+            return EXIT_OK
+
+        return self.run_kafka(work)
+
     def show_dead_letters(self, topic: str, letters: list[DeadLetter]) -> None:
         """Each bad record once (with every service that refused it): a table on a terminal,
         one tab-separated line when piped (when, consumers, original, type, key, error)."""
@@ -559,6 +621,7 @@ def parser() -> argparse.ArgumentParser:
     )
     dlq.add_argument("--max", type=_positive, help="list at most N (the oldest first)")
     dlq.set_defaults(run=Toolkit.dlq)
+    add_dlq_actions(dlq)
 
     generate = sub.add_parser(
         "generate", help="write a synthetic cohort that `twoway enrol` accepts"
@@ -574,6 +637,66 @@ def parser() -> argparse.ArgumentParser:
     for command in [*sub.choices.values(), *psub.choices.values()]:
         command.epilog = SHORT_EPILOG
     return top
+
+
+def _moment(text: str) -> datetime:
+    """An RFC 3339 time with an offset, or an age such as 30d or 12h (that long ago)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (e.g. 2027-01-31T00:00:00Z, or 30d for 30 days ago)"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time with its offset: {text!r} (e.g. ...Z)")
+    return moment
+
+
+def _offset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def add_dlq_actions(dlq: argparse.ArgumentParser) -> None:
+    """`twoway dlq replay` and `twoway dlq purge` (plain `twoway dlq` lists)."""
+    actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION")
+    replay = actions.add_parser(
+        "replay",
+        help="publish dead letters to their original topic again (each at most once)",
+        description="Publish a dead letter's key, value and headers (less x-twoway-* and "
+        "x-original-*) to its original topic, marked x-twoway-replay-of: PARTITION:OFFSET. "
+        "A dead letter replayed before is skipped, so running this twice is safe.",
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--offset", type=_offset, help="the dead letter at this offset")
+    which.add_argument("--all", action="store_true", help="every dead letter matching the filters")
+    replay.add_argument("--partition", type=_offset, help="partition of --offset (0)")
+    replay.add_argument("--consumer", help="with --all: only those this service rejected")
+    replay.add_argument("--topic", help="with --all: only those from this topic (e.g. pairs)")
+    replay.add_argument("--error", help="with --all: only those whose reason contains this text")
+    replay.add_argument("--dry-run", action="store_true", help="list them; publish nothing")
+    replay.set_defaults(run=Toolkit.dlq_replay)
+    purge = actions.add_parser(
+        "purge",
+        help="delete dead letters older than a time",
+        description="Delete, on every partition of the dead-letter topic, the records written "
+        "before --before (Kafka DeleteRecords). Newer ones stay.",
+    )
+    purge.add_argument(
+        "--before", type=_moment, required=True, help="RFC 3339 time, or an age like 30d"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count them; delete nothing")
+    purge.set_defaults(run=Toolkit.dlq_purge)
+    for action in (replay, purge):
+        action.epilog = SHORT_EPILOG
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,14 @@ def notification_id(template: Template, recipient: str, *about: str | int) -> st
     return _IDS(template.value, recipient, *about)
 
 
+def coordinator_id(programme_id: str) -> str:
+    """The recipient id of a programme's coordinator (not a participant), a valid contract id."""
+    candidate = f"coordinator:{programme_id}"
+    if len(candidate) <= 64:
+        return candidate
+    return f"coordinator:{_IDS('coordinator', programme_id)}"
+
+
 def outcome_event_id(notification_id: str, outcome: str) -> str:
     """One notification.sent (or failed) event id per message, so a retry publishes no copy."""
     return _IDS(notification_id, outcome)

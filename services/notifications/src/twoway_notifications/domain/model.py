@@ -9,7 +9,7 @@ from typing import Any
 
 
 class Template(StrEnum):
-    """The seven messages; the value is the `template` of notification.sent/failed."""
+    """The eleven messages; the value is the `template` of notification.sent/failed."""
 
     PAIR_PROPOSED = "pair_proposed"
     PAIR_CONFIRMED = "pair_confirmed"
@@ -18,6 +18,10 @@ class Template(StrEnum):
     SESSION_CANCELLED = "session_cancelled"
     REMINDER = "reminder"
     PARTNER_WITHDREW = "partner_withdrew"
+    FEEDBACK_REQUEST = "feedback_request"  # 1.1
+    PAIR_CLOSED = "pair_closed"  # 1.1
+    PAIR_AT_RISK = "pair_at_risk"  # 1.1, to the programme's coordinator
+    COMPLETION = "completion"  # 1.1
 
 
 # Messages that name the partner or list them as attendee wait for the partner's details too.
@@ -65,10 +69,18 @@ class Session:
     ends_at: datetime | None
     revision: int
     status: str  # scheduled, cancelled, completed, missed
+    first_starts_at: datetime | None = None  # when first booked: its place in the series
+    series_zone: str | None = None  # the mentee's zone when it was booked
+    series_weeks: int | None = None  # the programme's cadence then, in weeks
 
     @property
     def is_scheduled(self) -> bool:
         return self.status == "scheduled" and self.starts_at is not None
+
+    @property
+    def is_held(self) -> bool:
+        """A meeting in people's calendars: scheduled, or past with an outcome."""
+        return self.status != "cancelled" and self.starts_at is not None
 
 
 @dataclass(frozen=True)
@@ -86,4 +98,12 @@ class Message:
     first_attempt_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
     session_ids: tuple[str, ...] = ()  # a grouped cancellation's sessions
-    due_at: datetime | None = None  # when it was due to go out (reminder lateness)
+    due_at: datetime | None = None
+    traceparent: str | None = None  # the trace of the event that made it due
+
+    @property
+    def people(self) -> tuple[str, ...]:
+        """Everyone whose details the message needs: recipient, partner, people it names."""
+        named = tuple(str(p) for p in self.details.get("people", ()))
+        partner = (self.partner_id,) if self.partner_id else ()
+        return (self.participant_id, *partner, *named)

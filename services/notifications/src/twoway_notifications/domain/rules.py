@@ -23,6 +23,14 @@ def reminder_times(
     return [(m, at) for m, at in due if at > now]
 
 
+FEEDBACK_DELAY = timedelta(minutes=10)
+
+
+def feedback_request_time(ends_at: datetime) -> datetime:
+    """People are asked about a session ten minutes after it ends."""
+    return ends_at + FEEDBACK_DELAY
+
+
 def backoff(attempts: int, base: timedelta) -> timedelta:
     """Delay before attempt `attempts + 1`: base, 2 base, 4 base, ... capped at an hour."""
     delay: timedelta = base * (2 ** max(attempts - 1, 0))
@@ -72,6 +80,37 @@ def local_time(at: datetime, timezone: str | None) -> str:
     zone = timezone or "UTC"
     local = at.astimezone(ZoneInfo(zone))
     return f"{local:%A} {local.day} {local:%B %Y, %H:%M} ({zone})"
+
+
+def local_span(starts_at: datetime, ends_at: datetime, timezone: str | None) -> str:
+    """`Wednesday 3 March 2027, 10:30-11:00 (Europe/London)`; the end's date if it differs."""
+    zone = timezone or "UTC"
+    start = starts_at.astimezone(ZoneInfo(zone))
+    end = ends_at.astimezone(ZoneInfo(zone))
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%A} {end.day} {end:%B, %H:%M}"
+    return f"{start:%A} {start.day} {start:%B %Y, %H:%M}\u2013{until} ({zone})"
+
+
+# Tags are lower-case with dashes (CONTRACT section 3); these read better in capitals.
+_ACRONYMS = frozenset(
+    {"ai", "ml", "ux", "ui", "api", "apis", "hr", "it", "esg", "seo", "crm", "erp", "sql"}
+    | {"okr", "okrs", "kpi", "kpis", "b2b", "b2c", "ar", "vr", "ci", "cd", "iot", "llm", "llms"}
+    | {"gdpr", "dei", "pr", "qa", "saas"}
+)
+
+
+def readable(tag: str) -> str:
+    """`generative-ai` -> `generative AI`: a tag as words a person reads."""
+    words = tag.replace("_", "-").split("-")
+    return " ".join(w.upper() if w in _ACRONYMS else w for w in words if w)
+
+
+def readable_list(tags: list[str] | tuple[str, ...]) -> str:
+    """`generative AI, leadership and public speaking`."""
+    words = [readable(t) for t in tags]
+    if len(words) <= 1:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")

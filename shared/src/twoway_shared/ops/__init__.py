@@ -1,0 +1,1 @@
+"""Operator tooling: inputs of the Helm chart generated from the contract, dead-letter tools."""
