@@ -22,7 +22,11 @@ from twoway_progress.dashboard import dashboard_routes
 from twoway_shared.contract import EVENT_MODELS
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.contract.values import rfc3339
+from twoway_shared.localstack.proxy import create_proxy
+from twoway_shared.platform.auth import ProviderKeys, TokenVerifier
+from twoway_shared.platform.http import Guard
 from twoway_shared.testing.handlers import HandlerBench
+from twoway_shared.testing.oidc import TestProvider
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -185,10 +189,15 @@ def free_port() -> socket.socket:
     return sock
 
 
+def guard_of(oidc: TestProvider) -> Guard:
+    """The platform's bearer-token guard, trusting the test's OpenID Connect provider."""
+    verifier = TokenVerifier(ProviderKeys(oidc.issuer), audience=oidc.audience, roles_claim="roles")
+    return Guard(verifier)
+
+
 @asynccontextmanager
-async def serving(pool: asyncpg.Pool) -> AsyncIterator[str]:
-    """Progress's read API and dashboard on a real HTTP port; yields the base URL."""
-    app = Starlette(routes=[*read_routes(pool), *dashboard_routes(pool)])
+async def serve(app: Starlette) -> AsyncIterator[str]:
+    """`app` on a free local port; yields its base URL."""
     sock = free_port()
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -205,6 +214,12 @@ async def serving(pool: asyncpg.Pool) -> AsyncIterator[str]:
         sock.close()
 
 
+def service_app(pool: asyncpg.Pool, guard: Guard) -> Starlette:
+    """Progress's read API and dashboard behind the platform's guard, as the service runs them."""
+    routes = [*read_routes(pool), *dashboard_routes(pool)]
+    return Starlette(routes=[guard.guarded(route) for route in routes])
+
+
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
@@ -215,3 +230,10 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def proxy(upstream: str, token: str) -> AsyncIterator[str]:
+    """The local authenticating proxy in front of `upstream`, signed in with `token`."""
+    async with serve(create_proxy(upstream, lambda: token)) as base:
+        yield base

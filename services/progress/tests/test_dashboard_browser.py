@@ -18,12 +18,16 @@ from dashboard_support import (
     SECRET_COMMENT,
     Programme,
     chromium,
-    serving,
+    guard_of,
+    proxy,
+    serve,
+    service_app,
 )
 from playwright.async_api import Browser, Page
 from twoway_progress.app import create_spec
 from twoway_progress.dashboard import CSP
 from twoway_shared.testing.handlers import HandlerBench
+from twoway_shared.testing.oidc import TestProvider
 
 pytestmark = pytest.mark.infra
 
@@ -32,12 +36,32 @@ SCREENSHOTS = os.environ.get("TWOWAY_DASHBOARD_SCREENSHOTS")
 
 
 @pytest.fixture
-async def site(service_dsns: dict[str, str]) -> AsyncIterator[str]:
+async def site(service_dsns: dict[str, str], oidc: TestProvider) -> AsyncIterator[str]:
     async with HandlerBench.open(create_spec(), service_dsns["progress"]) as bench:
         await Programme(bench).fill()
         await Programme(bench, OTHER_PROGRAMME).fill()
-        async with serving(bench.pool) as base:
+        async with serve(service_app(bench.pool, guard_of(oidc))) as base:
             yield base
+
+
+@pytest.fixture
+async def coordinator(site: str, oidc: TestProvider) -> AsyncIterator[str]:
+    """The dashboard as RM-DASH's manager sees it through the enterprise's proxy."""
+    async with proxy(site, oidc.mint([f"twoway.manager:{PROGRAMME}"])) as base:
+        yield base
+
+
+def bearer(token: str) -> dict[str, str]:
+    """What the enterprise's authenticating proxy adds to every request it forwards."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def manager(oidc: TestProvider, programme_id: str = PROGRAMME) -> dict[str, str]:
+    return bearer(oidc.mint([f"twoway.manager:{programme_id}"]))
+
+
+def reader(oidc: TestProvider) -> dict[str, str]:
+    return bearer(oidc.mint(["twoway.reader"]))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +86,7 @@ async def table(page: Page, key: str) -> list[list[str]]:
 
 
 async def test_the_dashboard_shows_the_read_apis_numbers_in_a_real_browser(
-    site: str, browser: Browser, tmp_path: Path
+    site: str, coordinator: str, browser: Browser, oidc: TestProvider, tmp_path: Path
 ) -> None:
     context = await browser.new_context(
         viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin", accept_downloads=True
@@ -74,13 +98,14 @@ async def test_the_dashboard_shows_the_read_apis_numbers_in_a_real_browser(
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
 
-    listing = await page.goto(f"{site}/programmes")
+    listing = await page.goto(f"{coordinator}/programmes")
     assert listing is not None
     assert listing.status == 200
     await page.wait_for_url("**tz=Europe%2FBerlin**")  # the page's own script set the zone
+    assert OTHER_PROGRAMME not in await page.content()  # a manager sees their programme only
     await page.click(f"text=Digital Leaders {PROGRAMME}")
     await page.wait_for_selector("#chart-funnel")
-    assert page.url == f"{site}/programmes/{PROGRAMME}/dashboard?tz=Europe%2FBerlin"
+    assert page.url == f"{coordinator}/programmes/{PROGRAMME}/dashboard?tz=Europe%2FBerlin"
     assert await page.inner_text("#zone") == "Europe/Berlin"
     assert await page.title() == f"Digital Leaders {PROGRAMME} · Twoway dashboard"
 
@@ -88,8 +113,8 @@ async def test_the_dashboard_shows_the_read_apis_numbers_in_a_real_browser(
     assert response.headers["content-security-policy"] == CSP
 
     # Every figure on the page equals the read API's.
-    async with httpx.AsyncClient(base_url=site) as client:
-        health = (await client.get(f"/programmes/{PROGRAMME}/health")).json()
+    async with httpx.AsyncClient(base_url=site, headers=reader(oidc)) as client:
+        health = (await client.get(f"/programmes/{PROGRAMME}/health")).raise_for_status().json()
     shown = await page.eval_on_selector_all(
         "[data-figure]", "els => els.map(e => [e.dataset.figure, e.textContent.trim()])"
     )
@@ -148,7 +173,7 @@ async def test_the_dashboard_shows_the_read_apis_numbers_in_a_real_browser(
 
     # Nothing was requested from anywhere but the service, and nothing was refused or broke.
     assert requests
-    assert all(url.startswith(site + "/") for url in requests), requests
+    assert all(url.startswith(coordinator + "/") for url in requests), requests
     assert problems == [], requests
 
     if SCREENSHOTS:
@@ -157,13 +182,13 @@ async def test_the_dashboard_shows_the_read_apis_numbers_in_a_real_browser(
 
 
 async def test_the_dashboard_is_usable_at_phone_width_and_by_keyboard(
-    site: str, browser: Browser
+    coordinator: str, browser: Browser
 ) -> None:
     context = await browser.new_context(
         viewport={"width": 390, "height": 844}, timezone_id="Europe/London", is_mobile=True
     )
     page = await context.new_page()
-    await page.goto(f"{site}/programmes/{PROGRAMME}/dashboard")
+    await page.goto(f"{coordinator}/programmes/{PROGRAMME}/dashboard")
     await page.wait_for_url("**tz=Europe%2FLondon**")
     await page.wait_for_selector("#chart-health")
     # No sideways scrolling of the page; wide tables scroll inside their own region.
@@ -201,8 +226,12 @@ async def test_the_dashboard_is_usable_at_phone_width_and_by_keyboard(
     await context.close()
 
 
-async def test_axe_core_finds_no_serious_violation(site: str, browser: Browser) -> None:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+async def test_axe_core_finds_no_serious_violation(
+    site: str, browser: Browser, oidc: TestProvider
+) -> None:
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, extra_http_headers=reader(oidc)
+    )
     page = await context.new_page()
     for path in ("/programmes?tz=UTC", f"/programmes/{PROGRAMME}/dashboard?tz=UTC"):
         await page.goto(site + path)
@@ -219,14 +248,38 @@ async def test_axe_core_finds_no_serious_violation(site: str, browser: Browser) 
     await context.close()
 
 
-async def test_unknown_programme_and_table_are_404(site: str) -> None:
+async def test_a_manager_of_another_programme_is_refused(
+    site: str, browser: Browser, oidc: TestProvider
+) -> None:
+    context = await browser.new_context(extra_http_headers=manager(oidc, OTHER_PROGRAMME))
+    page = await context.new_page()
+    for path in (
+        f"/programmes/{PROGRAMME}/dashboard?tz=UTC",
+        f"/programmes/{PROGRAMME}/dashboard/funnel.csv",
+        "/programmes/NOT-EVEN-THERE/dashboard",
+    ):
+        refused = await page.request.get(site + path)
+        assert refused.status == 403, path
+        assert PROGRAMME not in await refused.text()
+    shown = await page.goto(f"{site}/programmes/{OTHER_PROGRAMME}/dashboard?tz=UTC")
+    assert shown is not None
+    assert shown.status == 200
+    await context.close()
     async with httpx.AsyncClient(base_url=site) as client:
+        anonymous = await client.get(f"/programmes/{PROGRAMME}/dashboard")
+        no_role = await client.get("/programmes", headers=bearer(oidc.mint(["someone.else"])))
+        listing = await client.get("/programmes", headers=reader(oidc))
+    assert anonymous.status_code == 401
+    assert no_role.status_code == 403
+    assert PROGRAMME in listing.text  # a reader sees every programme
+    assert OTHER_PROGRAMME in listing.text
+
+
+async def test_unknown_programme_and_table_are_404(site: str, oidc: TestProvider) -> None:
+    async with httpx.AsyncClient(base_url=site, headers=reader(oidc)) as client:
         missing = await client.get("/programmes/NOPE/dashboard")
         table_missing = await client.get(f"/programmes/{PROGRAMME}/dashboard/nope.csv")
         asset_missing = await client.get("/dashboard/static/../app.py")
-        listing = await client.get("/programmes")
     assert missing.status_code == 404
     assert table_missing.status_code == 404
     assert asset_missing.status_code == 404
-    assert PROGRAMME in listing.text
-    assert OTHER_PROGRAMME in listing.text

@@ -16,7 +16,7 @@ import asyncpg
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from twoway_shared.contract import Event
 from twoway_shared.contract.events import (
     NotificationFailed,
@@ -24,6 +24,7 @@ from twoway_shared.contract.events import (
     PairDeclined,
     PairProposed,
 )
+from twoway_shared.platform.http import ANY_ROLE, principal_of, programme_access, read_route
 from twoway_shared.platform.runtime import Runtime
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -313,6 +314,9 @@ def dashboard_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
         _, zone_name = _zone(request)
         async with pool.acquire() as conn:
             known = await DashboardStorage(conn).programmes()
+        principal = principal_of(request)
+        if principal is not None and not principal.reader:  # a manager: their programmes
+            known = [(pid, name) for pid, name in known if principal.manages(pid)]
         query = "?" + urlencode({"tz": zone_name}) if "tz" in request.query_params else ""
         return _html("programmes.html", programmes=known, query=query, zone=zone_name)
 
@@ -369,11 +373,17 @@ def dashboard_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             headers={**SECURITY_HEADERS, "Cache-Control": "max-age=300"},
         )
 
+    # A programme's pages: its manager or a reader (decided from the path, before any look-up).
+    # The list and the assets: any Twoway role; the proxy sends the token with every request.
     return [
-        Route("/programmes", programmes),
-        Route("/programmes/{programme_id}/dashboard", dashboard),
-        Route("/programmes/{programme_id}/dashboard/{table}.csv", table_csv),
-        Route("/dashboard/static/{name}", asset),
+        read_route("/programmes", programmes, access=ANY_ROLE),
+        read_route("/programmes/{programme_id}/dashboard", dashboard, access=programme_access()),
+        read_route(
+            "/programmes/{programme_id}/dashboard/{table}.csv",
+            table_csv,
+            access=programme_access(),
+        ),
+        read_route("/dashboard/static/{name}", asset, access=ANY_ROLE),
     ]
 
 
