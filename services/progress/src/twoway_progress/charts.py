@@ -79,7 +79,7 @@ def weekly_chart(
         else max((values[i] for _, values in series), default=0)
         for i in range(len(labels))
     ]
-    top = max(totals, default=0) or 1
+    top = max(4, -(-max(totals, default=0) // 4) * 4)  # whole numbers on the gridlines
     body = []
     for step in range(5):  # gridlines with their values
         value = top * step / 4

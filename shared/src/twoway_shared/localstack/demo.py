@@ -29,6 +29,8 @@ from twoway_shared.contract import (
 )
 from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
 from twoway_shared.localstack.dev import (
+    COORDINATOR_CLIENT_ID,
+    DASHBOARD_PORT,
     HTTP_PORTS,
     READER_CLIENT_ID,
     ServiceProcess,
@@ -41,6 +43,7 @@ from twoway_shared.localstack.dev import (
 )
 from twoway_shared.localstack.mailsink import MailSink
 from twoway_shared.localstack.oidc import ProviderProcess
+from twoway_shared.localstack.proxy import CachedToken, ProxyThread
 from twoway_shared.localstack.stack import LocalStack
 from twoway_shared.platform.roles import provision
 from twoway_shared.testing.kafka import TopicReader, ToSend, publish
@@ -224,6 +227,20 @@ def report(
     console.print(link["url"], soft_wrap=True)
 
 
+def open_dashboard(provider: ProviderProcess, programme_id: str) -> ProxyThread:
+    """The local stand-in for the enterprise's authenticating proxy, signed in as the
+    programme's coordinator, in front of progress; prints the dashboard's address."""
+    token = CachedToken(lambda: provider.token(COORDINATOR_CLIENT_ID))
+    proxy = ProxyThread(DASHBOARD_PORT, f"http://127.0.0.1:{HTTP_PORTS['progress']}", token)
+    proxy.start()
+    console.print(
+        f"The coordinators' dashboard of {programme_id}, opened as its manager through a local "
+        "authenticating proxy (any browser on this machine):"
+    )
+    console.print(f"{proxy.url}/programmes/{programme_id}/dashboard", soft_wrap=True)
+    return proxy
+
+
 def run_demo(
     *,
     n: int,
@@ -247,7 +264,8 @@ def run_demo(
     sink = MailSink(root / "mail", port=smtp_port)
     sink.start()
     console.print(f"Starting the local OpenID Connect provider ({oidc_port}) ...")
-    provider = start_provider(root, oidc_port)
+    programme_id = "RM-DEMO"
+    provider = start_provider(root, oidc_port, managed=[programme_id])
     extra = {
         "TWOWAY_SMTP_HOST": "127.0.0.1",
         "TWOWAY_SMTP_PORT": str(smtp_port),
@@ -255,12 +273,12 @@ def run_demo(
         **security_env(root, provider),
     }
     services: list[ServiceProcess] = []
+    dashboard: ProxyThread | None = None
     code = 0
     try:
         services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra)
         wait_ready(services)
         console.print("The services are ready. Publishing a synthetic programme ...")
-        programme_id = "RM-DEMO"
         cohort = generate_cohort(n, seed=seed, programme_id=programme_id)
         asyncio.run(publish_programme(info.kafka_bootstrap, programme_id, cohort))
         tally = asyncio.run(watch(info.kafka_bootstrap, len(cohort), timeout))
@@ -272,6 +290,7 @@ def run_demo(
         token = provider.token(READER_CLIENT_ID)
         health = programme_health(HTTP_PORTS["progress"], programme_id, token)
         console.print(health_section(health, progress))
+        dashboard = open_dashboard(provider, programme_id)
         if not tally.settled():
             console.print(
                 f"[yellow]Not everything settled within {timeout:.0f} s; see {root / 'logs'}[/]"
@@ -283,6 +302,8 @@ def run_demo(
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         console.print("Stopping ...")
+        if dashboard is not None:
+            dashboard.stop()
         code = stop_services(services) or code
         provider.stop()
         sink.stop()
