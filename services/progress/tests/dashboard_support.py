@@ -17,8 +17,8 @@ import uvicorn
 from playwright.async_api import Browser, async_playwright
 from pydantic import BaseModel
 from starlette.applications import Starlette
-from twoway_progress.read_api import read_routes
 from twoway_progress.dashboard import dashboard_routes
+from twoway_progress.read_api import read_routes
 from twoway_shared.contract import EVENT_MODELS
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.contract.values import rfc3339
