@@ -18,8 +18,9 @@ help:
 	@echo "make shim       put twoway, twoway-stack and twoway-dev on your PATH (~/.local/bin)"
 	@echo "make chart-inputs  regenerate the Helm chart's Kafka access list and dashboard"
 
-# Java, Maven and PostgreSQL come from Debian's packages when missing (CI runs as root), and
-# khal, a calendar application the invitation tests import into (skipped without it).
+# Java, Maven, PostgreSQL, Chromium (the dashboard's browser tests) and npm come from Debian's
+# packages when missing (CI runs as root), and khal, a calendar application the invitation
+# tests import into (skipped without it).
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
@@ -27,6 +28,7 @@ system-deps:
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	{ command -v khal >/dev/null || [ "$$(id -u)" != 0 ]; } || missing="$$missing khal"; \
 	if [ -n "$$missing" ]; then \
@@ -37,6 +39,8 @@ system-deps:
 install: system-deps
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	$(UV) sync --all-packages --frozen -q
+	@test -f tests/browser/node_modules/axe-core/axe.min.js || \
+	  npm install --prefix tests/browser --no-package-lock --no-audit --no-fund --loglevel=error
 
 # Ralph (France Université Numérique's LRS) in its own virtualenv, for the xAPI tests.
 RALPH_DIR := .stack/tools/ralph

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 from twoway_shared.contract import Topic
 from twoway_shared.contract.events import (
+    NotificationFailed,
+    NotificationSent,
     PairConfirmed,
     PairDeclined,
     PairEnded,
@@ -29,7 +31,7 @@ from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.migrations import migrations_dir
 from twoway_shared.platform.runtime import ServiceSpec
 
-from twoway_progress import handlers, read_api
+from twoway_progress import dashboard, handlers, read_api
 from twoway_progress.workers import WorkerOptions, statement_worker, timer_worker
 
 MIGRATIONS = migrations_dir(__file__)
@@ -49,12 +51,16 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     SessionBookingFailed: handlers.on_booking_failed,
     SessionFeedbackSubmitted: handlers.on_feedback_submitted,
     PairGoalsSet: handlers.on_goals_set,
+    # The coordinators' dashboard: proposals, declines and email deliveries.
+    PairProposed: dashboard.on_pair_proposed,
+    PairDeclined: dashboard.on_pair_declined,
+    NotificationSent: dashboard.on_notification_sent,
+    NotificationFailed: dashboard.on_notification_failed,
 }
-# Progress follows confirmed pairs only; rounds, proposals and rejected requests change nothing.
+# Progress follows confirmed pairs (proposals only feed the dashboard); rounds and rejected
+# requests change nothing.
 IGNORES = (
     ProgrammeMatchingRequested,
-    PairProposed,
-    PairDeclined,
     PairResponseRejected,
     SessionRequestRejected,
 )
@@ -70,11 +76,12 @@ def create_spec(options: WorkerOptions | None = None) -> ServiceSpec:
             Topic.PAIRS,
             Topic.SESSIONS,
             Topic.FEEDBACK,
+            Topic.NOTIFICATIONS,
         ),
         produces=(Topic.PROGRESS,),
         handlers=HANDLERS,
         ignores=IGNORES,
         migrations_dir=MIGRATIONS,
-        routes=read_api.routes,
+        routes=lambda runtime: [*read_api.routes(runtime), *dashboard.routes(runtime)],
         workers=(timer_worker(options), statement_worker(options)),
     )

@@ -24,7 +24,14 @@ SERVICE_TOPICS: dict[str, tuple[tuple[Topic, ...], tuple[Topic, ...]]] = {
         (Topic.NOTIFICATIONS,),
     ),
     "progress": (
-        (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS, Topic.FEEDBACK),
+        (
+            Topic.PROGRAMMES,
+            Topic.ENROLMENTS,
+            Topic.PAIRS,
+            Topic.SESSIONS,
+            Topic.FEEDBACK,
+            Topic.NOTIFICATIONS,
+        ),
         (Topic.PROGRESS,),
     ),
 }

@@ -40,7 +40,7 @@ OPERATIONS: tuple[tuple[str, str, tuple[Topic, ...]], ...] = (
                                   Topic.SESSIONS, Topic.PROGRESS)),
     ("notifications", "send", (Topic.NOTIFICATIONS, Topic.DEADLETTER)),
     ("progress", "receive", (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS,
-                             Topic.FEEDBACK)),
+                             Topic.FEEDBACK, Topic.NOTIFICATIONS)),
     ("progress", "send", (Topic.PROGRESS, Topic.DEADLETTER)),
     ("admin-portal", "send", (Topic.PROGRAMMES,)),
     ("hr-portals", "send", (Topic.ENROLMENTS,)),

@@ -30,6 +30,8 @@ from twoway_shared.contract import (
 )
 from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
 from twoway_shared.localstack.dev import (
+    COORDINATOR_CLIENT_ID,
+    DASHBOARD_PORT,
     HTTP_PORTS,
     OIDC_PORT,
     READER_CLIENT_ID,
@@ -44,6 +46,7 @@ from twoway_shared.localstack.dev import (
 )
 from twoway_shared.localstack.mailsink import MailSink
 from twoway_shared.localstack.oidc import ProviderProcess
+from twoway_shared.localstack.proxy import CachedToken, ProxyThread
 from twoway_shared.localstack.report import ReportData, Tally, print_report, write_csv
 from twoway_shared.localstack.stack import HOLD_FILE, LocalStack, hold, repo_root
 from twoway_shared.platform.roles import provision
@@ -237,6 +240,22 @@ def clear_previous(root: Path, stack: LocalStack) -> None:
             entry.unlink()
 
 
+def open_dashboard(
+    provider: ProviderProcess, programme_id: str, ports: dict[str, int] = HTTP_PORTS
+) -> ProxyThread:
+    """The local stand-in for the enterprise's authenticating proxy, signed in as the
+    programme's coordinator, in front of progress; prints the dashboard's address."""
+    token = CachedToken(lambda: provider.token(COORDINATOR_CLIENT_ID))
+    proxy = ProxyThread(DASHBOARD_PORT, f"http://127.0.0.1:{ports['progress']}", token)
+    proxy.start()
+    console.print(
+        f"The coordinators' dashboard of {programme_id}, opened as its manager through a local "
+        "authenticating proxy (any browser on this machine):"
+    )
+    console.print(f"{proxy.url}/programmes/{programme_id}/dashboard", soft_wrap=True)
+    return proxy
+
+
 def run_demo(
     *,
     n: int,
@@ -287,13 +306,14 @@ def _run(
     code = 0
     services: list[ServiceProcess] = []
     provider: ProviderProcess | None = None
+    dashboard: ProxyThread | None = None
     try:
         # Inside the try: when half the stack starts and the other half fails, both stop.
         info = stack.up()
         dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
         sink.start()
         console.print(f"Starting the local OpenID Connect provider ({oidc_port}) ...")
-        provider = start_provider(root, oidc_port)
+        provider = start_provider(root, oidc_port, managed=[PROGRAMME_ID])
         extra.update(security_env(root, provider, ports))
         services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra, ports)
         wait_ready(services)
@@ -314,6 +334,7 @@ def _run(
         recorder = Console(record=True, width=110)
         print_report(data, recorder)
         recorder.print(health_section(health, progress))
+        dashboard = open_dashboard(provider, programme.programme_id, ports)
         # DejaVu Sans Mono's advance (0.602 em), so converters without Fira Code line up too.
         recorder.save_svg(
             str(root / "report.svg"), title="twoway-dev demo", font_aspect_ratio=0.602
@@ -343,6 +364,8 @@ def _run(
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         console.print("Stopping ...")
+        if dashboard is not None:
+            dashboard.stop()
         code = stop_services(services) or code
         if provider is not None:
             provider.stop()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from twoway_shared.testing.infra import SERVICES, repo_root
 
 HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083, "progress": 8084}
 OIDC_PORT = 8180
+DASHBOARD_PORT = 8190
+"""The local authenticating proxy in front of progress's dashboard (`make demo`)."""
+COORDINATOR_CLIENT_ID = "twoway-local-coordinator"
 READER_CLIENT_ID = "twoway-local-reader"
 
 
@@ -53,11 +57,15 @@ def service_env(kafka: str, dsn: str, http_port: int, extra: dict[str, str]) -> 
     return env
 
 
-def start_provider(root: Path, port: int) -> ProviderProcess:
-    """The local OpenID Connect provider, with one client whose tokens carry `twoway.reader`."""
+def start_provider(root: Path, port: int, managed: Sequence[str] = ()) -> ProviderProcess:
+    """The local OpenID Connect provider, with one client whose tokens carry `twoway.reader`
+    and, when `managed` names programmes, a coordinator client that manages those."""
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    reader = Client(READER_CLIENT_ID, secrets.token_urlsafe(24), ("twoway.reader",))
-    provider = ProviderProcess(port, clients=[reader], log_path=root / "logs" / "oidc.log")
+    clients = [Client(READER_CLIENT_ID, secrets.token_urlsafe(24), ("twoway.reader",))]
+    if managed:
+        roles = tuple(f"twoway.manager:{programme_id}" for programme_id in managed)
+        clients.append(Client(COORDINATOR_CLIENT_ID, secrets.token_urlsafe(24), roles))
+    provider = ProviderProcess(port, clients=clients, log_path=root / "logs" / "oidc.log")
     provider.start()
     return provider
 

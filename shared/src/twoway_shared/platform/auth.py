@@ -60,6 +60,10 @@ class Principal:
     def manages(self, programme_id: str) -> bool:
         return f"{MANAGER_ROLE_PREFIX}{programme_id}" in self.roles
 
+    @property
+    def manages_any(self) -> bool:
+        return any(role.startswith(MANAGER_ROLE_PREFIX) for role in self.roles)
+
 
 class ProviderKeys:
     """The issuer's signing keys by `kid`, found via its discovery document and cached."""

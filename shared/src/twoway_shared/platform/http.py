@@ -44,11 +44,15 @@ class Access:
     """Path parameter naming a programme whose `twoway.manager:<id>` may also read it."""
     capability: bool = False
     """No token: the URL itself is the secret (calendar feeds by token)."""
+    any_role: bool = False
+    """`twoway.reader` or any programme's manager; the endpoint narrows what it shows with
+    `principal_of(request)` (a list of the programmes the caller may see)."""
 
 
 READER = Access()
 """Needs `twoway.reader`."""
 CAPABILITY = Access(capability=True)
+ANY_ROLE = Access(any_role=True)
 
 
 def programme_access(param: str = "programme_id") -> Access:
@@ -129,7 +133,10 @@ class Guard:
             return JSONResponse(
                 {"error": "unavailable"}, status_code=503, headers={"Retry-After": "30"}
             )
-        return None if _may_read(principal, access, request) else _forbidden()
+        if not _may_read(principal, access, request):
+            return _forbidden()
+        request.state.principal = principal
+        return None
 
     def guarded(self, route: BaseRoute) -> BaseRoute:
         """The route with this guard in front of its endpoint."""
@@ -154,9 +161,18 @@ class Guard:
         return Route(route.path, guarded_endpoint, methods=methods, name=route.name)
 
 
+def principal_of(request: Request) -> Principal | None:
+    """Who the guard let through; None when nobody was checked (`TWOWAY_AUTH_DISABLED`, or a
+    route served without the guard in a test), which reads as: may see everything."""
+    found = getattr(request.state, "principal", None)
+    return found if isinstance(found, Principal) else None
+
+
 def _may_read(principal: Principal, access: Access, request: Request) -> bool:
     if principal.reader:
         return True
+    if access.any_role:
+        return principal.manages_any
     if access.programme_param is None:
         return False
     # Decided from the path alone, before anything is looked up: another programme's
