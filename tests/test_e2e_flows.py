@@ -32,7 +32,14 @@ from twoway_shared.contract import (
 )
 from twoway_shared.testing.calendar_client import CalendarClient, expand
 from twoway_shared.testing.infra import SERVICES, Infra
-from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.kafka import (
+    Received,
+    TopicReader,
+    ToSend,
+    client_options,
+    eventually,
+    publish,
+)
 from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.toolkit.generate import generate_cohort
 
@@ -84,7 +91,7 @@ async def stack(
     """One running set of the three services for the whole module (each test its own ids),
     trusting the session's OpenID Connect provider for read-API tokens."""
     root = tmp_path_factory.mktemp("e2e")
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc=oidc) as stack:
+    async with running_stack(infra, root, oidc=oidc) as stack:
         yield stack
 
 
@@ -739,10 +746,10 @@ async def rewind(stack: Stack, service: str) -> None:
     """Commit offset 0 for every input partition of a stopped service's consumer group."""
     group = f"{stack.prefix}{service}"
     topics = [stack.topic(t) for t in CONSUMES[service]]
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka)
+    admin = AIOKafkaAdminClient(**client_options(stack.kafka))
     await admin.start()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka, group_id=group, enable_auto_commit=False
+        **client_options(stack.kafka), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -811,7 +818,7 @@ async def test_records_over_one_mib_are_dead_lettered(stack: Stack, view: View) 
     ]
     assert all(len(r.value or b"") > 1024 * 1024 for r in big)
     producer = AIOKafkaProducer(
-        bootstrap_servers=stack.kafka, compression_type="gzip", max_request_size=4 * 1024 * 1024
+        **client_options(stack.kafka), compression_type="gzip", max_request_size=4 * 1024 * 1024
     )
     await producer.start()
     try:

@@ -36,6 +36,7 @@ from twoway_shared.testing.kafka import (
     publish,
     wait_until_consumed,
 )
+from twoway_shared.testing.service import with_migration_url
 
 pytestmark = pytest.mark.infra
 
@@ -91,12 +92,15 @@ def make_spec(tmp_path: Path, recorder: Recorder) -> ServiceSpec:
 
 
 def settings_for(infra: Infra, dsn: str, prefix: str) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        database_url=dsn,
-        topic_prefix=prefix,
-        topic_partitions=3,
-        http_port=0,
+    # The platform's own tests echo to topics no service writes: they run as the super-user.
+    return with_migration_url(
+        Settings(
+            **infra.kafka_settings("admin"),
+            database_url=dsn,
+            topic_prefix=prefix,
+            topic_partitions=3,
+            http_port=0,
+        )
     )
 
 
@@ -275,10 +279,10 @@ async def test_handler_effects_carry_causation(
 
 
 async def test_two_concurrent_migrations_both_succeed(
-    service_dsns: dict[str, str], tmp_path: Path
+    migration_dsn_of: dict[str, str], tmp_path: Path
 ) -> None:
     spec = make_spec(tmp_path, Recorder())
-    dsn = service_dsns["matching"]
+    dsn = migration_dsn_of["matching"]
     runs = await asyncio.gather(*(migrate(dsn, "matching", spec.migrations()) for _ in range(2)))
     assert sorted(len(r) for r in runs) == [0, len(spec.migrations())]
     assert await migrate(dsn, "matching", spec.migrations()) == []
@@ -288,12 +292,12 @@ async def test_topics_are_created_with_configured_partitions(
     infra: Infra, topic_prefix: str
 ) -> None:
     settings = Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, topic_partitions=4
+        **infra.kafka_settings("admin"), topic_prefix=topic_prefix, topic_partitions=4
     )
     names = [settings.topic(Topic.PAIRS), settings.topic(Topic.SESSIONS)]
     await ensure_topics(settings, names)
     await ensure_topics(settings, names)  # idempotent
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
     await admin.start()
     try:
         described = await admin.describe_topics(names)

@@ -134,7 +134,7 @@ async def harness(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
     settings = MatchingServiceSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("matching"),
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
         topic_partitions=2,
@@ -382,7 +382,7 @@ async def test_two_instances_never_break_capacity(
 ) -> None:
     """Both instances run rounds; the per-programme lock keeps every person within capacity."""
     settings = MatchingServiceSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("matching"),
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
         topic_partitions=4,

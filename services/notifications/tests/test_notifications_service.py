@@ -168,7 +168,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     sink, port = smtp
     settings = NotificationsSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("notifications"),
         database_url=service_dsns["notifications"],
         topic_prefix=topic_prefix,
         topic_partitions=3,

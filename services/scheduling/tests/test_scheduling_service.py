@@ -108,7 +108,7 @@ async def service(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
     settings = SchedulingSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("scheduling"),
         database_url=service_dsns["scheduling"],
         topic_prefix=topic_prefix,
         topic_partitions=3,
@@ -383,7 +383,7 @@ async def test_two_instances_never_double_book_a_mentor(
 ) -> None:
     """Pairs of one mentor confirmed at once on two instances get non-overlapping series."""
     settings = SchedulingSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("scheduling"),
         database_url=service_dsns["scheduling"],
         topic_prefix=topic_prefix,
         topic_partitions=4,

@@ -46,7 +46,7 @@ from twoway_shared.localstack.oidc import ProviderProcess
 from twoway_shared.localstack.proxy import CachedToken, ProxyThread
 from twoway_shared.localstack.stack import LocalStack
 from twoway_shared.platform.roles import provision
-from twoway_shared.testing.kafka import TopicReader, ToSend, publish
+from twoway_shared.testing.kafka import TopicReader, ToSend, authenticate, publish
 from twoway_shared.toolkit.generate import generate_cohort
 
 PREFIX = "twoway."
@@ -260,7 +260,9 @@ def run_demo(
         shutil.rmtree(root)
     console.print(f"Starting Kafka ({kafka_port}) and PostgreSQL ({pg_port}) ...")
     info = stack.up()
-    dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+    asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+    # The demo publishes and watches as the Kafka super-user; services run as themselves.
+    authenticate(info.kafka_bootstrap, info.kafka_client_options())
     sink = MailSink(root / "mail", port=smtp_port)
     sink.start()
     console.print(f"Starting the local OpenID Connect provider ({oidc_port}) ...")
@@ -276,7 +278,7 @@ def run_demo(
     dashboard: ProxyThread | None = None
     code = 0
     try:
-        services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra)
+        services = start_services(info, root / "logs", extra)
         wait_ready(services)
         console.print("The services are ready. Publishing a synthetic programme ...")
         cohort = generate_cohort(n, seed=seed, programme_id=programme_id)

@@ -29,7 +29,14 @@ def security_of(settings: Settings) -> BaseSecurity | None:
         return None
     ssl_context = None
     if protocol in ("SSL", "SASL_SSL"):
-        ssl_context = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+        key_password = settings.kafka_ssl_key_password
+        ssl_context = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            # A client certificate makes it mutual TLS; the broker may map it to the principal.
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+            password=key_password.get_secret_value() if key_password else None,
+        )
     if protocol == "SSL":
         return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
     if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
