@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.partitioner import murmur2
 from prometheus_client import generate_latest
 from twoway_shared.contract import (
     CONTENT_TYPE,
@@ -205,6 +207,64 @@ async def test_offset_is_not_committed_before_success(
         )
     finally:
         await second.stop()
+
+
+async def test_a_failed_dead_letter_send_keeps_the_record_uncommitted(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    """Giving up on a record whose dead letter cannot be sent must not commit its offset."""
+    runtime, recorder = running
+    recorder.fail_times["p-poison"] = 10**6
+    assert runtime.processor is not None
+    dead_letters = runtime.processor._dead_letters
+    real_send = dead_letters._send
+    failed_sends: list[int] = []
+    outage = True
+
+    async def send_during_outage(*args: Any) -> None:
+        if outage:
+            failed_sends.append(1)
+            raise KafkaConnectionError("simulated: the dead-letter topic's leader is gone")
+        await real_send(*args)
+
+    dead_letters._send = send_during_outage  # type: ignore[method-assign]
+    topic, dlq = runtime.topic(Topic.PROGRAMMES), runtime.topic(Topic.DEADLETTER)
+    # On the poisoned record's partition, so the good record waits behind it.
+    partitions = runtime.settings.topic_partitions
+    home = murmur2(b"p-poison") & 0x7FFFFFFF
+    after = next(
+        f"p-after-{n}"
+        for n in range(1000)
+        if (murmur2(f"p-after-{n}".encode()) & 0x7FFFFFFF) % partitions == home % partitions
+    )
+    await publish(
+        infra.kafka_bootstrap,
+        [
+            ToSend(topic, record("p-poison"), b"p-poison"),
+            ToSend(topic, record(after), after.encode()),
+        ],
+    )
+
+    async def failures() -> int:
+        return len(failed_sends)
+
+    await eventually(failures, lambda n: n >= 2, timeout=60, what="two failed dead-letter sends")
+    group = runtime.settings.consumer_group("matching")
+    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    assert all(meta.offset <= 0 for tp, meta in committed.items() if tp.topic == topic)
+    assert after not in await effects(runtime)
+
+    outage = False
+    async with TopicReader(infra.kafka_bootstrap, [dlq]) as reader:
+        letters = await reader.wait_for(lambda r: len(r) >= 1, what="the dead letter")
+        await eventually(lambda: effects(runtime), lambda e: after in e, what="the next record")
+    assert [json.loads(r.value or b"")["data"]["programme_id"] for r in letters] == ["p-poison"]
+    assert b"service failed" in letters[0].headers["x-twoway-error"]
 
 
 async def test_invalid_record_is_dead_lettered_and_next_processed(
