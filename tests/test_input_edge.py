@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from twoway_matching.app import create_spec
 from twoway_matching.config import MatchingSettings
 from twoway_shared.contract import InvalidRecord, Topic, full_type, parse_record
@@ -131,7 +131,7 @@ def model_accepts(c: Case) -> bool:
 
 def schema_accepts(c: Case) -> bool:
     schema = json.loads((SCHEMAS / f"{full_type(c.event_type)}.json").read_text())
-    return Draft202012Validator(schema).is_valid(hostile_event(c))
+    return bool(Draft202012Validator(schema).is_valid(hostile_event(c)))
 
 
 @pytest.mark.parametrize("c", CORPUS, ids=[c.name for c in CORPUS])
@@ -183,19 +183,24 @@ async def test_each_hostile_record_is_dead_lettered_and_its_neighbours_are_proce
     enrolments, programmes = matching.topic(Topic.ENROLMENTS), matching.topic(Topic.PROGRAMMES)
     records: list[ToSend] = []
     for k, c in enumerate(ENROLMENT_CASES):
-        pid, rm = f"EDGE{k}", {"programme_id": "RM-EDGE"}
-        hostile = hostile_event(c, participant_id=pid, revision=1, **rm)
+        pid, edge = f"EDGE{k}", "RM-EDGE"
+        hostile = hostile_event(c, participant_id=pid, revision=1, programme_id=edge)
         records += [
-            ToSend(enrolments, good(E, participant_id=pid, revision=0, **rm), pid.encode()),
+            ToSend(
+                enrolments, good(E, participant_id=pid, revision=0, programme_id=edge), pid.encode()
+            ),
             ToSend(enrolments, orjson.dumps(hostile), pid.encode()),
-            ToSend(enrolments, good(E, participant_id=pid, revision=2, **rm), pid.encode()),
+            ToSend(
+                enrolments, good(E, participant_id=pid, revision=2, programme_id=edge), pid.encode()
+            ),
         ]
     for k, c in enumerate(PROGRAMME_CASES):
-        rm = f"RM-EDGE{k}"
+        programme = f"RM-EDGE{k}"
+        key = programme.encode()
         records += [
-            ToSend(programmes, good(C, programme_id=rm, name="before"), rm.encode()),
-            ToSend(programmes, orjson.dumps(hostile_event(c, programme_id=rm)), rm.encode()),
-            ToSend(programmes, good(C, programme_id=rm, name="after"), rm.encode()),
+            ToSend(programmes, good(C, programme_id=programme, name="before"), key),
+            ToSend(programmes, orjson.dumps(hostile_event(c, programme_id=programme)), key),
+            ToSend(programmes, good(C, programme_id=programme, name="after"), key),
         ]
     bad = len(ENROLMENT_CASES) + len(PROGRAMME_CASES)
     async with TopicReader(infra.kafka_bootstrap, [matching.topic(Topic.DEADLETTER)]) as dlq:

@@ -227,7 +227,7 @@ async def test_a_failed_dead_letter_send_keeps_the_record_uncommitted(
             raise KafkaConnectionError("simulated: the dead-letter topic's leader is gone")
         await real_send(*args)
 
-    dead_letters._send = send_during_outage  # type: ignore[method-assign]
+    dead_letters._send = send_during_outage  # type: ignore[method-assign,assignment]
     topic, dlq = runtime.topic(Topic.PROGRAMMES), runtime.topic(Topic.DEADLETTER)
     # On the poisoned record's partition, so the good record waits behind it.
     partitions = runtime.settings.topic_partitions
