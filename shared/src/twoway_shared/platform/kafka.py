@@ -17,6 +17,7 @@ from faststream.security import (
     SASLScram512,
 )
 
+from twoway_shared.contract.topics import TOPIC_CONFIGS, topic_of
 from twoway_shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,12 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
             cluster = await admin.describe_cluster()
             replication = max(1, min(3, len(cluster["brokers"])))
         new = [
-            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=replication)
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=replication,
+                topic_configs=_topic_configs(settings.topic_prefix, name),
+            )
             for name in missing
         ]
         try:
@@ -91,6 +97,11 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
         log.info("created topics", extra={"topics": missing})
     finally:
         await admin.close()
+
+
+def _topic_configs(prefix: str, name: str) -> dict[str, str]:
+    topic = topic_of(prefix, name)
+    return dict(TOPIC_CONFIGS.get(topic, {})) if topic is not None else {}
 
 
 def idempotent_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
