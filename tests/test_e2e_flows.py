@@ -377,6 +377,140 @@ async def test_withdrawal_cancels_tells_the_partner_repairs_and_erases(
     assert await personal_data_hits(stack, [mentor["email"]]), "the partner's data stays"
 
 
+async def every_column_hits(stack: Stack, needles: list[str]) -> dict[str, list[str]]:
+    """needle -> every `schema.table.column` of every schema whose text holds it (any case)."""
+    conn = await asyncpg.connect(stack.admin_dsn)
+    try:
+        columns = await conn.fetch(
+            """SELECT table_schema, table_name, column_name, data_type
+               FROM information_schema.columns JOIN information_schema.tables
+                    USING (table_catalog, table_schema, table_name)
+               WHERE table_type = 'BASE TABLE'
+                 AND table_schema NOT IN ('pg_catalog', 'information_schema')"""
+        )
+        hits: dict[str, list[str]] = {needle: [] for needle in needles}
+        for c in columns:
+            table = f'"{c["table_schema"]}"."{c["table_name"]}"'
+            name = f'"{c["column_name"]}"'
+            text = f"encode({name}, 'escape')" if c["data_type"] == "bytea" else f"{name}::text"
+            for needle in needles:
+                found = await conn.fetchval(
+                    f"SELECT count(*) FROM {table} WHERE {text} ILIKE $1", f"%{needle}%"
+                )
+                if found:
+                    hits[needle].append(f"{c['table_schema']}.{c['table_name']}.{name}")
+        return hits
+    finally:
+        await conn.close()
+
+
+# Where an erased person's id may stay: the keys that tie a pair's and its sessions' history
+# together for the partner (who they were paired with is the partner's data too), and the
+# withdrawal's own bookkeeping. Nothing there says anything about the person.
+ID_MAY_STAY = {
+    'matching.participants."participant_id"',
+    'matching.pairs."mentor_id"',
+    'matching.pairs."mentee_id"',
+    'matching.pairs."pair_id"',
+    'matching.pairs."closed_by"',
+    'scheduling.participants."participant_id"',
+    'scheduling.pairs."mentor_id"',
+    'scheduling.pairs."mentee_id"',
+    'scheduling.pairs."pair_id"',
+    'scheduling.sessions."mentor_id"',
+    'scheduling.sessions."mentee_id"',
+    'scheduling.sessions."pair_id"',
+    'notifications.participants."participant_id"',
+    'notifications.sessions."mentor_id"',
+    'notifications.sessions."mentee_id"',
+    'notifications.sessions."pair_id"',
+    'notifications.messages."participant_id"',
+    'notifications.messages."partner_id"',
+    'notifications.messages."pair_id"',
+    'notifications.messages."group_key"',
+}
+
+
+async def test_erasure_leaves_no_value_of_the_profile_in_any_schema(
+    stack: Stack, view: View
+) -> None:
+    """Every value of the erased profile (and their rating's comment) is searched for in every
+    column of every schema; only the id stays, and only in the keys of shared history."""
+    programme_id = "E2E-ERASE"
+    tag = uuid.uuid4().hex[:8]
+    leaver_id, mentor_id = f"X{tag}E", f"X{tag}M"
+    mentor = person(mentor_id, programme_id, "mentor")
+    leaver = person(leaver_id, programme_id, "mentee", name=f"Ottilie Brandvold{tag}")
+    leaver.update(
+        email=f"ottilie.{tag}@example.org",
+        department=f"Treasury{tag}",
+        location=f"Tromso{tag}",
+        manager_id=f"MGR{tag}",
+        offers=["leadership", f"fjord-sailing-{tag}", f"ski-waxing-{tag}"],
+        wants=["python", f"rune-carving-{tag}", f"knot-tying-{tag}"],
+    )
+    # Shared with the partner, so in the pair's reasons; the others are the leaver's alone.
+    shared = [f"fjord-sailing-{tag}", f"rune-carving-{tag}"]
+    mentor["wants"] = ["leadership", f"fjord-sailing-{tag}"]
+    mentor["offers"] = ["python", f"rune-carving-{tag}"]
+    await stack.send(programme(programme_id), enrolled(mentor), enrolled(leaver))
+    pair = await confirmed_pair(view, mentor_id, leaver_id)
+    first = min(await booked(view, pair["pair_id"]), key=lambda s: s["sequence"])
+    comment = f"Wonderful hour {tag}"
+    await stack.send(
+        attendance(first, mentor_id, attended=True, rating=4),
+        SessionAttendanceRecorded(
+            session_id=first["session_id"],
+            pair_id=pair["pair_id"],
+            participant_id=leaver_id,
+            attended=True,
+            rating=5,
+            comment=comment,
+        ),
+    )
+    await view.until(
+        lambda: bool(view.sessions("session.completed", session_id=first["session_id"])),
+        "the first session completed with both ratings",
+    )
+    values = [
+        leaver["display_name"],
+        leaver["email"],
+        leaver["department"],
+        leaver["location"],
+        leaver["manager_id"],
+        f"ski-waxing-{tag}",
+        f"knot-tying-{tag}",
+        comment,
+    ]
+    before = await every_column_hits(stack, [*values, *shared, leaver_id])
+    # The search finds what the services keep while the person takes part.
+    assert before[leaver["display_name"]], before
+    assert before[f"knot-tying-{tag}"], before
+    assert 'matching.pairs."reasons"' in before[shared[0]], before
+
+    await stack.send(
+        ParticipantWithdrawn(
+            participant_id=leaver_id,
+            programme_id=programme_id,
+            reason=f"leaving {tag}",
+            erase=True,
+        )
+    )
+    await view.until(
+        lambda: bool(view.pairs("pair.ended", pair_id=pair["pair_id"])), "the pair ended"
+    )
+    await stack.consumed()
+    after = await every_column_hits(stack, [*values, *shared, f"leaving {tag}", leaver_id])
+    kept = {n: where for n, where in after.items() if where and n not in (leaver_id, *shared)}
+    assert kept == {}, kept
+    # Shared tags stay only where they are the partner's own: the mentor's profile.
+    for needle in shared:
+        assert after[needle] == ['matching.participants."profile"'], after[needle]
+    assert set(after[leaver_id]) <= ID_MAY_STAY, set(after[leaver_id]) - ID_MAY_STAY
+    # The partner's own data stays.
+    assert (await every_column_hits(stack, [mentor["email"]]))[mentor["email"]]
+
+
 # ---------------------------------------------------------------- 5. dead letters
 
 
