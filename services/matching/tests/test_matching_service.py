@@ -578,6 +578,22 @@ async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) 
 
     async def unmatched_in_last_round() -> set[str]:
         raw = await harness.runtime.pool.fetchval(
+
+
+async def test_erasure_forgets_the_persons_pair_reasons_and_round_summary_entry(
+    harness: Harness,
+) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    await harness.enrol(
+        "E-ALONE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
+    )
+    (confirmed,) = await harness.wait("confirmed", 1)
+    pool = harness.runtime.pool
+
+    async def summary_names() -> set[str]:
+        raw = await pool.fetchval(
             "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
         )
         return {u["participant_id"] for u in json.loads(raw or "{}").get("unmatched", [])}
@@ -628,3 +644,21 @@ async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
     topic = harness.runtime.topic(Topic.PAIR_RESPONSES)
     assert harness.runtime.metrics.dead_lettered.labels(topic)._value.get() == 0
     assert len(harness.events("response_rejected")) == 2
+
+
+    await eventually(summary_names, lambda names: "E-ALONE" in names, what="E-ALONE unmatched")
+    for pid in ("E-ALONE", "E1"):
+        await harness.send(
+            Topic.ENROLMENTS,
+            ParticipantWithdrawn(participant_id=pid, programme_id=PROGRAMME, erase=True),
+        )
+    await harness.barrier()
+
+    assert "E-ALONE" not in await summary_names()
+    reasons = json.loads(
+        await pool.fetchval(
+            "SELECT reasons FROM matching.pairs WHERE pair_id = $1", confirmed["data"]["pair_id"]
+        )
+    )
+    assert reasons["mentee_learns"] == reasons["mentor_learns"] == reasons["languages"] == []
+    assert reasons["weekly_overlap_minutes"] > 0  # not personal: the pair's record stays whole
