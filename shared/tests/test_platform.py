@@ -26,7 +26,7 @@ from twoway_shared.contract import (
 )
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.kafka import ensure_topics
-from twoway_shared.platform.migrations import migrate
+from twoway_shared.platform.migrations import MigrationError, migrate
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
@@ -346,6 +346,14 @@ async def test_two_concurrent_migrations_both_succeed(
     runs = await asyncio.gather(*(migrate(dsn, "matching", spec.migrations()) for _ in range(2)))
     assert sorted(len(r) for r in runs) == [0, len(spec.migrations())]
     assert await migrate(dsn, "matching", spec.migrations()) == []
+
+
+async def test_migrate_as_the_runtime_role_is_refused_with_a_reason(
+    service_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    spec = make_spec(tmp_path, Recorder())
+    with pytest.raises(MigrationError, match="TWOWAY_DATABASE_MIGRATION_URL"):
+        await migrate(service_dsns["matching"], "matching", spec.migrations())
 
 
 async def test_topics_are_created_with_configured_partitions(
