@@ -35,7 +35,7 @@ from twoway_shared.testing.calendar_client import expand
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
 from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.testing.service import running_service
+from twoway_shared.testing.service import running_service, with_migration_url
 
 pytestmark = pytest.mark.infra
 
@@ -119,7 +119,7 @@ async def service(
         **oidc.settings(),
     )
     spec = create_spec()
-    await run_migrations(spec, settings)
+    await run_migrations(spec, with_migration_url(settings))
     runtime = Runtime(spec, settings, clock=lambda: NOW)
     await runtime.start()
     try:
