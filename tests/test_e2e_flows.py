@@ -428,6 +428,10 @@ ID_MAY_STAY = {
     'notifications.messages."partner_id"',
     'notifications.messages."pair_id"',
     'notifications.messages."group_key"',
+    'progress.participants."participant_id"',
+    'progress.pairs."mentor_id"',
+    'progress.pairs."mentee_id"',
+    'progress.pairs."pair_id"',
 }
 
 
