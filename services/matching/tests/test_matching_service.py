@@ -578,22 +578,6 @@ async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) 
 
     async def unmatched_in_last_round() -> set[str]:
         raw = await harness.runtime.pool.fetchval(
-
-
-async def test_erasure_forgets_the_persons_pair_reasons_and_round_summary_entry(
-    harness: Harness,
-) -> None:
-    await harness.send(Topic.PROGRAMMES, configure())
-    await harness.enrol("M1", "mentor")
-    await harness.enrol("E1", "mentee")
-    await harness.enrol(
-        "E-ALONE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
-    )
-    (confirmed,) = await harness.wait("confirmed", 1)
-    pool = harness.runtime.pool
-
-    async def summary_names() -> set[str]:
-        raw = await pool.fetchval(
             "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
         )
         return {u["participant_id"] for u in json.loads(raw or "{}").get("unmatched", [])}
@@ -615,7 +599,8 @@ async def test_erasure_forgets_the_persons_pair_reasons_and_round_summary_entry(
 async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", harness.infra.kafka_bootstrap)
+    for name, value in harness.infra.kafka_env("admin").items():  # the toolkit, as an operator
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", harness.runtime.settings.topic_prefix)
     await harness.send(Topic.PROGRAMMES, configure(acceptance_required=True))
     await harness.enrol("M1", "mentor")
@@ -645,6 +630,24 @@ async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
     assert harness.runtime.metrics.dead_lettered.labels(topic)._value.get() == 0
     assert len(harness.events("response_rejected")) == 2
 
+
+async def test_erasure_forgets_the_persons_pair_reasons_and_round_summary_entry(
+    harness: Harness,
+) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    await harness.enrol(
+        "E-ALONE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
+    )
+    (confirmed,) = await harness.wait("confirmed", 1)
+    pool = harness.runtime.pool
+
+    async def summary_names() -> set[str]:
+        raw = await pool.fetchval(
+            "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+        )
+        return {u["participant_id"] for u in json.loads(raw or "{}").get("unmatched", [])}
 
     await eventually(summary_names, lambda names: "E-ALONE" in names, what="E-ALONE unmatched")
     for pid in ("E-ALONE", "E1"):
