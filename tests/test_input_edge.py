@@ -15,7 +15,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from twoway_matching.app import create_spec
-from twoway_matching.config import MatchingSettings
+from twoway_matching.config import MatchingServiceSettings
 from twoway_shared.contract import InvalidRecord, Topic, full_type, parse_record
 from twoway_shared.contract.examples import example_event
 from twoway_shared.platform.runtime import Runtime
@@ -152,7 +152,7 @@ def test_an_idn_email_is_kept_in_its_sendable_ascii_form() -> None:
 async def matching(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str
 ) -> AsyncIterator[Runtime]:
-    settings = MatchingSettings(
+    settings = MatchingServiceSettings(
         **infra.kafka_settings("matching"),
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
