@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from twoway_shared.platform.roles import provision
+from twoway_shared.contract.access import all_acls
+from twoway_shared.platform.kafka_acls import grant, revoke
+from twoway_shared.platform.roles import migration_dsns, provision
 from twoway_shared.testing.infra import Infra, session_infra, unique_name
 from twoway_shared.testing.oidc import TestProvider
+from twoway_shared.testing.service import MIGRATION_DSNS
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +33,34 @@ def oidc() -> Iterator[TestProvider]:
 
 @pytest.fixture
 async def service_dsns(infra: Infra) -> dict[str, str]:
-    """A fresh database with the three schemas and least-privileged roles; service -> DSN."""
+    """A fresh database with the services' schemas and roles; service -> runtime DSN.
+
+    The owners' DSNs are noted in MIGRATION_DSNS, so `running_service` migrates as the owner.
+    """
     database = unique_name("t_")
-    return await provision(infra.admin_dsn, database, role_prefix=f"{database}_")
+    dsns = await provision(infra.admin_dsn, database, role_prefix=f"{database}_")
+    owners = migration_dsns(infra.admin_dsn, database, role_prefix=f"{database}_")
+    MIGRATION_DSNS.update({dsns[service]: owners[service] for service in dsns})
+    return dsns
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """A topic prefix no other test uses, so tests never see each other's records."""
-    return f"{unique_name('t')}."
+def migration_dsn_of(service_dsns: dict[str, str]) -> dict[str, str]:
+    """Service -> the schema owner's DSN of the test's database (TWOWAY_DATABASE_MIGRATION_URL)."""
+    return {service: MIGRATION_DSNS[dsn] for service, dsn in service_dsns.items()}
+
+
+@pytest.fixture
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
+    """A topic prefix no other test uses, so tests never see each other's records.
+
+    On a broker that enforces ACLs each service's principal is granted exactly its ACLs of
+    `contract.access` under this prefix for the test, so every test proves they suffice.
+    """
+    prefix = f"{unique_name('t')}."
+    acls = all_acls(prefix) if infra.kafka_secured else []
+    await grant(infra.kafka_admin_options(), acls)
+    try:
+        yield prefix
+    finally:
+        await revoke(infra.kafka_admin_options(), acls)

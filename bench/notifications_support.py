@@ -15,7 +15,7 @@ import asyncpg
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
-from twoway_shared.platform.roles import provision
+from twoway_shared.platform.roles import migration_dsns, provision
 from twoway_shared.platform.runtime import Runtime, run_migrations
 
 KAFKA = os.environ.get("TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
@@ -65,6 +65,7 @@ async def fresh_service(smtp_port: int, options: SenderOptions) -> tuple[Runtime
     settings = NotificationsSettings(
         kafka_bootstrap_servers=KAFKA,
         database_url=dsn,
+        database_migration_url=migration_dsns(ADMIN, name, role_prefix=f"{name}_")["notifications"],
         topic_prefix=f"{name}.",
         topic_partitions=1,
         http_port=0,

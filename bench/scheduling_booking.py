@@ -23,7 +23,7 @@ from twoway_shared.contract import (
     ProgrammeConfigured,
     Topic,
 )
-from twoway_shared.platform.roles import provision
+from twoway_shared.platform.roles import migration_dsns, provision
 from twoway_shared.platform.runtime import Runtime, run_migrations
 from twoway_shared.testing.infra import unique_name
 from twoway_shared.testing.kafka import TopicReader, ToSend, publish
@@ -71,6 +71,9 @@ async def main(pairs: int) -> None:
     settings = SchedulingSettings(
         kafka_bootstrap_servers=bootstrap,
         database_url=dsns["scheduling"],
+        database_migration_url=migration_dsns(admin, database, role_prefix=f"{database}_")[
+            "scheduling"
+        ],
         topic_prefix=f"{unique_name('bench')}.",
         http_port=0,
     )

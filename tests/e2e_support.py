@@ -32,9 +32,11 @@ from twoway_shared.contract import (
     Topic,
     topic_name,
 )
+from twoway_shared.contract.access import all_acls
 from twoway_shared.localstack.mailsink import MailSink
-from twoway_shared.platform.roles import provision
-from twoway_shared.testing.infra import SERVICES, unique_name
+from twoway_shared.platform.kafka_acls import grant, revoke
+from twoway_shared.platform.roles import migration_dsns, provision
+from twoway_shared.testing.infra import SERVICES, Infra, unique_name
 from twoway_shared.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
 from twoway_shared.testing.oidc import TestProvider
 
@@ -73,6 +75,8 @@ class Stack:
     prefix: str
     log_dir: Path
     mail: MailSink
+    infra: Infra
+    owner_dsns: dict[str, str]
     oidc: TestProvider | None = None
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
@@ -89,8 +93,9 @@ class Stack:
     def env(self, service: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
         env.update(
-            TWOWAY_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            **self.infra.kafka_env(service),
             TWOWAY_DATABASE_URL=self.dsns[service],
+            TWOWAY_DATABASE_MIGRATION_URL=self.owner_dsns[service],
             TWOWAY_HTTP_PORT=str(self.ports[service]),
             TWOWAY_TOPIC_PREFIX=self.prefix,
             TWOWAY_SMTP_HOST="127.0.0.1",
@@ -208,27 +213,37 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    kafka: str,
-    admin_dsn: str,
+    infra: Infra,
     root: Path,
     extra_env: dict[str, dict[str, str]] | None = None,
     oidc: TestProvider | None = None,
 ) -> AsyncIterator[Stack]:
     """A fresh database with least-privileged roles, an SMTP sink, and the four services,
-    trusting `oidc` for read-API tokens (without it the read APIs answer 401)."""
+    trusting `oidc` for read-API tokens (without it the read APIs answer 401).
+
+    On a broker that enforces ACLs each service runs as its own principal with exactly its
+    ACLs under the stack's topic prefix.
+    """
+    admin_dsn = infra.admin_dsn
     database = unique_name("t_")
     dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
+    owners = migration_dsns(admin_dsn, database, role_prefix=f"{database}_")
     parts = urlsplit(admin_dsn)
     database_dsn = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+    prefix = f"{unique_name('t')}."
+    acls = all_acls(prefix) if infra.kafka_secured else []
+    await grant(infra.kafka_admin_options(), acls)
     sink = MailSink(root / "mail", port=free_port())
     sink.start()
     stack = Stack(
-        kafka,
+        infra.kafka_bootstrap,
         database_dsn,
         dsns,
-        f"{unique_name('t')}.",
+        prefix,
         root / "logs",
         sink,
+        infra,
+        owners,
         oidc,
         extra_env=extra_env or {},
     )
@@ -238,6 +253,7 @@ async def running_stack(
     finally:
         await stack.stop()
         sink.stop()
+        await revoke(infra.kafka_admin_options(), acls)
 
 
 def topic_of_model(data: BaseModel) -> Topic:

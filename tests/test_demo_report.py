@@ -44,7 +44,7 @@ async def _one_run(
 ) -> tuple[Tally, dict[str, Any], str]:
     programme = demo_programme("RM-SEED", starts_on=STARTS_ON)
     cohort = generate_cohort(PEOPLE, seed=SEED, programme_id=programme.programme_id)
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc=oidc) as stack:
+    async with running_stack(infra, root, oidc=oidc) as stack:
         token = await asyncio.to_thread(oidc.token)
         target = Target(
             stack.kafka, prefix=stack.prefix, matching_url=stack.url("matching"), token=token

@@ -32,7 +32,14 @@ from twoway_shared.contract import (
 )
 from twoway_shared.testing.calendar_client import CalendarClient, expand
 from twoway_shared.testing.infra import SERVICES, Infra
-from twoway_shared.testing.kafka import Received, TopicReader, ToSend, eventually, publish
+from twoway_shared.testing.kafka import (
+    Received,
+    TopicReader,
+    ToSend,
+    client_options,
+    eventually,
+    publish,
+)
 from twoway_shared.testing.oidc import TestProvider
 from twoway_shared.toolkit.generate import generate_cohort
 
@@ -84,7 +91,7 @@ async def stack(
     """One running set of the three services for the whole module (each test its own ids),
     trusting the session's OpenID Connect provider for read-API tokens."""
     root = tmp_path_factory.mktemp("e2e")
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, root, oidc=oidc) as stack:
+    async with running_stack(infra, root, oidc=oidc) as stack:
         yield stack
 
 
@@ -368,6 +375,144 @@ async def test_withdrawal_cancels_tells_the_partner_repairs_and_erases(
     await stack.consumed()
     assert await personal_data_hits(stack, [leaver["display_name"], leaver["email"]]) == []
     assert await personal_data_hits(stack, [mentor["email"]]), "the partner's data stays"
+
+
+async def every_column_hits(stack: Stack, needles: list[str]) -> dict[str, list[str]]:
+    """needle -> every `schema.table.column` of every schema whose text holds it (any case)."""
+    conn = await asyncpg.connect(stack.admin_dsn)
+    try:
+        columns = await conn.fetch(
+            """SELECT table_schema, table_name, column_name, data_type
+               FROM information_schema.columns JOIN information_schema.tables
+                    USING (table_catalog, table_schema, table_name)
+               WHERE table_type = 'BASE TABLE'
+                 AND table_schema NOT IN ('pg_catalog', 'information_schema')"""
+        )
+        hits: dict[str, list[str]] = {needle: [] for needle in needles}
+        for c in columns:
+            table = f'"{c["table_schema"]}"."{c["table_name"]}"'
+            name = f'"{c["column_name"]}"'
+            text = f"encode({name}, 'escape')" if c["data_type"] == "bytea" else f"{name}::text"
+            for needle in needles:
+                found = await conn.fetchval(
+                    f"SELECT count(*) FROM {table} WHERE {text} ILIKE $1", f"%{needle}%"
+                )
+                if found:
+                    hits[needle].append(f"{c['table_schema']}.{c['table_name']}.{name}")
+        return hits
+    finally:
+        await conn.close()
+
+
+# Where an erased person's id may stay: the keys that tie a pair's and its sessions' history
+# together for the partner (who they were paired with is the partner's data too), and the
+# withdrawal's own bookkeeping. Nothing there says anything about the person.
+ID_MAY_STAY = {
+    'matching.participants."participant_id"',
+    'matching.pairs."mentor_id"',
+    'matching.pairs."mentee_id"',
+    'matching.pairs."pair_id"',
+    'matching.pairs."closed_by"',
+    'scheduling.participants."participant_id"',
+    'scheduling.pairs."mentor_id"',
+    'scheduling.pairs."mentee_id"',
+    'scheduling.pairs."pair_id"',
+    'scheduling.sessions."mentor_id"',
+    'scheduling.sessions."mentee_id"',
+    'scheduling.sessions."pair_id"',
+    'notifications.participants."participant_id"',
+    'notifications.sessions."mentor_id"',
+    'notifications.sessions."mentee_id"',
+    'notifications.sessions."pair_id"',
+    'notifications.messages."participant_id"',
+    'notifications.messages."partner_id"',
+    'notifications.messages."pair_id"',
+    'notifications.messages."group_key"',
+    'progress.participants."participant_id"',
+    'progress.pairs."mentor_id"',
+    'progress.pairs."mentee_id"',
+    'progress.pairs."pair_id"',
+}
+
+
+async def test_erasure_leaves_no_value_of_the_profile_in_any_schema(
+    stack: Stack, view: View
+) -> None:
+    """Every value of the erased profile (and their rating's comment) is searched for in every
+    column of every schema; only the id stays, and only in the keys of shared history."""
+    programme_id = "E2E-ERASE"
+    tag = uuid.uuid4().hex[:8]
+    leaver_id, mentor_id = f"X{tag}E", f"X{tag}M"
+    mentor = person(mentor_id, programme_id, "mentor")
+    leaver = person(leaver_id, programme_id, "mentee", name=f"Ottilie Brandvold{tag}")
+    leaver.update(
+        email=f"ottilie.{tag}@example.org",
+        department=f"Treasury{tag}",
+        location=f"Tromso{tag}",
+        manager_id=f"MGR{tag}",
+        offers=["leadership", f"fjord-sailing-{tag}", f"ski-waxing-{tag}"],
+        wants=["python", f"rune-carving-{tag}", f"knot-tying-{tag}"],
+    )
+    # Shared with the partner, so in the pair's reasons; the others are the leaver's alone.
+    shared = [f"fjord-sailing-{tag}", f"rune-carving-{tag}"]
+    mentor["wants"] = ["leadership", f"fjord-sailing-{tag}"]
+    mentor["offers"] = ["python", f"rune-carving-{tag}"]
+    await stack.send(programme(programme_id), enrolled(mentor), enrolled(leaver))
+    pair = await confirmed_pair(view, mentor_id, leaver_id)
+    first = min(await booked(view, pair["pair_id"]), key=lambda s: s["sequence"])
+    comment = f"Wonderful hour {tag}"
+    await stack.send(
+        attendance(first, mentor_id, attended=True, rating=4),
+        SessionAttendanceRecorded(
+            session_id=first["session_id"],
+            pair_id=pair["pair_id"],
+            participant_id=leaver_id,
+            attended=True,
+            rating=5,
+            comment=comment,
+        ),
+    )
+    await view.until(
+        lambda: bool(view.sessions("session.completed", session_id=first["session_id"])),
+        "the first session completed with both ratings",
+    )
+    values = [
+        leaver["display_name"],
+        leaver["email"],
+        leaver["department"],
+        leaver["location"],
+        leaver["manager_id"],
+        f"ski-waxing-{tag}",
+        f"knot-tying-{tag}",
+        comment,
+    ]
+    before = await every_column_hits(stack, [*values, *shared, leaver_id])
+    # The search finds what the services keep while the person takes part.
+    assert before[leaver["display_name"]], before
+    assert before[f"knot-tying-{tag}"], before
+    assert 'matching.pairs."reasons"' in before[shared[0]], before
+
+    await stack.send(
+        ParticipantWithdrawn(
+            participant_id=leaver_id,
+            programme_id=programme_id,
+            reason=f"leaving {tag}",
+            erase=True,
+        )
+    )
+    await view.until(
+        lambda: bool(view.pairs("pair.ended", pair_id=pair["pair_id"])), "the pair ended"
+    )
+    await stack.consumed()
+    after = await every_column_hits(stack, [*values, *shared, f"leaving {tag}", leaver_id])
+    kept = {n: where for n, where in after.items() if where and n not in (leaver_id, *shared)}
+    assert kept == {}, kept
+    # Shared tags stay only where they are the partner's own: the mentor's profile.
+    for needle in shared:
+        assert after[needle] == ['matching.participants."profile"'], after[needle]
+    assert set(after[leaver_id]) <= ID_MAY_STAY, set(after[leaver_id]) - ID_MAY_STAY
+    # The partner's own data stays.
+    assert (await every_column_hits(stack, [mentor["email"]]))[mentor["email"]]
 
 
 # ---------------------------------------------------------------- 5. dead letters
@@ -738,10 +883,10 @@ async def rewind(stack: Stack, service: str) -> None:
     """Commit offset 0 for every input partition of a stopped service's consumer group."""
     group = f"{stack.prefix}{service}"
     topics = [stack.topic(t) for t in CONSUMES[service]]
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka)
+    admin = AIOKafkaAdminClient(**client_options(stack.kafka))
     await admin.start()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka, group_id=group, enable_auto_commit=False
+        **client_options(stack.kafka), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -811,7 +956,7 @@ async def test_records_over_one_mib_are_dead_lettered(stack: Stack, view: View) 
     ]
     assert all(len(r.value or b"") > 1024 * 1024 for r in big)
     producer = AIOKafkaProducer(
-        bootstrap_servers=stack.kafka, compression_type="gzip", max_request_size=4 * 1024 * 1024
+        **client_options(stack.kafka), compression_type="gzip", max_request_size=4 * 1024 * 1024
     )
     await producer.start()
     try:

@@ -27,7 +27,7 @@ PROGRAMME = "RM-KILL"
 
 @pytest.fixture
 async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, tmp_path) as running:
+    async with running_stack(infra, tmp_path) as running:
         yield running
 
 

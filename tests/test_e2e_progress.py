@@ -85,9 +85,7 @@ async def stack(
         "TWOWAY_XAPI_USERNAME": USER,
         "TWOWAY_XAPI_PASSWORD": PASSWORD,
     }
-    async with running_stack(
-        infra.kafka_bootstrap, infra.admin_dsn, root, extra_env={"progress": xapi}, oidc=oidc
-    ) as stack:
+    async with running_stack(infra, root, extra_env={"progress": xapi}, oidc=oidc) as stack:
         yield stack
 
 

@@ -131,7 +131,7 @@ async def test_an_enrolments_trace_reaches_the_booking_emails_smtp_send(
     infra: Infra, collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
-    async with running_stack(infra.kafka_bootstrap, infra.admin_dsn, tmp_path) as stack:
+    async with running_stack(infra, tmp_path) as stack:
         programme = ProgrammeConfigured.model_validate(
             {
                 "programme_id": "RM-TRACE",

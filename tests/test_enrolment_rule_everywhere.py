@@ -57,7 +57,7 @@ async def runtimes(
         started = []
         for name, spec, settings_class in SERVICES:
             settings = settings_class(
-                kafka_bootstrap_servers=infra.kafka_bootstrap,
+                **infra.kafka_settings(name),
                 database_url=service_dsns[name],
                 topic_prefix=topic_prefix,
                 topic_partitions=2,

@@ -49,13 +49,18 @@ def free_port() -> int:
 @pytest.mark.infra
 @pytest.mark.parametrize("service", SERVICES)
 async def test_run_serves_health_and_stops_cleanly(
-    service: str, infra: Infra, service_dsns: dict[str, str], topic_prefix: str
+    service: str,
+    infra: Infra,
+    service_dsns: dict[str, str],
+    migration_dsn_of: dict[str, str],
+    topic_prefix: str,
 ) -> None:
     port = free_port()
     env = {
         **os.environ,
-        "TWOWAY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        **infra.kafka_env(service),
         "TWOWAY_DATABASE_URL": service_dsns[service],
+        "TWOWAY_DATABASE_MIGRATION_URL": migration_dsn_of[service],
         "TWOWAY_TOPIC_PREFIX": topic_prefix,
         "TWOWAY_HTTP_PORT": str(port),
     }

@@ -217,7 +217,7 @@ def test_tags_are_normalised_and_deduplicated() -> None:
     participant = parse(
         "participant.enrolled",
         profile(
-            offers=["Generative AI", "generative-ai", "  Machine \t  Learning ", "SQL"],
+            offers=["Generative AI", "generative-ai", "  Machine    Learning ", "SQL"],
             wants=["Social Media", "social   media"],
         ),
     )

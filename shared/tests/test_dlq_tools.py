@@ -22,7 +22,8 @@ OLD_MS = 1_600_000_000_000  # 2020-09-13
 
 @pytest.fixture
 def kafka_env(infra: Infra, topic_prefix: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap)
+    for name, value in infra.kafka_env("admin").items():  # the toolkit, as an operator
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", topic_prefix)
     monkeypatch.setenv("TWOWAY_TOPIC_PARTITIONS", "2")
     return topic_prefix
@@ -55,7 +56,7 @@ async def dead_letter(
     """Write dead letters (key, value, headers, timestamp) to partition 0 of the topic, in order."""
     settings = Settings()
     await ensure_topics(settings, [settings.topic(t) for t in Topic])
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    producer = AIOKafkaProducer(**infra.kafka_admin_options())
     await producer.start()
     try:
         for key, value, headers, timestamp_ms in letters:
@@ -74,7 +75,7 @@ async def dead_letter(
 async def records_on(infra: Infra, topic: str) -> int:
     """How many records a topic holds now, from the brokers' offsets."""
     partitions = [TopicPartition(topic, p) for p in await partitions_of(Settings(), topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**infra.kafka_admin_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         start = await consumer.beginning_offsets(partitions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from twoway_shared.localstack.stack import (
     ensure_kafka_jars,
     kafka_version,
     new_cluster_id,
+    new_kafka_passwords,
     server_properties,
 )
 
@@ -23,17 +25,34 @@ def parse_properties(text: str) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def test_server_properties_is_a_single_node_kraft_broker(tmp_path: Path) -> None:
+def test_server_properties_is_a_single_node_kraft_broker_with_sasl_and_acls(
+    tmp_path: Path,
+) -> None:
+    passwords = new_kafka_passwords()
     props = parse_properties(
-        server_properties(data_dir=tmp_path / "data", kafka_port=19092, controller_port=19093)
+        server_properties(
+            data_dir=tmp_path / "data",
+            kafka_port=19092,
+            controller_port=19093,
+            passwords=passwords,
+        )
     )
 
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == "1"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["listeners"] == "SASL_PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "SASL_PLAINTEXT://127.0.0.1:19092"
     assert props["controller.listener.names"] == "CONTROLLER"
+    # No listener lets a client in without a password, and no ACL means no access.
+    assert "PLAINTEXT:PLAINTEXT" not in props["listener.security.protocol.map"]
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:controller"
+    assert (
+        passwords["admin"] in props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
+    )
     assert props["log.dirs"] == str(tmp_path / "data")
     assert props["offsets.topic.replication.factor"] == "1"
     assert props["transaction.state.log.replication.factor"] == "1"
@@ -41,6 +60,21 @@ def test_server_properties_is_a_single_node_kraft_broker(tmp_path: Path) -> None
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["num.partitions"] == "6"
     assert props["auto.create.topics.enable"] == "false"
+
+
+def test_every_user_gets_its_own_random_password() -> None:
+    first, second = new_kafka_passwords(), new_kafka_passwords()
+
+    assert set(first) == {
+        "admin",
+        "controller",
+        "matching",
+        "scheduling",
+        "notifications",
+        "progress",
+    }
+    assert len(set(first.values())) == len(first)
+    assert not set(first.values()) & set(second.values())
 
 
 def test_cluster_id_is_22_characters_of_base64url() -> None:
@@ -119,17 +153,29 @@ def test_cli_rejects_bad_arguments(argv: list[str], capsys: pytest.CaptureFixtur
     assert "error:" in capsys.readouterr().err
 
 
-def test_cli_settings_give_each_service_its_own_role(tmp_path: Path) -> None:
-    info = LocalStack(tmp_path, kafka_port=19092, pg_port=15432).info
+def test_cli_settings_give_each_service_its_own_principal_and_roles(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, kafka_port=19092, pg_port=15432)
+    stack.kafka_dir.mkdir(parents=True)
+    passwords = new_kafka_passwords()
+    stack.kafka_credentials.write_text(json.dumps(passwords))
 
-    text = cli.settings(info)
+    text = cli.settings(stack.info)
 
     assert "export TWOWAY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092" in text
+    blocks = dict(re.findall(r"# (\S+)[^\n]*\n((?:export [^\n]*\n?)+)", text))
+    assert "TWOWAY_KAFKA_SASL_USERNAME=admin" in blocks["twoway"]
     for service in ("matching", "scheduling", "notifications"):
-        assert f"# twoway-{service}" in text
+        block = blocks[f"twoway-{service}"]
+        assert "export TWOWAY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in block
+        assert f"export TWOWAY_KAFKA_SASL_USERNAME={service}" in block
+        assert f"export TWOWAY_KAFKA_SASL_PASSWORD={passwords[service]}" in block
         assert (
             f"export TWOWAY_DATABASE_URL=postgresql://twoway_{service}@127.0.0.1:15432/twoway"
-            in text
+            in block
+        )
+        assert (
+            "export TWOWAY_DATABASE_MIGRATION_URL="
+            f"postgresql://twoway_{service}_owner@127.0.0.1:15432/twoway" in block
         )
 
 

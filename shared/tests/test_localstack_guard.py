@@ -138,7 +138,10 @@ def test_a_cluster_id_starting_with_a_dash_formats(
     local.kafka_dir.mkdir(parents=True)
     local.kafka_properties.write_text(
         stack.server_properties(
-            data_dir=local.kafka_dir / "data", kafka_port=19092, controller_port=19093
+            data_dir=local.kafka_dir / "data",
+            kafka_port=19092,
+            controller_port=19093,
+            passwords=stack.new_kafka_passwords(),
         )
     )
     lib = ensure_kafka_jars()

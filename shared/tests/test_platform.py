@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.partitioner import murmur2
 from prometheus_client import generate_latest
 from twoway_shared.contract import (
     CONTENT_TYPE,
@@ -24,7 +26,7 @@ from twoway_shared.contract import (
 )
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.kafka import ensure_topics
-from twoway_shared.platform.migrations import migrate
+from twoway_shared.platform.migrations import MigrationError, migrate
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
@@ -36,6 +38,7 @@ from twoway_shared.testing.kafka import (
     publish,
     wait_until_consumed,
 )
+from twoway_shared.testing.service import with_migration_url
 
 pytestmark = pytest.mark.infra
 
@@ -91,12 +94,15 @@ def make_spec(tmp_path: Path, recorder: Recorder) -> ServiceSpec:
 
 
 def settings_for(infra: Infra, dsn: str, prefix: str) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        database_url=dsn,
-        topic_prefix=prefix,
-        topic_partitions=3,
-        http_port=0,
+    # The platform's own tests echo to topics no service writes: they run as the super-user.
+    return with_migration_url(
+        Settings(
+            **infra.kafka_settings("admin"),
+            database_url=dsn,
+            topic_prefix=prefix,
+            topic_partitions=3,
+            http_port=0,
+        )
     )
 
 
@@ -203,6 +209,64 @@ async def test_offset_is_not_committed_before_success(
         await second.stop()
 
 
+async def test_a_failed_dead_letter_send_keeps_the_record_uncommitted(
+    running: tuple[Runtime, Recorder], infra: Infra
+) -> None:
+    """Giving up on a record whose dead letter cannot be sent must not commit its offset."""
+    runtime, recorder = running
+    recorder.fail_times["p-poison"] = 10**6
+    assert runtime.processor is not None
+    dead_letters = runtime.processor._dead_letters
+    real_send = dead_letters._send
+    failed_sends: list[int] = []
+    outage = True
+
+    async def send_during_outage(*args: Any) -> None:
+        if outage:
+            failed_sends.append(1)
+            raise KafkaConnectionError("simulated: the dead-letter topic's leader is gone")
+        await real_send(*args)
+
+    dead_letters._send = send_during_outage  # type: ignore[method-assign,assignment]
+    topic, dlq = runtime.topic(Topic.PROGRAMMES), runtime.topic(Topic.DEADLETTER)
+    # On the poisoned record's partition, so the good record waits behind it.
+    partitions = runtime.settings.topic_partitions
+    home = murmur2(b"p-poison") & 0x7FFFFFFF
+    after = next(
+        f"p-after-{n}"
+        for n in range(1000)
+        if (murmur2(f"p-after-{n}".encode()) & 0x7FFFFFFF) % partitions == home % partitions
+    )
+    await publish(
+        infra.kafka_bootstrap,
+        [
+            ToSend(topic, record("p-poison"), b"p-poison"),
+            ToSend(topic, record(after), after.encode()),
+        ],
+    )
+
+    async def failures() -> int:
+        return len(failed_sends)
+
+    await eventually(failures, lambda n: n >= 2, timeout=60, what="two failed dead-letter sends")
+    group = runtime.settings.consumer_group("matching")
+    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    assert all(meta.offset <= 0 for tp, meta in committed.items() if tp.topic == topic)
+    assert after not in await effects(runtime)
+
+    outage = False
+    async with TopicReader(infra.kafka_bootstrap, [dlq]) as reader:
+        letters = await reader.wait_for(lambda r: len(r) >= 1, what="the dead letter")
+        await eventually(lambda: effects(runtime), lambda e: after in e, what="the next record")
+    assert [json.loads(r.value or b"")["data"]["programme_id"] for r in letters] == ["p-poison"]
+    assert b"service failed" in letters[0].headers["x-twoway-error"]
+
+
 async def test_invalid_record_is_dead_lettered_and_next_processed(
     running: tuple[Runtime, Recorder], infra: Infra
 ) -> None:
@@ -275,25 +339,33 @@ async def test_handler_effects_carry_causation(
 
 
 async def test_two_concurrent_migrations_both_succeed(
-    service_dsns: dict[str, str], tmp_path: Path
+    migration_dsn_of: dict[str, str], tmp_path: Path
 ) -> None:
     spec = make_spec(tmp_path, Recorder())
-    dsn = service_dsns["matching"]
+    dsn = migration_dsn_of["matching"]
     runs = await asyncio.gather(*(migrate(dsn, "matching", spec.migrations()) for _ in range(2)))
     assert sorted(len(r) for r in runs) == [0, len(spec.migrations())]
     assert await migrate(dsn, "matching", spec.migrations()) == []
+
+
+async def test_migrate_as_the_runtime_role_is_refused_with_a_reason(
+    service_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    spec = make_spec(tmp_path, Recorder())
+    with pytest.raises(MigrationError, match="TWOWAY_DATABASE_MIGRATION_URL"):
+        await migrate(service_dsns["matching"], "matching", spec.migrations())
 
 
 async def test_topics_are_created_with_configured_partitions(
     infra: Infra, topic_prefix: str
 ) -> None:
     settings = Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, topic_partitions=4
+        **infra.kafka_settings("admin"), topic_prefix=topic_prefix, topic_partitions=4
     )
     names = [settings.topic(Topic.PAIRS), settings.topic(Topic.SESSIONS)]
     await ensure_topics(settings, names)
     await ensure_topics(settings, names)  # idempotent
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
     await admin.start()
     try:
         described = await admin.describe_topics(names)

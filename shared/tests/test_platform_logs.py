@@ -18,7 +18,7 @@ from twoway_shared.contract import (
     encode,
     new_event,
 )
-from twoway_shared.localstack.stack import LocalStack
+from twoway_shared.localstack.stack import KAFKA_ADMIN, LocalStack
 from twoway_shared.platform.kafka import ensure_topics, wait_for_group_coordinator
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
@@ -72,13 +72,17 @@ async def test_a_new_cluster_gives_no_coordinator_error(
     process = stack._kafka_start()
     try:
         stack._wait_kafka(float("inf"), process)
-        settings = Settings(kafka_bootstrap_servers=stack.info.kafka_bootstrap)
+        info = stack.info
+        kafka_env = {
+            k.removeprefix("TWOWAY_").lower(): v for k, v in info.kafka_env(KAFKA_ADMIN).items()
+        }
+        settings = Settings.model_validate(kafka_env)
         await ensure_topics(settings, ["fresh.topic"])
         caplog.set_level(logging.INFO, logger="aiokafka")
 
         assert await wait_for_group_coordinator(settings, "fresh.group", timeout=60)
         consumer = AIOKafkaConsumer(
-            "fresh.topic", bootstrap_servers=stack.info.kafka_bootstrap, group_id="fresh.group"
+            "fresh.topic", group_id="fresh.group", **info.kafka_client_options()
         )
         await consumer.start()
         try:

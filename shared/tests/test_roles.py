@@ -1,4 +1,4 @@
-"""The operator's set-up: each service's role owns its schema and may do nothing else."""
+"""The operator's set-up: per service an owner role for migrations and a runtime role for rows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import base64
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,9 +15,12 @@ import pytest
 from twoway_shared.platform.roles import (
     SERVICES,
     ProvisionError,
+    generate_passwords,
     identifier,
     main,
+    migration_dsns,
     provision,
+    role_names,
     scram_verifier,
     service_dsns,
 )
@@ -31,17 +35,29 @@ def test_identifiers_are_checked_before_they_reach_ddl() -> None:
 
 
 def test_service_dsns_swap_user_password_and_database() -> None:
-    dsns = service_dsns(
-        "postgresql://admin:secret@db.example:6432/postgres?sslmode=require",
-        "twoway",
-        role_prefix="prod_",
-        password="p@ss/w:rd",
-    )
+    admin = "postgresql://admin:secret@db.example:6432/postgres?sslmode=require"
+    passwords = {"prod_matching": "p@ss/w:rd", "prod_matching_owner": "other"}
+    dsns = service_dsns(admin, "twoway", role_prefix="prod_", passwords=passwords)
+    owners = migration_dsns(admin, "twoway", role_prefix="prod_", passwords=passwords)
 
-    assert set(dsns) == set(SERVICES)
+    assert set(dsns) == set(owners) == set(SERVICES)
     assert dsns["matching"] == (
         "postgresql://prod_matching:p%40ss%2Fw%3Ard@db.example:6432/twoway?sslmode=require"
     )
+    assert owners["matching"] == (
+        "postgresql://prod_matching_owner:other@db.example:6432/twoway?sslmode=require"
+    )
+    assert (
+        dsns["scheduling"] == "postgresql://prod_scheduling@db.example:6432/twoway?sslmode=require"
+    )
+
+
+def test_every_role_gets_a_password_of_its_own() -> None:
+    passwords = generate_passwords("p_")
+
+    assert set(passwords) == set(role_names("p_"))
+    assert len(set(passwords.values())) == len(passwords) == 2 * len(SERVICES)
+    assert all(len(p) >= 32 for p in passwords.values())
 
 
 def test_bad_names_are_refused_before_connecting() -> None:
@@ -72,10 +88,20 @@ def with_database(dsn: str, database: str) -> str:
 SETUP_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "setup-roles.sql"
 
 
-async def set_up(method: str, admin_dsn: str, database: str, prefix: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Provisioned:
+    database: str
+    prefix: str
+    runtime: dict[str, str]
+    owner: dict[str, str]
+
+
+async def set_up(method: str, admin_dsn: str, database: str, prefix: str) -> Provisioned:
     """Provision with the Python set-up or with the operator's SQL script through psql."""
+    owners = migration_dsns(admin_dsn, database, role_prefix=prefix)
     if method == "python":
-        return await provision(admin_dsn, database, role_prefix=prefix)
+        runtime = await provision(admin_dsn, database, role_prefix=prefix)
+        return Provisioned(database, prefix, runtime, owners)
     psql = shutil.which("psql")
     if psql is None or not SETUP_SQL.is_file():
         pytest.skip("psql or deploy/postgres/setup-roles.sql is not available")
@@ -94,25 +120,30 @@ async def set_up(method: str, admin_dsn: str, database: str, prefix: str) -> dic
     )
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
-    return service_dsns(admin_dsn, database, role_prefix=prefix)
+    runtime = service_dsns(admin_dsn, database, role_prefix=prefix)
+    return Provisioned(database, prefix, runtime, owners)
+
+
+async def drop(admin_dsn: str, database: str, prefix: str) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        for role in role_names(prefix):
+            await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(params=["python", "psql"])
-async def provisioned(
-    request: pytest.FixtureRequest, admin_dsn: str
-) -> AsyncIterator[tuple[str, str, dict[str, str]]]:
+async def provisioned(request: pytest.FixtureRequest, admin_dsn: str) -> AsyncIterator[Provisioned]:
     """A fresh database and role prefix, set up by each method; dropped again afterwards."""
     method: str = request.param
     database = unique_name("t_roles_")
     prefix = f"{database}_"
-    admin = await asyncpg.connect(admin_dsn)
     try:
-        yield database, prefix, await set_up(method, admin_dsn, database, prefix)
+        yield await set_up(method, admin_dsn, database, prefix)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        for service in SERVICES:
-            await admin.execute(f'DROP ROLE IF EXISTS "{prefix}{service}"')
-        await admin.close()
+        await drop(admin_dsn, database, prefix)
 
 
 async def expect_denied(conn: asyncpg.Connection, sql: str) -> None:
@@ -121,44 +152,78 @@ async def expect_denied(conn: asyncpg.Connection, sql: str) -> None:
 
 
 @pytest.mark.infra
-async def test_each_role_owns_its_schema_and_nothing_else(
-    provisioned: tuple[str, str, dict[str, str]],
+async def test_owner_shapes_its_schema_and_runtime_only_reads_and_writes_rows(
+    provisioned: Provisioned,
 ) -> None:
-    _, prefix, dsns = provisioned
-    connections = {service: await asyncpg.connect(dsns[service]) for service in SERVICES}
-    try:
-        for service, conn in connections.items():
-            assert await conn.fetchval("SELECT current_user") == f"{prefix}{service}"
-            await conn.execute(f"CREATE TABLE {service}.own (id int PRIMARY KEY)")
-            await conn.execute(f"INSERT INTO {service}.own VALUES (1)")
-            assert await conn.fetchval(f"SELECT count(*) FROM {service}.own") == 1
-            # Unqualified names resolve to the service's own schema.
-            assert await conn.fetchval("SELECT count(*) FROM own") == 1
-
-        matching, scheduling = connections["matching"], connections["scheduling"]
-        await expect_denied(matching, "CREATE TABLE scheduling.intruder (id int)")
-        await expect_denied(matching, "SELECT * FROM scheduling.own")
-        await expect_denied(scheduling, "SELECT * FROM matching.own")
-        await expect_denied(scheduling, "CREATE SCHEMA extra")
-        await expect_denied(scheduling, "CREATE TABLE public.intruder (id int)")
-        await expect_denied(scheduling, "CREATE TEMP TABLE scratch (id int)")
-        await expect_denied(scheduling, "CREATE EXTENSION IF NOT EXISTS pgcrypto")
-        await expect_denied(scheduling, "DROP SCHEMA matching CASCADE")
-    finally:
-        for conn in connections.values():
-            await conn.close()
+    prefix = provisioned.prefix
+    for service in SERVICES:
+        owner = await asyncpg.connect(provisioned.owner[service])
+        runtime = await asyncpg.connect(provisioned.runtime[service])
+        try:
+            assert await owner.fetchval("SELECT current_user") == f"{prefix}{service}_owner"
+            assert await runtime.fetchval("SELECT current_user") == f"{prefix}{service}"
+            # The owner (what `migrate` runs as) creates tables, with a sequence.
+            await owner.execute(f"CREATE TABLE {service}.own (id bigserial PRIMARY KEY, note text)")
+            # Rows: everything, through default privileges on a table made after set-up.
+            await runtime.execute("INSERT INTO own (note) VALUES ('a'), ('b')")
+            await runtime.execute("UPDATE own SET note = 'c' WHERE note = 'a'")
+            await runtime.execute("DELETE FROM own WHERE note = 'b'")
+            assert await runtime.fetchval(f"SELECT note FROM {service}.own") == "c"
+            # Nothing else: no DDL, no GRANT, no TRUNCATE, not even on its own tables.
+            for sql in (
+                "CREATE TABLE own2 (id int)",
+                f"CREATE TABLE {service}.own2 (id int)",
+                "ALTER TABLE own ADD COLUMN extra int",
+                "CREATE INDEX own_note ON own (note)",
+                "DROP TABLE own",
+                "TRUNCATE own",
+                f"ALTER SCHEMA {service} RENAME TO other",
+                f"DROP SCHEMA {service} CASCADE",
+                "CREATE TEMP TABLE scratch (id int)",
+                "CREATE TABLE public.intruder (id int)",
+                "CREATE SCHEMA extra",
+            ):
+                await expect_denied(runtime, sql)
+            # GRANT without the grant option only warns, and gives nothing away.
+            other = f"{prefix}{'scheduling' if service == 'matching' else 'matching'}"
+            await runtime.execute(f"GRANT SELECT, INSERT ON own TO {other}, PUBLIC")
+            granted = "SELECT has_table_privilege($1, $2, 'SELECT, INSERT')"
+            assert not await runtime.fetchval(granted, other, f"{service}.own")
+            assert not await runtime.fetchval(granted, "public", f"{service}.own")
+        finally:
+            await owner.close()
+            await runtime.close()
 
 
 @pytest.mark.infra
-async def test_other_roles_may_not_connect(
-    admin_dsn: str, provisioned: tuple[str, str, dict[str, str]]
-) -> None:
-    database, _, _ = provisioned
+async def test_no_role_sees_another_services_schema(provisioned: Provisioned) -> None:
+    matching = await asyncpg.connect(provisioned.owner["matching"])
+    try:
+        await matching.execute("CREATE TABLE matching.secret (id int)")
+    finally:
+        await matching.close()
+    for service in [s for s in SERVICES if s != "matching"]:
+        for dsn in (provisioned.runtime[service], provisioned.owner[service]):
+            conn = await asyncpg.connect(dsn)
+            try:
+                assert not await conn.fetchval("SELECT has_schema_privilege('matching', 'USAGE')")
+                await expect_denied(conn, "SELECT * FROM matching.secret")
+                await expect_denied(conn, "CREATE TABLE matching.intruder (id int)")
+                await expect_denied(conn, "DROP SCHEMA matching CASCADE")
+                await expect_denied(conn, "CREATE EXTENSION IF NOT EXISTS pgcrypto")
+                # Not even the table's name resolves without USAGE on the schema.
+                await expect_denied(conn, "SELECT 'matching.secret'::regclass")
+            finally:
+                await conn.close()
+
+
+@pytest.mark.infra
+async def test_other_roles_may_not_connect(admin_dsn: str, provisioned: Provisioned) -> None:
     outsider = unique_name("t_outsider_")
     admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'CREATE ROLE "{outsider}" LOGIN')
-        dsn = urlsplit(with_database(admin_dsn, database))
+        dsn = urlsplit(with_database(admin_dsn, provisioned.database))
         host = dsn.netloc.rpartition("@")[2]
         url = urlunsplit((dsn.scheme, f"{outsider}@{host}", dsn.path, dsn.query, ""))
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -169,24 +234,29 @@ async def test_other_roles_may_not_connect(
 
 
 @pytest.mark.infra
-async def test_provisioning_twice_is_idempotent(
-    admin_dsn: str, provisioned: tuple[str, str, dict[str, str]], request: pytest.FixtureRequest
+async def test_provisioning_twice_is_idempotent_and_takes_tables_from_the_runtime_role(
+    admin_dsn: str, provisioned: Provisioned, request: pytest.FixtureRequest
 ) -> None:
-    database, prefix, dsns = provisioned
-    conn = await asyncpg.connect(dsns["notifications"])
+    """Tables an earlier set-up let the runtime role own are handed to the owner role."""
+    database, prefix = provisioned.database, provisioned.prefix
+    runtime_role = f"{prefix}notifications"
+    admin = await asyncpg.connect(with_database(admin_dsn, database))
     try:
-        await conn.execute("CREATE TABLE notifications.kept (id int)")
-        await conn.execute("INSERT INTO notifications.kept VALUES (7)")
+        # As before owner roles: the runtime role owned its tables.
+        await admin.execute("CREATE TABLE notifications.kept (id int) ")
+        await admin.execute(f'ALTER TABLE notifications.kept OWNER TO "{runtime_role}"')
+        await admin.execute("INSERT INTO notifications.kept VALUES (7)")
     finally:
-        await conn.close()
+        await admin.close()
 
     method = request.node.callspec.params["provisioned"]
     again = await set_up(method, admin_dsn, database, prefix)
 
-    assert again == dsns
-    conn = await asyncpg.connect(again["notifications"])
+    assert again.runtime == provisioned.runtime
+    conn = await asyncpg.connect(again.runtime["notifications"])
     try:
         assert await conn.fetchval("SELECT id FROM notifications.kept") == 7
+        await expect_denied(conn, "DROP TABLE notifications.kept")
         await expect_denied(conn, "CREATE SCHEMA extra")
         await expect_denied(conn, "SELECT 1 FROM matching.nothing")
     finally:
@@ -198,11 +268,16 @@ async def test_provisioning_twice_is_idempotent(
             " WHERE nspname = ANY($1::text[])",
             list(SERVICES),
         )
+        kept = await admin.fetchval(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'notifications'"
+            " AND tablename = 'kept'"
+        )
     finally:
         await admin.close()
     assert {row["nspname"]: row["owner"] for row in owners} == {
-        service: f"{prefix}{service}" for service in SERVICES
+        service: f"{prefix}{service}_owner" for service in SERVICES
     }
+    assert kept == f"{prefix}notifications_owner"
 
 
 @pytest.mark.infra
@@ -211,7 +286,9 @@ async def test_password_is_stored_as_the_scram_verifier_postgres_makes(admin_dsn
     prefix = f"{database}_"
     admin = await asyncpg.connect(admin_dsn)
     try:
-        dsns = await provision(admin_dsn, database, role_prefix=prefix, password="s3cret pass")
+        passwords = {role: "other" for role in role_names(prefix)}
+        passwords[f"{prefix}matching"] = "s3cret pass"
+        dsns = await provision(admin_dsn, database, role_prefix=prefix, passwords=passwords)
         assert urlsplit(dsns["matching"]).password == "s3cret%20pass"
         role = f"{prefix}matching"
         ours = await admin.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role)
@@ -228,7 +305,5 @@ async def test_password_is_stored_as_the_scram_verifier_postgres_makes(admin_dsn
             "s3cret pass", salt=base64.b64decode(salt), iterations=int(iterations)
         )
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        for service in SERVICES:
-            await admin.execute(f'DROP ROLE IF EXISTS "{prefix}{service}"')
         await admin.close()
+        await drop(admin_dsn, database, prefix)

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.infra
 @pytest.fixture
 def kafka_env(infra: Infra, topic_prefix: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the CLI at the test broker under this test's own topic prefix."""
-    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap)
+    # Operators publish as the super-user (the input topics have no service writer).
+    for name, value in infra.kafka_env("admin").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", topic_prefix)
     monkeypatch.setenv("TWOWAY_TOPIC_PARTITIONS", "3")
     return topic_prefix

@@ -58,7 +58,8 @@ async def test_wait_with_nobody_answering_publishes_and_reports_no_change(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap)
+    for name, value in infra.kafka_env("admin").items():  # the toolkit runs as an operator
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", topic_prefix)
     argv = ["accept", "P1", "E1", "--wait", "--wait-seconds", "1.5"]
     assert await asyncio.to_thread(main, argv) == 0

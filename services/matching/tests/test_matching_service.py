@@ -134,7 +134,7 @@ async def harness(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
     settings = MatchingServiceSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("matching"),
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
         topic_partitions=2,
@@ -382,7 +382,7 @@ async def test_two_instances_never_break_capacity(
 ) -> None:
     """Both instances run rounds; the per-programme lock keeps every person within capacity."""
     settings = MatchingServiceSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("matching"),
         database_url=service_dsns["matching"],
         topic_prefix=topic_prefix,
         topic_partitions=4,
@@ -599,7 +599,8 @@ async def test_rematch_and_completion_from_progress_end_pairs(harness: Harness) 
 async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TWOWAY_KAFKA_BOOTSTRAP_SERVERS", harness.infra.kafka_bootstrap)
+    for name, value in harness.infra.kafka_env("admin").items():  # the toolkit, as an operator
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TWOWAY_TOPIC_PREFIX", harness.runtime.settings.topic_prefix)
     await harness.send(Topic.PROGRAMMES, configure(acceptance_required=True))
     await harness.enrol("M1", "mentor")
@@ -628,3 +629,39 @@ async def test_accept_wait_prints_the_outcome_and_exits_4_on_rejection(
     topic = harness.runtime.topic(Topic.PAIR_RESPONSES)
     assert harness.runtime.metrics.dead_lettered.labels(topic)._value.get() == 0
     assert len(harness.events("response_rejected")) == 2
+
+
+async def test_erasure_forgets_the_persons_pair_reasons_and_round_summary_entry(
+    harness: Harness,
+) -> None:
+    await harness.send(Topic.PROGRAMMES, configure())
+    await harness.enrol("M1", "mentor")
+    await harness.enrol("E1", "mentee")
+    await harness.enrol(
+        "E-ALONE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
+    )
+    (confirmed,) = await harness.wait("confirmed", 1)
+    pool = harness.runtime.pool
+
+    async def summary_names() -> set[str]:
+        raw = await pool.fetchval(
+            "SELECT summary FROM matching.rounds WHERE programme_id = $1", PROGRAMME
+        )
+        return {u["participant_id"] for u in json.loads(raw or "{}").get("unmatched", [])}
+
+    await eventually(summary_names, lambda names: "E-ALONE" in names, what="E-ALONE unmatched")
+    for pid in ("E-ALONE", "E1"):
+        await harness.send(
+            Topic.ENROLMENTS,
+            ParticipantWithdrawn(participant_id=pid, programme_id=PROGRAMME, erase=True),
+        )
+    await harness.barrier()
+
+    assert "E-ALONE" not in await summary_names()
+    reasons = json.loads(
+        await pool.fetchval(
+            "SELECT reasons FROM matching.pairs WHERE pair_id = $1", confirmed["data"]["pair_id"]
+        )
+    )
+    assert reasons["mentee_learns"] == reasons["mentor_learns"] == reasons["languages"] == []
+    assert reasons["weekly_overlap_minutes"] > 0  # not personal: the pair's record stays whole

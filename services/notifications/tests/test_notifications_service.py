@@ -49,6 +49,7 @@ from twoway_shared.testing.calendar_client import Meeting, expand
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
 from twoway_shared.testing.oidc import TestProvider
+from twoway_shared.testing.service import with_migration_url
 
 pytestmark = pytest.mark.infra
 
@@ -123,7 +124,7 @@ class Harness:
 
     async def start(self) -> Runtime:
         spec = create_spec(FAST)
-        await run_migrations(spec, self.settings)
+        await run_migrations(spec, with_migration_url(self.settings))
         self.runtime = Runtime(spec, self.settings)
         await self.runtime.start()
         return self.runtime
@@ -168,7 +169,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     sink, port = smtp
     settings = NotificationsSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("notifications"),
         database_url=service_dsns["notifications"],
         topic_prefix=topic_prefix,
         topic_partitions=3,

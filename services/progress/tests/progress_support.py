@@ -29,6 +29,7 @@ from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.contract.values import rfc3339
 from twoway_shared.platform.kafka import ensure_topics
 from twoway_shared.platform.runtime import Runtime
+from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
 from twoway_shared.testing.service import MovableClock, running_service
 
@@ -209,10 +210,11 @@ class Harness:
 
 @asynccontextmanager
 async def harness(
-    kafka: str, dsn: str, topic_prefix: str, **settings: Any
+    infra: Infra, dsn: str, topic_prefix: str, **settings: Any
 ) -> AsyncIterator[Harness]:
+    kafka = infra.kafka_bootstrap
     chosen = ProgressSettings(
-        kafka_bootstrap_servers=kafka,
+        **infra.kafka_settings("progress"),
         database_url=dsn,
         topic_prefix=topic_prefix,
         topic_partitions=3,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.infra
 async def h(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str
 ) -> AsyncIterator[Harness]:
-    async with harness(infra.kafka_bootstrap, service_dsns["progress"], topic_prefix) as found:
+    async with harness(infra, service_dsns["progress"], topic_prefix) as found:
         yield found
 
 

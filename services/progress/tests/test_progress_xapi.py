@@ -37,7 +37,7 @@ async def h(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str, lrs: RalphLrs
 ) -> AsyncIterator[Harness]:
     async with harness(
-        infra.kafka_bootstrap,
+        infra,
         service_dsns["progress"],
         topic_prefix,
         xapi_endpoint=lrs.endpoint,

@@ -35,7 +35,7 @@ from twoway_shared.testing.calendar_client import expand
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
 from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.testing.service import running_service
+from twoway_shared.testing.service import running_service, with_migration_url
 
 pytestmark = pytest.mark.infra
 
@@ -108,7 +108,7 @@ async def service(
     infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
 ) -> AsyncIterator[Harness]:
     settings = SchedulingSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("scheduling"),
         database_url=service_dsns["scheduling"],
         topic_prefix=topic_prefix,
         topic_partitions=3,
@@ -119,7 +119,7 @@ async def service(
         **oidc.settings(),
     )
     spec = create_spec()
-    await run_migrations(spec, settings)
+    await run_migrations(spec, with_migration_url(settings))
     runtime = Runtime(spec, settings, clock=lambda: NOW)
     await runtime.start()
     try:
@@ -385,7 +385,7 @@ async def test_two_instances_never_double_book_a_mentor(
 ) -> None:
     """Pairs of one mentor confirmed at once on two instances get non-overlapping series."""
     settings = SchedulingSettings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        **infra.kafka_settings("scheduling"),
         database_url=service_dsns["scheduling"],
         topic_prefix=topic_prefix,
         topic_partitions=4,

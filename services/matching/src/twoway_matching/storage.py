@@ -188,6 +188,29 @@ async def withdraw_participant(
         programme_id,
         erase,
     )
+    if erase:
+        await erase_traces(conn, participant_id)
+
+
+async def erase_traces(conn: asyncpg.Connection, participant_id: str) -> None:
+    """Forget what pairs and round summaries say about a person: their tags, their name."""
+    # The reasons of their pairs are their skills and wants: kept empty, the pair stays.
+    await conn.execute(
+        """UPDATE matching.pairs
+           SET reasons = reasons
+               || '{"mentee_learns": [], "mentor_learns": [], "languages": []}'::jsonb
+           WHERE $1::text IN (mentor_id, mentee_id)""",
+        participant_id,
+    )
+    await conn.execute(
+        """UPDATE matching.rounds
+           SET summary = jsonb_set(summary, '{unmatched}', COALESCE(
+               (SELECT jsonb_agg(u) FROM jsonb_array_elements(summary->'unmatched') AS u
+                WHERE u->>'participant_id' <> $1::text), '[]'::jsonb))
+           WHERE summary->'unmatched'
+                 @> jsonb_build_array(jsonb_build_object('participant_id', $1::text))""",
+        participant_id,
+    )
 
 
 def to_domain(row: asyncpg.Record) -> Participant:

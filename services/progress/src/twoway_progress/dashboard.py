@@ -25,6 +25,7 @@ from twoway_shared.contract.events import (
     PairProposed,
 )
 from twoway_shared.platform.http import ANY_ROLE, principal_of, programme_access, read_route
+from twoway_shared.platform.openapi import documented
 from twoway_shared.platform.runtime import Runtime
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -36,6 +37,8 @@ from twoway_progress.domain.report import FeedbackRow, PairHealthRow, programme_
 from twoway_progress.storage import Storage
 
 # ---------------------------------------------------------------- event handlers
+
+_HTML = {"type": "string", "description": "An HTML page."}
 
 
 async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
@@ -310,6 +313,7 @@ def _html(template: str, status: int = 200, **context: Any) -> Response:
 def dashboard_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
     """`/programmes`, `/programmes/{id}/dashboard`, its CSV tables and its two assets."""
 
+    @documented("The programmes the caller may see (HTML)", response=_HTML, media_type="text/html")
     async def programmes(request: Request) -> Response:
         _, zone_name = _zone(request)
         async with pool.acquire() as conn:
@@ -320,6 +324,12 @@ def dashboard_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
         query = "?" + urlencode({"tz": zone_name}) if "tz" in request.query_params else ""
         return _html("programmes.html", programmes=known, query=query, zone=zone_name)
 
+    @documented(
+        "A programme's coordinators' dashboard (HTML)",
+        response=_HTML,
+        media_type="text/html",
+        not_found="The programme is unknown to progress.",
+    )
     async def dashboard(request: Request) -> Response:
         programme_id = request.path_params["programme_id"]
         zone, zone_name = _zone(request)
@@ -342,6 +352,12 @@ def dashboard_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             zones=_COMMON_ZONES if zone_name in _COMMON_ZONES else (zone_name, *_COMMON_ZONES),
         )
 
+    @documented(
+        "One table of a programme's dashboard as CSV",
+        response={"type": "string"},
+        media_type="text/csv",
+        not_found="The programme or the table is unknown.",
+    )
     async def table_csv(request: Request) -> Response:
         programme_id, key = request.path_params["programme_id"], request.path_params["table"]
         zone, _ = _zone(request)
@@ -362,6 +378,12 @@ def dashboard_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
             },
         )
 
+    @documented(
+        "A static file of the dashboard (CSS, JavaScript)",
+        response={"type": "string"},
+        media_type="text/plain",
+        not_found="No such file.",
+    )
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ASSETS:

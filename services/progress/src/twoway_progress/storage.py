@@ -219,6 +219,10 @@ class Storage:
             participant_id,
         )
         await conn.execute("DELETE FROM progress.credits WHERE participant_id = $1", participant_id)
+        # Statements about them not yet sent must not reach the LRS after the erasure.
+        await conn.execute(
+            "DELETE FROM progress.statements WHERE fact->>'participant_id' = $1", participant_id
+        )
 
     # ------------------------------------------------------------ pairs
 

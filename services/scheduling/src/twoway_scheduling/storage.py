@@ -211,6 +211,11 @@ class Storage:
             " erased = true WHERE participant_id = $1",
             participant_id,
         )
+        # Their attendance and ratings: the outcomes are settled (published), and their
+        # sessions still to come were cancelled with the withdrawal.
+        await self._conn.execute(
+            "DELETE FROM scheduling.attendance WHERE participant_id = $1", participant_id
+        )
 
     # ------------------------------------------------------------ pairs
 

@@ -87,3 +87,37 @@ def service_acls(service: str, prefix: str) -> list[Acl]:
 def all_acls(prefix: str) -> list[Acl]:
     """The ACLs of every service under one topic prefix."""
     return [acl for service in SERVICES for acl in service_acls(service, prefix)]
+
+
+def as_json(acls: list[Acl]) -> list[dict[str, str]]:
+    """The ACLs as plain records (principal, resource_type, pattern, name, operation)."""
+    return [
+        {
+            "principal": acl.principal,
+            "resource_type": acl.resource_type,
+            "pattern": "literal",
+            "name": acl.name,
+            "operation": acl.operation,
+            "permission": "allow",
+        }
+        for acl in acls
+    ]
+
+
+def as_kafka_acls_commands(acls: list[Acl]) -> list[str]:
+    """One `kafka-acls.sh --add` line per principal and resource, operations combined.
+
+    The lines expect `$BOOTSTRAP` and an admin client file `admin.properties` (SASL settings
+    of a super-user), as Kafka's own tool does.
+    """
+    grouped: dict[tuple[str, ResourceType, str], list[str]] = {}
+    for acl in sorted(acls):
+        grouped.setdefault((acl.principal, acl.resource_type, acl.name), []).append(acl.operation)
+    lines = []
+    for (who, kind, name), operations in grouped.items():
+        ops = " ".join(f"--operation {op}" for op in operations)
+        lines.append(
+            'kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config admin.properties '
+            f"--add --allow-principal {who} {ops} --{kind} {name} --resource-pattern-type literal"
+        )
+    return lines

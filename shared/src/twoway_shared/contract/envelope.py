@@ -15,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from twoway_shared.contract.events import EVENT_MODELS, event_type_of
 from twoway_shared.contract.topics import TOPIC_EVENT_TYPES, TOPIC_KEY_FIELD, Topic
-from twoway_shared.contract.values import ContractModel, EventId, StrictStr, UtcDateTime
+from twoway_shared.contract.values import ContractModel, EventId, OneLine, StrictStr, UtcDateTime
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 """The `content-type` header of every record Twoway produces."""
@@ -42,14 +42,14 @@ def full_type(short: str) -> str:
 
 def short_type(full: str) -> str | None:
     """The short event type of a contract CloudEvents `type`, or None if it is not one."""
-    match = _FULL_TYPE.match(full)
+    match = _FULL_TYPE.fullmatch(full)
     if match is None or match.group(1) not in EVENT_MODELS:
         return None
     return match.group(1)
 
 
 def _check_source(value: str) -> str:
-    if not _URI_REFERENCE.match(value):
+    if not _URI_REFERENCE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a URI-reference (e.g. /portal/hr or urn:twoway:matching)"
         )
@@ -57,13 +57,13 @@ def _check_source(value: str) -> str:
 
 
 def _check_content_type(value: str) -> str:
-    if not _JSON_MEDIA_TYPE.match(value):
+    if not _JSON_MEDIA_TYPE.fullmatch(value):
         raise ValueError(f"{value!r} is not a JSON media type; use application/json")
     return value
 
 
 def _check_traceparent(value: str) -> str:
-    match = _TRACEPARENT.match(value)
+    match = _TRACEPARENT.fullmatch(value)
     valid = (
         match is not None
         and match.group(1) != "ff"
@@ -94,7 +94,7 @@ class CloudEvent(ContractModel):
     ]
     type: NonEmpty
     time: UtcDateTime | None = None
-    subject: NonEmpty | None = None
+    subject: Annotated[OneLine, StringConstraints(min_length=1)] | None = None
     datacontenttype: (
         Annotated[
             StrictStr,
@@ -176,6 +176,10 @@ def _sentence(error: ErrorDetails, prefix: str) -> str:
     if error["type"] in ("value_error", "assertion_error"):
         return f"{where}: {message}"
     message = message[:1].lower() + message[1:]
+    if error["type"] in ("too_long", "too_short") and isinstance(error["input"], str):
+        # Length limits after a validator are reported generically; a string has characters.
+        message = re.sub(r"(\d+) items?, not \d+", r"\1 characters", message)
+        message = message.replace("value should", "string should")
     if isinstance(error["input"], dict | list):  # too big to repeat usefully
         return f"{where}: {message}"
     return f"{where}: {message} (got {_shown(error['input'])})"

@@ -11,10 +11,12 @@ from twoway_shared.contract.values import (
     ContractModel,
     Email,
     EventId,
+    FreeText,
     Grade,
     Id,
     IsoDate,
     Language,
+    OneLine,
     Reason,
     StrictBool,
     Tag,
@@ -24,11 +26,13 @@ from twoway_shared.contract.values import (
     rfc3339,
 )
 
-Revision = Annotated[int, Field(strict=True, ge=0)]
+INT32_MAX = 2**31 - 1
+Revision = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
+"""A revision or iCalendar SEQUENCE, stored as a PostgreSQL `integer`."""
 Sequence = Annotated[int, Field(strict=True, ge=1, le=52)]
 SeriesLength = Annotated[int, Field(strict=True, ge=1, le=52)]
 Rating = Annotated[int, Field(strict=True, ge=1, le=5)] | None
-Text100 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=100)]
+Text100 = Annotated[OneLine, StringConstraints(strict=True, min_length=1, max_length=100)]
 SystemReason = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=500)]
 """A reason Twoway writes for people to read (no personal data)."""
 
@@ -79,7 +83,7 @@ class ProgrammeConfigured(ContractModel):
     """Creates or replaces a programme; every field but `programme_id` has a default."""
 
     programme_id: Id
-    name: Annotated[str, StringConstraints(strict=True, max_length=200)] = ""
+    name: Annotated[OneLine, StringConstraints(strict=True, max_length=200)] = ""
     session_minutes: Annotated[int, Field(strict=True, ge=15, le=120, multiple_of=15)] = 30
     cadence: Literal["weekly", "fortnightly"] = "weekly"
     sessions: SeriesLength = 12
@@ -121,7 +125,7 @@ class ParticipantProfile(ContractModel):
     participant_id: Id
     programme_id: Id
     role: Literal["mentor", "mentee"]
-    display_name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+    display_name: Annotated[OneLine, StringConstraints(strict=True, min_length=1, max_length=200)]
     email: Email
     grade: Grade
     department: Text100
@@ -188,7 +192,7 @@ class SessionAttendanceRecorded(ContractModel):
     participant_id: Id
     attended: StrictBool
     rating: Rating = None
-    comment: Annotated[str, StringConstraints(strict=True, max_length=2000)] | None = None
+    comment: Annotated[FreeText, StringConstraints(strict=True, max_length=2000)] | None = None
 
 
 # ---------------------------------------------------------------- pairs.v1
@@ -377,14 +381,14 @@ class SessionFeedbackSubmitted(ContractModel):
     learned: LearnedTags = Field(default_factory=list)
     rating: Annotated[int, Field(strict=True, ge=1, le=5)]
     fit: Fit | None = None
-    comment: Annotated[str, StringConstraints(strict=True, max_length=2000)] | None = None
+    comment: Annotated[FreeText, StringConstraints(strict=True, max_length=2000)] | None = None
 
 
 class Goal(ContractModel):
     """One thing a person wants to get out of a pair."""
 
     tag: Tag
-    note: Annotated[str, StringConstraints(strict=True, max_length=280)] | None = None
+    note: Annotated[FreeText, StringConstraints(strict=True, max_length=280)] | None = None
 
 
 class PairGoalsSet(ContractModel):

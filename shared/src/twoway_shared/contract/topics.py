@@ -80,6 +80,19 @@ EVENT_TOPIC: dict[str, Topic] = {
 """Short event type -> the one topic it is published on."""
 
 
+DAY_MS = 24 * 60 * 60 * 1000
+
+TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
+    # Profiles (names, emails) are upserts keyed by participant: compaction keeps only each
+    # person's latest record, so an older profile, and after a withdrawal with `erase` every
+    # profile, leaves the log within 7 days while a replay still rebuilds everyone's state.
+    Topic.ENROLMENTS: {"cleanup.policy": "compact", "max.compaction.lag.ms": str(7 * DAY_MS)},
+    # Dead letters are verbatim copies of rejected records (names, emails): kept 14 days.
+    Topic.DEADLETTER: {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)},
+}
+"""Kafka topic settings Twoway sets on the topics it creates (docs/security.md)."""
+
+
 def topic_name(prefix: str, topic: Topic) -> str:
     """The deployed name of a topic: `topic_name("twoway.", Topic.PAIRS)` is `twoway.pairs.v1`."""
     return f"{prefix}{topic.value}"

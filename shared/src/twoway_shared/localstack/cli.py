@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from twoway_shared.localstack.stack import (
+    KAFKA_ADMIN,
     LocalStack,
     StackError,
     StackInfo,
@@ -20,7 +21,13 @@ from twoway_shared.localstack.stack import (
     repo_root,
     saved_ports,
 )
-from twoway_shared.platform.roles import SERVICES, ProvisionError, provision, service_dsns
+from twoway_shared.platform.roles import (
+    SERVICES,
+    ProvisionError,
+    migration_dsns,
+    provision,
+    service_dsns,
+)
 
 DATABASE = "twoway"
 ROLE_PREFIX = "twoway_"
@@ -79,13 +86,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def settings(info: StackInfo) -> str:
-    """The services' settings as shell `export` lines (for `eval "$(twoway-stack env)"`)."""
-    lines = [f"export TWOWAY_KAFKA_BOOTSTRAP_SERVERS={shlex.quote(info.kafka_bootstrap)}"]
-    lines.append("# Each service connects with its own role: use the line of the one you run.")
+    """The services' settings as shell `export` lines (for `eval "$(twoway-stack env)"`).
+
+    The lines before the first service are the super-user's (for the `twoway` toolkit); each
+    service then has its own Kafka principal and database roles: use the block of the one
+    you run.
+    """
+
+    def exports(env: dict[str, str]) -> list[str]:
+        return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+
+    def kafka(user: str) -> dict[str, str]:
+        if user in info.kafka_passwords:
+            return info.kafka_env(user)
+        return {"TWOWAY_KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap}
+
+    lines = ["# twoway (toolkit): the Kafka super-user", *exports(kafka(KAFKA_ADMIN))]
     dsns = service_dsns(info.admin_dsn, DATABASE, role_prefix=ROLE_PREFIX)
+    owners = migration_dsns(info.admin_dsn, DATABASE, role_prefix=ROLE_PREFIX)
     for service in SERVICES:
         lines.append(f"# twoway-{service}")
+        lines += exports(kafka(service))
         lines.append(f"export TWOWAY_DATABASE_URL={shlex.quote(dsns[service])}")
+        lines.append(f"export TWOWAY_DATABASE_MIGRATION_URL={shlex.quote(owners[service])}")
     return "\n".join(lines)
 
 
@@ -168,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     # The stack reports slow steps (the first download) through logging; show them plainly.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         code = run(args)
     except (StackError, ProvisionError, asyncpg.PostgresError, OSError) as exc:

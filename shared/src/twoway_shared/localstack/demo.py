@@ -50,7 +50,7 @@ from twoway_shared.localstack.proxy import CachedToken, ProxyThread
 from twoway_shared.localstack.report import ReportData, Tally, print_report, write_csv
 from twoway_shared.localstack.stack import HOLD_FILE, LocalStack, hold, repo_root
 from twoway_shared.platform.roles import provision
-from twoway_shared.testing.kafka import TopicReader, ToSend, publish
+from twoway_shared.testing.kafka import TopicReader, ToSend, authenticate, client_options, publish
 from twoway_shared.toolkit.generate import generate_cohort
 
 PREFIX = "twoway."
@@ -108,7 +108,7 @@ async def _publish_events(target: Target, items: list[tuple[Topic, Any]]) -> Non
 
 async def committed(target: Target, group: str, topic: Topic) -> int:
     """How many records of `topic` the consumer group has committed (a fresh topic's count)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=target.kafka)
+    admin = AIOKafkaAdminClient(**client_options(target.kafka))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -310,12 +310,14 @@ def _run(
     try:
         # Inside the try: when half the stack starts and the other half fails, both stop.
         info = stack.up()
-        dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+        asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+        # The demo publishes and watches as the Kafka super-user; services run as themselves.
+        authenticate(info.kafka_bootstrap, info.kafka_client_options())
         sink.start()
         console.print(f"Starting the local OpenID Connect provider ({oidc_port}) ...")
         provider = start_provider(root, oidc_port, managed=[PROGRAMME_ID])
         extra.update(security_env(root, provider, ports))
-        services = start_services(info.kafka_bootstrap, dsns, root / "logs", extra, ports)
+        services = start_services(info, root / "logs", extra, ports)
         wait_ready(services)
         console.print("The three services are ready. Publishing a synthetic programme ...")
         programme = demo_programme(min_score=min_score)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twoway_shared.localstack.oidc import Client, ProviderProcess
-from twoway_shared.localstack.stack import LocalStack, StackError, hold
-from twoway_shared.platform.roles import provision
+from twoway_shared.localstack.stack import LocalStack, StackError, StackInfo, hold
+from twoway_shared.platform.roles import migration_dsns, provision, service_dsns
 from twoway_shared.testing.infra import SERVICES, repo_root
 
 HTTP_PORTS = {"matching": 8081, "scheduling": 8082, "notifications": 8083, "progress": 8084}
@@ -45,11 +45,15 @@ class ServiceProcess:
     http_port: int
 
 
-def service_env(kafka: str, dsn: str, http_port: int, extra: dict[str, str]) -> dict[str, str]:
+def service_env(
+    info: StackInfo, service: str, http_port: int, extra: dict[str, str]
+) -> dict[str, str]:
+    """A service's environment: its own Kafka principal and its two database roles."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
     env.update(
-        TWOWAY_KAFKA_BOOTSTRAP_SERVERS=kafka,
-        TWOWAY_DATABASE_URL=dsn,
+        **info.kafka_env(service),
+        TWOWAY_DATABASE_URL=service_dsns(info.admin_dsn, "twoway")[service],
+        TWOWAY_DATABASE_MIGRATION_URL=migration_dsns(info.admin_dsn, "twoway")[service],
         TWOWAY_HTTP_PORT=str(http_port),
         TWOWAY_HTTP_HOST="127.0.0.1",
         **extra,
@@ -94,17 +98,16 @@ def command(service: str) -> str:
 
 
 def start_services(
-    kafka: str,
-    dsns: dict[str, str],
+    info: StackInfo,
     log_dir: Path,
     extra: dict[str, str],
     ports: dict[str, int] = HTTP_PORTS,
 ) -> list[ServiceProcess]:
-    """Migrate each service with its own role, then start it."""
+    """Migrate each service with its owner role, then start it with its runtime role."""
     log_dir.mkdir(parents=True, exist_ok=True)
     started = []
     for name in SERVICES:
-        env = service_env(kafka, dsns[name], ports[name], extra)
+        env = service_env(info, name, ports[name], extra)
         log_path = log_dir / f"{name}.log"
         log = log_path.open("ab")
         migrated = subprocess.run([command(name), "migrate"], env=env, stdout=log, stderr=log)
@@ -266,14 +269,12 @@ def _run(args: argparse.Namespace, stack: LocalStack) -> None:
     root = stack.root
     print(f"Starting Kafka on {args.kafka_port} and PostgreSQL on {args.pg_port} ...")
     info = stack.up()
-    dsns = asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
+    asyncio.run(provision(info.admin_dsn, "twoway", role_prefix="twoway_"))
     print(f"Starting the local OpenID Connect provider on {args.oidc_port} ...")
     provider = start_provider(root, args.oidc_port)
     services = []
     try:
-        services = start_services(
-            info.kafka_bootstrap, dsns, root / "logs", security_env(root, provider)
-        )
+        services = start_services(info, root / "logs", security_env(root, provider))
         wait_ready(services)
         print("Twoway is running:")
         for svc in services:

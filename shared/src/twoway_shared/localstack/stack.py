@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -18,11 +19,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from twoway_shared.contract.access import SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,12 @@ PG_SETTINGS = (
     # Every test gets its own database and each service its own pool.
     "max_connections=300",
 )
+# The broker's SCRAM users: a super-user for operators and tests, and one per service.
+KAFKA_ADMIN = "admin"
+KAFKA_SERVICES = SERVICES
+KAFKA_MECHANISM = "SCRAM-SHA-512"
+# The controller listener cannot use SCRAM (its users live in the metadata it serves).
+_CONTROLLER_USER = "controller"
 DEFAULT_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 _POLL = 0.2
@@ -66,11 +75,37 @@ class StackInUse(StackError):
 
 @dataclass(frozen=True)
 class StackInfo:
-    """Where a running stack answers."""
+    """Where a running stack answers, and the broker's SCRAM passwords (user -> password)."""
 
     kafka_bootstrap: str
     admin_dsn: str
     root: Path
+    kafka_passwords: Mapping[str, str] = field(default_factory=dict)
+
+    def kafka_client_options(self, user: str = KAFKA_ADMIN) -> dict[str, Any]:
+        """aiokafka keyword arguments to connect as `user` (the super-user by default)."""
+        return sasl_client_options(self.kafka_bootstrap, user, self.kafka_passwords[user])
+
+    def kafka_env(self, user: str) -> dict[str, str]:
+        """The TWOWAY_KAFKA_* settings of a service (or the super-user) on this broker."""
+        return {
+            "TWOWAY_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "TWOWAY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "TWOWAY_KAFKA_SASL_MECHANISM": KAFKA_MECHANISM,
+            "TWOWAY_KAFKA_SASL_USERNAME": user,
+            "TWOWAY_KAFKA_SASL_PASSWORD": self.kafka_passwords[user],
+        }
+
+
+def sasl_client_options(bootstrap: str, user: str, password: str) -> dict[str, Any]:
+    """aiokafka keyword arguments for SASL/SCRAM-SHA-512 over a plain connection."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": KAFKA_MECHANISM,
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
 
 
 @dataclass(frozen=True)
@@ -129,10 +164,33 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
 
 
+def new_kafka_passwords() -> dict[str, str]:
+    """A fresh random password for the super-user, the controller and each service."""
+    users = (KAFKA_ADMIN, _CONTROLLER_USER, *KAFKA_SERVICES)
+    return {user: secrets.token_urlsafe(24) for user in users}
+
+
+def _jaas(module: str, user: str, password: str, extra: str = "") -> str:
+    return f'{module} required username="{user}" password="{password}"{extra};'
+
+
 def server_properties(
-    *, data_dir: Path, kafka_port: int, controller_port: int, node_id: int = 1
+    *,
+    data_dir: Path,
+    kafka_port: int,
+    controller_port: int,
+    passwords: Mapping[str, str],
+    node_id: int = 1,
 ) -> str:
-    """A single-node KRaft broker+controller configuration for development and tests."""
+    """A single-node KRaft broker+controller: SASL/SCRAM-SHA-512 clients, ACLs enforced.
+
+    Clients authenticate with SCRAM-SHA-512 on the one broker listener; the StandardAuthorizer
+    denies whatever no ACL allows. `admin` is the super-user; the controller listener uses
+    PLAIN with its own user (KRaft cannot use SCRAM there).
+    """
+    admin, controller = passwords[KAFKA_ADMIN], passwords[_CONTROLLER_USER]
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
     # A static voter set rather than `--standalone` (a dynamic quorum): the controller's
     # address then lives only in this file, so a later `up` with other ports still works.
     settings = {
@@ -140,12 +198,25 @@ def server_properties(
         "node.id": str(node_id),
         "controller.quorum.voters": f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": (
-            f"PLAINTEXT://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}"
+            f"SASL_PLAINTEXT://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}"
         ),
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{kafka_port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": KAFKA_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": KAFKA_MECHANISM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": _jaas(
+            scram, KAFKA_ADMIN, admin
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": _jaas(
+            plain, _CONTROLLER_USER, controller, f' user_{_CONTROLLER_USER}="{controller}"'
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{KAFKA_ADMIN};User:{_CONTROLLER_USER}",
+        "allow.everyone.if.no.acl.found": "false",
         "log.dirs": str(data_dir),
         "num.partitions": "6",
         "auto.create.topics.enable": "false",
@@ -319,11 +390,11 @@ def _run_in_fresh_loop(coro: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def kafka_answers(bootstrap: str, timeout_ms: int = 5000) -> bool:
+async def kafka_answers(options: dict[str, Any], timeout_ms: int = 5000) -> bool:
     """Whether the broker answers a metadata request and lists at least one live broker."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=timeout_ms)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -333,6 +404,13 @@ async def kafka_answers(bootstrap: str, timeout_ms: int = 5000) -> bool:
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it holds passwords)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def _process_alive(pid: int) -> bool:
@@ -480,6 +558,18 @@ class LocalStack:
         return self.kafka_dir / "server.properties"
 
     @property
+    def kafka_credentials(self) -> Path:
+        return self.kafka_dir / "credentials.json"
+
+    def kafka_passwords(self) -> dict[str, str]:
+        """The broker's SCRAM passwords (user -> password); empty before the first `up`."""
+        try:
+            saved = json.loads(self.kafka_credentials.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(user): str(password) for user, password in saved.items()}
+
+    @property
     def pg_dir(self) -> Path:
         return self.root / "pg"
 
@@ -497,10 +587,14 @@ class LocalStack:
             kafka_bootstrap=f"127.0.0.1:{self.kafka_port}",
             admin_dsn=f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres",
             root=self.root,
+            kafka_passwords=self.kafka_passwords(),
         )
 
-    def up(self) -> StackInfo:
-        """Start whatever is not running yet and wait until both answer; idempotent."""
+    def up(self, *, topic_prefix: str = "twoway.") -> StackInfo:
+        """Start whatever is not running yet and wait until both answer; idempotent.
+
+        Each service's principal is then granted its ACLs for the topics under `topic_prefix`.
+        """
         deadline = time.monotonic() + self.timeout
         refuse_if_held(self.root)
         with self._locked():
@@ -512,6 +606,7 @@ class LocalStack:
             (self.root / "stack.json").write_text(json.dumps(saved) + "\n")
             self._postgres_up(deadline)
             self._wait_kafka(deadline, kafka)
+            self._grant_acls(topic_prefix)
         return self.info
 
     def down(self) -> None:
@@ -570,7 +665,7 @@ class LocalStack:
         running = self._kafka_pid()
         if running is not None:
             configured = self.kafka_properties.read_text()
-            if f"PLAINTEXT://127.0.0.1:{self.kafka_port}," not in configured:
+            if f"SASL_PLAINTEXT://127.0.0.1:{self.kafka_port}," not in configured:
                 raise StackError(
                     f"Kafka in {self.root} already runs on other ports (pid {running}); "
                     "run `twoway-stack down` with its --dir first, or use that port."
@@ -586,16 +681,36 @@ class LocalStack:
                 )
         data = self.kafka_dir / "data"
         self.kafka_dir.mkdir(parents=True, exist_ok=True)
-        self.kafka_properties.write_text(
-            server_properties(
-                data_dir=data, kafka_port=self.kafka_port, controller_port=self.controller_port
+        passwords = self.kafka_passwords()
+        if not passwords and (data / "meta.properties").is_file():
+            # Formatted before the broker required SASL: its users cannot be added offline.
+            logging.getLogger(__name__).info(
+                "Kafka's data in %s has no SCRAM users; formatting it again", data
             )
+            shutil.rmtree(data)
+        if not (data / "meta.properties").is_file():
+            passwords = new_kafka_passwords()
+        # Private: it holds the passwords.
+        _write_private(
+            self.kafka_properties,
+            server_properties(
+                data_dir=data,
+                kafka_port=self.kafka_port,
+                controller_port=self.controller_port,
+                passwords=passwords,
+            ),
         )
         classpath = f"{lib}{os.sep}*"
         if not (data / "meta.properties").is_file():
+            _write_private(self.kafka_credentials, json.dumps(passwords, indent=2) + "\n")
+            scram = [
+                f"--add-scram={KAFKA_MECHANISM}=[name={user},password={password}]"
+                for user, password in passwords.items()
+                if user != _CONTROLLER_USER
+            ]
             # A folder without meta.properties is an interrupted format: start it over.
             shutil.rmtree(data, ignore_errors=True)
-            self._format_kafka_storage(java, classpath)
+            self._format_kafka_storage(java, classpath, scram)
         with self.kafka_log.open("ab") as log:
             self._kafka = subprocess.Popen(
                 [java, *KAFKA_JAVA_OPTS, "-cp", classpath, KAFKA_MAIN, str(self.kafka_properties)],
@@ -609,7 +724,7 @@ class LocalStack:
         self.kafka_pidfile.write_text(f"{self._kafka.pid}\n")
         return self._kafka
 
-    def _format_kafka_storage(self, java: str, classpath: str) -> None:
+    def _format_kafka_storage(self, java: str, classpath: str, scram: Sequence[str] = ()) -> None:
         """Write a new cluster id into the broker's empty data folder (kafka-storage format)."""
         formatted = subprocess.run(
             [
@@ -623,6 +738,7 @@ class LocalStack:
                 f"--cluster-id={new_cluster_id()}",
                 "-c",
                 str(self.kafka_properties),
+                *scram,
             ],
             capture_output=True,
             text=True,
@@ -638,12 +754,13 @@ class LocalStack:
 
     def _wait_kafka(self, deadline: float, process: subprocess.Popen[bytes] | None) -> None:
         bootstrap = self.info.kafka_bootstrap
+        options = self.info.kafka_client_options()
         while True:
             if process is not None and process.poll() is not None:
                 raise failure(
                     f"Kafka exited with code {process.returncode} while starting", self.kafka_log
                 )
-            if port_answers(self.kafka_port) and _run_in_fresh_loop(kafka_answers(bootstrap)):
+            if port_answers(self.kafka_port) and _run_in_fresh_loop(kafka_answers(options)):
                 return
             if time.monotonic() > deadline:
                 raise failure(
@@ -651,6 +768,13 @@ class LocalStack:
                     self.kafka_log,
                 )
             time.sleep(_POLL)
+
+    def _grant_acls(self, topic_prefix: str) -> None:
+        from twoway_shared.contract.access import all_acls
+        from twoway_shared.platform.kafka_acls import grant
+
+        options = self.info.kafka_client_options()
+        _run_in_fresh_loop(grant(options, all_acls(topic_prefix)))
 
     def _kafka_down(self) -> None:
         pid = self._kafka_pid()

@@ -83,12 +83,22 @@ class RecordProcessor:
             transient = isinstance(exc, _TRANSIENT)
             if not transient and attempts >= MAX_ATTEMPTS:
                 log.exception("giving up on a record", extra=_where(record))
-                await self._dead_letters.send(
-                    record,
-                    f"The {self._service} service failed {attempts} times to process this "
-                    f"record ({type(exc).__name__}: {str(exc)[:300]}); it was set aside so the "
-                    "records after it go on. Fix the cause, then republish the record.",
-                )
+                try:
+                    await self._dead_letters.send(
+                        record,
+                        f"The {self._service} service failed {attempts} times to process this "
+                        f"record ({type(exc).__name__}: {str(exc)[:300]}); it was set aside so "
+                        "the records after it go on. Fix the cause, then republish the record.",
+                    )
+                except Exception as failure:
+                    # Not set aside, so not done: committing its offset would lose it. It is
+                    # processed again, and given up on again, until the dead letter is sent.
+                    log.warning(
+                        "could not dead-letter a record; it will be processed again",
+                        extra={**_where(record), "error": str(failure)[:300]},
+                    )
+                    await asyncio.sleep(1.0)
+                    return False
                 del self._attempts[coordinates]
                 self._outcomes["dead-lettered"] += 1
                 return True

@@ -19,6 +19,7 @@ from faststream.security import (
     SASLScram512,
 )
 
+from twoway_shared.contract.topics import TOPIC_CONFIGS, topic_of
 from twoway_shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,14 @@ def security_of(settings: Settings) -> BaseSecurity | None:
         return None
     ssl_context = None
     if protocol in ("SSL", "SASL_SSL"):
-        ssl_context = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+        key_password = settings.kafka_ssl_key_password
+        ssl_context = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            # A client certificate makes it mutual TLS; the broker may map it to the principal.
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+            password=key_password.get_secret_value() if key_password else None,
+        )
     if protocol == "SSL":
         return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
     if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
@@ -72,7 +80,12 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
             cluster = await admin.describe_cluster()
             replication = max(1, min(3, len(cluster["brokers"])))
         new = [
-            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=replication)
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=replication,
+                topic_configs=_topic_configs(settings.topic_prefix, name),
+            )
             for name in missing
         ]
         try:
@@ -120,6 +133,11 @@ async def wait_for_group_coordinator(
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+def _topic_configs(prefix: str, name: str) -> dict[str, str]:
+    topic = topic_of(prefix, name)
+    return dict(TOPIC_CONFIGS.get(topic, {})) if topic is not None else {}
 
 
 def idempotent_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:

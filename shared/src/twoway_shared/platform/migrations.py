@@ -85,6 +85,15 @@ async def migrate(dsn: str, schema: str, migrations: list[Migration]) -> list[Mi
                     f"schema {schema} does not exist and this role may not create it: "
                     "ask the operator to run the role set-up (deploy/postgres/README.md)"
                 ) from exc
+        owner = await conn.fetchval(
+            "SELECT pg_has_role(nspowner, 'USAGE') FROM pg_namespace WHERE nspname = $1", schema
+        )
+        if not owner:
+            raise MigrationError(
+                f"this role does not own schema {schema}, so it may not change it: run "
+                "`migrate` with the owner role's URL in TWOWAY_DATABASE_MIGRATION_URL "
+                "(deploy/postgres/README.md)"
+            )
         await conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
                     component  text        NOT NULL,

@@ -1,4 +1,8 @@
-"""The operator's set-up: the database, one least-privileged login role and schema per service."""
+"""The operator's set-up: the database, and per service a schema with two least-privileged roles.
+
+`<prefix><service>_owner` owns the schema and runs `migrate`; `<prefix><service>` is the runtime
+role of `run`, which may only read and write the rows of its own schema's tables.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,16 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import sys
+from collections.abc import Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 SERVICES = ("matching", "scheduling", "notifications", "progress")
+OWNER_SUFFIX = "_owner"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # PostgreSQL silently truncates longer names, which would break the DSNs we hand out.
 _MAX_NAME = 63
@@ -43,16 +48,34 @@ def identifier(name: str) -> str:
 
 
 def role_name(role_prefix: str, service: str) -> str:
-    """The login role of a service, checked."""
+    """The runtime login role of a service (rows only), checked."""
     name = f"{role_prefix}{service}"
     identifier(name)
     return name
 
 
-def service_dsns(
-    admin_dsn: str, database: str, *, role_prefix: str = "twoway_", password: str | None = None
-) -> dict[str, str]:
-    """Service -> DSN: the admin DSN with each service's role, password and the database."""
+def owner_name(role_prefix: str, service: str) -> str:
+    """The migration owner role of a service (owns its schema), checked."""
+    name = f"{role_prefix}{service}{OWNER_SUFFIX}"
+    identifier(name)
+    return name
+
+
+def role_names(role_prefix: str = "twoway_") -> list[str]:
+    """Every role the set-up makes: each service's runtime and owner role."""
+    return [
+        name
+        for service in SERVICES
+        for name in (role_name(role_prefix, service), owner_name(role_prefix, service))
+    ]
+
+
+def generate_passwords(role_prefix: str = "twoway_") -> dict[str, str]:
+    """A fresh random password for each role (role -> password)."""
+    return {role: secrets.token_urlsafe(24) for role in role_names(role_prefix)}
+
+
+def _dsn(admin_dsn: str, database: str, role: str, password: str | None) -> str:
     parts = urlsplit(admin_dsn)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ProvisionError("the admin DSN must be a URL: postgresql://user@host:port/database")
@@ -60,15 +83,45 @@ def service_dsns(
     # rpartition keeps multi-host lists ("h1:5432,h2:5432") and IPv6 brackets intact.
     hosts = parts.netloc.rpartition("@")[2]
     secret = f":{quote(password, safe='')}" if password else ""
+    netloc = f"{quote(role, safe='')}{secret}@{hosts}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
+
+
+def service_dsns(
+    admin_dsn: str,
+    database: str,
+    *,
+    role_prefix: str = "twoway_",
+    passwords: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Service -> runtime DSN (`TWOWAY_DATABASE_URL`): the admin DSN with the runtime role."""
+    secrets_ = passwords or {}
     return {
-        service: urlunsplit(
-            (
-                parts.scheme,
-                f"{quote(role_name(role_prefix, service), safe='')}{secret}@{hosts}",
-                f"/{database}",
-                parts.query,
-                "",
-            )
+        service: _dsn(
+            admin_dsn,
+            database,
+            role_name(role_prefix, service),
+            secrets_.get(role_name(role_prefix, service)),
+        )
+        for service in SERVICES
+    }
+
+
+def migration_dsns(
+    admin_dsn: str,
+    database: str,
+    *,
+    role_prefix: str = "twoway_",
+    passwords: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Service -> owner DSN (`TWOWAY_DATABASE_MIGRATION_URL`), used by `migrate` only."""
+    secrets_ = passwords or {}
+    return {
+        service: _dsn(
+            admin_dsn,
+            database,
+            owner_name(role_prefix, service),
+            secrets_.get(owner_name(role_prefix, service)),
         )
         for service in SERVICES
     }
@@ -114,18 +167,24 @@ async def provision(
     database: str,
     *,
     role_prefix: str = "twoway_",
-    password: str | None = None,
+    passwords: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Create (or bring up to date) the database, each service's role and schema.
+    """Create (or bring up to date) the database, each service's schema and two roles.
 
-    Each role `{role_prefix}{service}` may log in and connect to the database, owns the schema
-    named after its service and has no other privilege: no CREATE or TEMP on the database, no
-    CREATE on `public`, no access to the other schemas. Safe to run again and concurrently.
-    Returns service -> DSN for the service's role.
+    The owner role `{role_prefix}{service}_owner` owns the schema named after its service (its
+    migrations create and change tables there). The runtime role `{role_prefix}{service}` may
+    use that schema and SELECT, INSERT, UPDATE and DELETE rows of its tables (and use its
+    sequences), today's and, through default privileges, those later migrations create; it
+    cannot create, alter, drop, truncate or grant anything. Neither role has CREATE or TEMP on
+    the database, CREATE on `public`, or any access to the other schemas. `passwords` maps a
+    role to its password (none: no password is set). Safe to run again and concurrently.
+    Returns service -> runtime DSN (see `migration_dsns` for the owners').
     """
     db = identifier(database)
     roles = {service: role_name(role_prefix, service) for service in SERVICES}
-    dsns = service_dsns(admin_dsn, database, role_prefix=role_prefix, password=password)
+    owners = {service: owner_name(role_prefix, service) for service in SERVICES}
+    secrets_ = passwords or {}
+    dsns = service_dsns(admin_dsn, database, role_prefix=role_prefix, passwords=passwords)
     admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", _LOCK_KEY)
@@ -136,9 +195,9 @@ async def provision(
             await admin.execute(f"CREATE DATABASE {db}")
         # Without this every role in the cluster may connect and create temporary tables.
         await admin.execute(f"REVOKE ALL ON DATABASE {db} FROM PUBLIC")
-        for role in roles.values():
+        for role in [*roles.values(), *owners.values()]:
             name = identifier(role)
-            secret = await _password_clause(admin, password)
+            secret = await _password_clause(admin, secrets_.get(role))
             if await admin.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role):
                 # An existing role is brought back to least privilege, not trusted as it is.
                 attributes = " NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
@@ -155,19 +214,35 @@ async def provision(
         try:
             # PostgreSQL 15+ does this already; older servers and old databases do not.
             await target.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-            for service, role in roles.items():
-                schema, owner = identifier(service), identifier(role)
+            for service in SERVICES:
+                schema = identifier(service)
+                owner, runtime = identifier(owners[service]), identifier(roles[service])
                 exists = await target.fetchval(
                     "SELECT true FROM pg_namespace WHERE nspname = $1", service
                 )
                 if exists:
                     await target.execute(f"ALTER SCHEMA {schema} OWNER TO {owner}")
+                    # Before owner roles existed the runtime role owned the tables: hand them
+                    # over, or it could still alter and drop them.
+                    await target.execute(f"REASSIGN OWNED BY {runtime} TO {owner}")
                 else:
                     await target.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {owner}")
-                # Unqualified names then mean the service's own schema.
+                await target.execute(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")
+                await target.execute(f"GRANT USAGE ON SCHEMA {schema} TO {runtime}")
+                rows = "SELECT, INSERT, UPDATE, DELETE"
+                await target.execute(f"GRANT {rows} ON ALL TABLES IN SCHEMA {schema} TO {runtime}")
                 await target.execute(
-                    f"ALTER ROLE {owner} IN DATABASE {db} SET search_path = {schema}"
+                    f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {runtime}"
                 )
+                # Tables and sequences later migrations create get the same grants.
+                default = f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}"
+                await target.execute(f"{default} GRANT {rows} ON TABLES TO {runtime}")
+                await target.execute(f"{default} GRANT USAGE, SELECT ON SEQUENCES TO {runtime}")
+                # Unqualified names then mean the service's own schema.
+                for role in (owner, runtime):
+                    await target.execute(
+                        f"ALTER ROLE {role} IN DATABASE {db} SET search_path = {schema}"
+                    )
         finally:
             await target.close()
     finally:
@@ -175,21 +250,14 @@ async def provision(
     return dsns
 
 
-def _redacted(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    user, _, rest = parts.netloc.rpartition("@")
-    if ":" in user:
-        user = f"{user.split(':', 1)[0]}:***"
-    return urlunsplit((parts.scheme, f"{user}@{rest}", parts.path, parts.query, ""))
-
-
 def main(argv: list[str] | None = None) -> None:
-    """`twoway-db-setup`: run the operator's set-up and print each service's DSN."""
+    """`twoway-db-setup`: run the operator's set-up and print each service's DSNs."""
     parser = argparse.ArgumentParser(
         prog="twoway-db-setup",
         description=(
-            "Create the Twoway database, and for each service a login role that owns the "
-            "service's schema and has no other privilege. Safe to run again."
+            "Create the Twoway database, and for each service a schema, an owner role that "
+            "runs migrations and a runtime role that may only read and write rows. Safe to "
+            "run again."
         ),
     )
     parser.add_argument(
@@ -200,21 +268,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database", default="twoway", help="database to set up (twoway)")
     parser.add_argument("--role-prefix", default="twoway_", help="role name prefix (twoway_)")
     parser.add_argument(
-        "--password-env",
-        metavar="VAR",
-        help="environment variable holding the roles' password (none: no password is set)",
+        "--generate-passwords",
+        action="store_true",
+        help="set a new random password on every role and print the URLs with them, once",
     )
     args = parser.parse_args(argv)
-    password: str | None = None
-    if args.password_env:
-        password = os.environ.get(args.password_env)
-        if not password:
-            parser.error(f"--password-env: the environment variable {args.password_env} is empty")
+    passwords = generate_passwords(args.role_prefix) if args.generate_passwords else None
     try:
         dsns = asyncio.run(
             provision(
-                args.admin_url, args.database, role_prefix=args.role_prefix, password=password
+                args.admin_url, args.database, role_prefix=args.role_prefix, passwords=passwords
             )
+        )
+        owners = migration_dsns(
+            args.admin_url, args.database, role_prefix=args.role_prefix, passwords=passwords
         )
     except (
         ProvisionError,
@@ -225,10 +292,12 @@ def main(argv: list[str] | None = None) -> None:
     ) as exc:
         print(f"twoway-db-setup: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    if passwords:
+        print("# New passwords: store these URLs in your secret store now; they are not kept.")
     for service, dsn in dsns.items():
-        # The password is shown masked: it is in the environment variable already.
         print(f"# twoway-{service}")
-        print(f"TWOWAY_DATABASE_URL={_redacted(dsn)}")
+        print(f"TWOWAY_DATABASE_URL={dsn}")
+        print(f"TWOWAY_DATABASE_MIGRATION_URL={owners[service]}")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ class ServiceSpec:
 
 async def run_migrations(spec: ServiceSpec, settings: Settings) -> list[Migration]:
     """Apply the platform's and the service's pending migrations."""
-    return await migrate(settings.database_url, spec.schema, spec.migrations())
+    dsn = settings.database_migration_url or settings.database_url
+    return await migrate(dsn, spec.schema, spec.migrations())
 
 
 async def _raw_body(message: StreamMessage[Any]) -> Any:

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle (PEM) for SSL and SASL_SSL.")
+    kafka_ssl_certfile: str | None = Field(
+        None, description="Client certificate chain (PEM) for mutual TLS with SSL and SASL_SSL."
+    )
+    kafka_ssl_keyfile: str | None = Field(
+        None, description="Private key (PEM) of the client certificate; unset: in the certfile."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client private key."
+    )
     topic_prefix: str = Field("twoway.", description="Prefix of every topic name.")
     topic_partitions: int = Field(6, ge=1, le=10_000, description="Partitions of created topics.")
     topic_replication_factor: int | None = Field(
@@ -59,7 +68,11 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         "postgresql://localhost/twoway",
-        description="PostgreSQL DSN of this service's own least-privileged role.",
+        description="PostgreSQL DSN of this service's runtime role (reads and writes rows only).",
+    )
+    database_migration_url: str | None = Field(
+        None,
+        description="PostgreSQL DSN of the schema owner role `migrate` uses; unset: database_url.",
     )
     http_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics.")
     http_host: str = Field("0.0.0.0", description="Address the HTTP server binds.")

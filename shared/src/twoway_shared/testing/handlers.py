@@ -20,6 +20,7 @@ from twoway_shared.contract import Event, event_type_of, new_event
 from twoway_shared.platform.runtime import ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import Database
+from twoway_shared.testing.service import with_migration_url
 
 
 class HandlerBench:
@@ -38,8 +39,8 @@ class HandlerBench:
     async def open(
         cls, spec: ServiceSpec, database_url: str, now: datetime | None = None
     ) -> AsyncIterator[HandlerBench]:
-        """Migrate the service's schema and open a pool with the service's own role."""
-        await run_migrations(spec, Settings(database_url=database_url))
+        """Migrate the service's schema (as its owner) and open a pool with its runtime role."""
+        await run_migrations(spec, with_migration_url(Settings(database_url=database_url)))
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
         try:
             yield cls(spec, pool, now or datetime.now(UTC))

@@ -5,22 +5,60 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from twoway_shared.localstack.stack import LocalStack, hold
+from twoway_shared.localstack.stack import KAFKA_ADMIN, LocalStack, hold, sasl_client_options
+from twoway_shared.testing.kafka import authenticate
 
 SERVICES = ("matching", "scheduling", "notifications", "progress")
 
 
 @dataclass(frozen=True)
 class Infra:
-    """Where the session's broker and database are, and how they were obtained."""
+    """Where the session's broker and database are, and how they were obtained.
+
+    `kafka_passwords` holds the SCRAM passwords (user -> password) when the broker requires
+    SASL (the project's own stack): services then run as their own principal, with only the
+    ACLs of `contract.access`; empty for a PLAINTEXT broker (external endpoints).
+    """
 
     kafka_bootstrap: str
     admin_dsn: str
     origin: str
+    kafka_passwords: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def kafka_secured(self) -> bool:
+        return bool(self.kafka_passwords)
+
+    def kafka_admin_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments of a super-user client (tests and tools)."""
+        if not self.kafka_secured:
+            return {"bootstrap_servers": self.kafka_bootstrap}
+        password = self.kafka_passwords[KAFKA_ADMIN]
+        return sasl_client_options(self.kafka_bootstrap, KAFKA_ADMIN, password)
+
+    def kafka_settings(self, service: str) -> dict[str, Any]:
+        """Settings keyword arguments that connect as `service`'s own principal."""
+        if not self.kafka_secured:
+            return {"kafka_bootstrap_servers": self.kafka_bootstrap}
+        return {
+            "kafka_bootstrap_servers": self.kafka_bootstrap,
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": "SCRAM-SHA-512",
+            "kafka_sasl_username": service,
+            "kafka_sasl_password": self.kafka_passwords[service],
+        }
+
+    def kafka_env(self, service: str) -> dict[str, str]:
+        """The same as `TWOWAY_*` environment variables, for services run as processes."""
+        return {
+            f"TWOWAY_{name.upper()}": str(value)
+            for name, value in self.kafka_settings(service).items()
+        }
 
 
 def _docker_answers() -> bool:
@@ -61,8 +99,9 @@ def session_infra() -> Iterator[Infra]:
     # Held for the whole session: a second `make test` here would stop this one's broker.
     with hold(stack.root, "a test session (make test)"):
         info = stack.up()
+        authenticate(info.kafka_bootstrap, info.kafka_client_options())
         try:
-            yield Infra(info.kafka_bootstrap, info.admin_dsn, "local stack")
+            yield Infra(info.kafka_bootstrap, info.admin_dsn, "local stack", info.kafka_passwords)
         finally:
             if os.environ.get("TWOWAY_TEST_KEEP_STACK") != "1":
                 stack.down()

@@ -23,6 +23,21 @@ from twoway_shared.contract import (
 
 T = TypeVar("T")
 
+_LOGINS: dict[str, dict[str, Any]] = {}
+
+
+def authenticate(bootstrap: str, options: dict[str, Any]) -> None:
+    """Make every helper here connect to `bootstrap` with these client options (a super-user).
+
+    The helpers take a bootstrap string; a broker that requires SASL is registered once.
+    """
+    _LOGINS[bootstrap] = dict(options)
+
+
+def client_options(bootstrap: str) -> dict[str, Any]:
+    """aiokafka keyword arguments for `bootstrap`: its registered login, else PLAINTEXT."""
+    return _LOGINS.get(bootstrap, {"bootstrap_servers": bootstrap})
+
 
 @dataclass(frozen=True)
 class Received:
@@ -44,7 +59,7 @@ class TopicReader:
         self._changed = asyncio.Condition()
         self._consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -129,7 +144,7 @@ class ToSend:
 async def publish(bootstrap: str, records: Sequence[ToSend]) -> None:
     """Publish records in order and wait until all are written."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, max_request_size=3 * 1024 * 1024
+        **client_options(bootstrap), enable_idempotence=True, max_request_size=3 * 1024 * 1024
     )
     await producer.start()
     try:
@@ -170,8 +185,8 @@ async def wait_until_consumed(
     A service commits a record's offset only after its effects committed (or it was
     dead-lettered), so this is a barrier that holds across topics and partitions.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=None)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await consumer.start()
     await admin.start()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -30,9 +31,11 @@ from twoway_shared.contract import (
     ProgrammeMatchingRequested,
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
+    access,
     event_type_of,
     full_type,
 )
+from twoway_shared.contract.access import all_acls
 from twoway_shared.contract.envelope import describe
 from twoway_shared.platform.kafka import client_options
 from twoway_shared.platform.settings import Settings, describe_settings_error
@@ -441,6 +444,20 @@ class Toolkit:
         )
         return EXIT_OK
 
+    def acl(self, args: Any) -> int:
+        prefix = args.prefix
+        if prefix is None:
+            settings = self.settings()
+            if settings is None:
+                return EXIT_USAGE
+            prefix = settings.topic_prefix
+        acls = all_acls(prefix)
+        if args.format == "json":
+            sys.stdout.write(json.dumps(access.as_json(acls), indent=2) + "\n")
+        else:
+            sys.stdout.write("\n".join(access.as_kafka_acls_commands(acls)) + "\n")
+        return EXIT_OK
+
 
 def _positive(text: str) -> int:
     try:
@@ -499,6 +516,17 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("-v", "--verbose", action="store_true", help="show Kafka client logs")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    acl = sub.add_parser(
+        "acl",
+        help="print every Kafka ACL the services need (the one list in twoway_shared)",
+        description="Print the allow rules of each service's principal (User:matching, ...) "
+        "under a topic prefix: as kafka-acls.sh commands (expecting $BOOTSTRAP and an "
+        "admin.properties of a super-user) or as JSON. Nothing is sent to Kafka.",
+    )
+    acl.add_argument("--prefix", help="topic prefix (default: TWOWAY_TOPIC_PREFIX, else twoway.)")
+    acl.add_argument("--format", choices=("kafka-acls", "json"), default="kafka-acls")
+    acl.set_defaults(run=Toolkit.acl)
 
     enrol = sub.add_parser(
         "enrol",
