@@ -25,6 +25,7 @@ from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
 from twoway_shared.testing.infra import Infra
 from twoway_shared.testing.kafka import ToSend, eventually, publish
+from twoway_shared.testing.service import with_migration_url
 
 
 async def ignore(event: Event[Any], uow: UnitOfWork) -> None:
@@ -110,12 +111,14 @@ async def test_one_debug_line_per_record_and_a_summary_at_info(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     spec = quiet_spec(tmp_path)
-    settings = Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        database_url=service_dsns["matching"],
-        topic_prefix=topic_prefix,
-        topic_partitions=3,
-        http_port=0,
+    settings = with_migration_url(
+        Settings(
+            **infra.kafka_settings("admin"),
+            database_url=service_dsns["matching"],
+            topic_prefix=topic_prefix,
+            topic_partitions=3,
+            http_port=0,
+        )
     )
     await run_migrations(spec, settings)
     runtime = Runtime(spec, settings)
