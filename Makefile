@@ -4,13 +4,15 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 UV_VERSION := 0.13.8
 
-.PHONY: help install system-deps lrs deploy-tools chart-inputs k8s-manifest lint fmt test test-fast contract stack-up stack-down run demo shim openapi clean
+.PHONY: help install system-deps lrs deploy-tools chart-inputs k8s-manifest lint fmt test test-quick test-fast contract stack-up stack-down run demo shim openapi bench clean
 
 help:
 	@echo "make demo       start everything locally, run a synthetic programme through it, report"
 	@echo "make run        start Kafka + PostgreSQL locally and run the three services"
 	@echo "make test       install everything and run every test (real Kafka and PostgreSQL)"
+	@echo "make test-quick every test but the fault-injection suite (tests/reliability)"
 	@echo "make test-fast  only the tests that need no broker or database"
+	@echo "make bench      the benchmarks of docs/benchmarks.md (floor, services, programme, latency)"
 	@echo "make lint       ruff and mypy (strict)"
 	@echo "make contract   regenerate docs/contract (JSON Schema, AsyncAPI)"
 	@echo "make openapi    regenerate docs/openapi (the services' HTTP APIs)"
@@ -71,6 +73,9 @@ fmt: install
 test: install lrs deploy-tools
 	$(UV) run pytest -q -p no:cacheprovider
 
+test-quick: install lrs deploy-tools
+	$(UV) run pytest -q -p no:cacheprovider -m "not reliability"
+
 test-fast: install
 	$(UV) run pytest -q -m "not infra"
 
@@ -92,8 +97,7 @@ run: install
 demo: install
 	$(UV) run twoway-dev demo $(ARGS)
 
-shim: install
-	$(UV) run twoway-dev shim
+.PHONY: help install system-deps lrs deploy-tools chart-inputs k8s-manifest lint fmt test test-quick test-fast contract stack-up stack-down run demo shim openapi bench clean
 
 clean:
 	-$(UV) run twoway-stack down

@@ -58,19 +58,22 @@ class Recorder:
         self.calls: list[str] = []
         self.fail_times: dict[str, int] = {}
         self.reject: set[str] = set()
+        self.ids: list[str] = []
 
     async def handle(self, event: Event[Any], uow: UnitOfWork) -> None:
         programme_id = event.data.programme_id
         self.calls.append(programme_id)
+        self.ids.append(event.envelope.id)
         await uow.conn.execute(
             "INSERT INTO matching.effects (event_id, programme_id) VALUES ($1, $2)",
             event.envelope.id,
             programme_id,
         )
-        if programme_id in self.reject:
+        if programme_id in self.reject or event.envelope.id in self.reject:
             raise Rejected(f"programme {programme_id} is closed")
-        if self.fail_times.get(programme_id, 0) > 0:
-            self.fail_times[programme_id] -= 1
+        failing = programme_id if programme_id in self.fail_times else event.envelope.id
+        if self.fail_times.get(failing, 0) > 0:
+            self.fail_times[failing] -= 1
             raise RuntimeError("simulated handler failure")
         if not programme_id.endswith("-echo"):
             # An effect of the handled event, published through the outbox.
@@ -132,6 +135,15 @@ async def effects_from(dsn: str) -> list[str]:
     try:
         rows = await conn.fetch("SELECT programme_id FROM matching.effects ORDER BY handled_at")
         return [r["programme_id"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def effect_ids_from(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT event_id FROM matching.effects ORDER BY handled_at")
+        return [r["event_id"] for r in rows]
     finally:
         await conn.close()
 
@@ -413,3 +425,62 @@ def test_a_spec_must_handle_or_ignore_every_event_type_it_consumes(tmp_path: Pat
     spec = make_spec(tmp_path, Recorder())
     assert spec.dispatch["programme.configured"] is None
     assert spec.dispatch["programme.matching_requested"] is not None
+
+
+async def test_a_backlog_is_handled_in_batches_and_a_bad_record_is_isolated(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, tmp_path: Path
+) -> None:
+    """Records waiting before start come in batches; a failing one is retried and set aside
+    alone, the others are committed once each, in order per key."""
+    recorder = Recorder()
+    recorder.reject.add("k0-117")
+    recorder.fail_times["k1-105"] = 2
+    spec = make_spec(tmp_path, recorder)
+    dsn = service_dsns["matching"]
+    settings = settings_for(infra, dsn, topic_prefix)
+    await run_migrations(spec, settings)
+    topic = settings.topic(Topic.PROGRAMMES)
+    await ensure_topics(settings, [topic, settings.topic(Topic.DEADLETTER)])
+    keys = [f"k{k}" for k in range(3)]
+
+    def records(ids: list[str]) -> list[ToSend]:
+        return [
+            ToSend(topic, record(p.split("-")[0], event_id=p), p.split("-")[0].encode())
+            for p in ids
+        ]
+
+    backlog = [f"{key}-{n}" for n in range(100) for key in keys]
+    await publish(infra.kafka_bootstrap, records(backlog))
+    runtime = Runtime(spec, settings)
+    await runtime.start()
+    try:
+        await eventually(
+            lambda: effect_ids_from(dsn),
+            lambda e: set(backlog) <= set(e),
+            what="the backlog handled",
+            timeout=60,
+        )
+        batches = next(iter(runtime.metrics.batch_size.collect())).samples
+        count = next(s.value for s in batches if s.name.endswith("_count"))
+        total = next(s.value for s in batches if s.name.endswith("_sum"))
+        assert count > 0
+        assert total / count > 5, "records were not batched"
+        later = [f"{key}-{n}" for n in range(100, 200) for key in keys]
+        await publish(infra.kafka_bootstrap, records(later))
+        sent = backlog + later
+        wanted = [p for p in sent if p != "k0-117"]
+        handled = await eventually(
+            lambda: effect_ids_from(dsn),
+            lambda e: set(wanted) <= set(e),
+            what="every good record handled",
+            timeout=60,
+        )
+    finally:
+        await runtime.stop()
+    originals = [p for p in handled if p in set(sent)]
+    assert sorted(originals) == sorted(wanted)  # each exactly once, the rejected one never
+    for key in keys:
+        assert [p for p in originals if p.startswith(f"{key}-")] == [
+            p for p in wanted if p.startswith(f"{key}-")
+        ]
+    assert recorder.ids.count("k1-105") >= 3

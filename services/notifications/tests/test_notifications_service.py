@@ -785,3 +785,91 @@ async def test_booking_carries_the_calendar_subscription_link(harness: Harness) 
         assert (
             verify(url.rsplit("/", 1)[1].removesuffix(".ics"), parse_keys("old-key,new-key")) == pid
         )
+
+
+async def test_a_dead_senders_messages_are_taken_over_in_seconds_never_resent(
+    harness: Harness,
+) -> None:
+    """A claim left by a dead instance: handed over ('sending') is recorded as sent without a
+    second copy; not handed over ('pending') is sent by the live instance once its short
+    lease expires."""
+    sink = harness.sink
+    await harness.send(
+        person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), PairConfirmed(**PAIR)
+    )
+    await eventually(lambda: _count(sink), lambda n: n == 2, what="both pair_confirmed emails")
+    await eventually(
+        lambda: harness.rows("SELECT 1 FROM notifications.messages WHERE status = 'sent'"),
+        lambda rows: len(rows) == 2,
+        what="both recorded",
+    )
+    # As a dead instance leaves them: one mid hand-over, one claimed and not yet sent.
+    await harness.rows(
+        """UPDATE notifications.messages SET status = 'sending', sent_at = NULL,
+               lease_holder = 'dead', lease_until = now() - interval '1 second'
+           WHERE participant_id = 'M1'"""
+    )
+    await harness.rows(
+        """UPDATE notifications.messages SET status = 'pending', sent_at = NULL,
+               lease_holder = 'dead', lease_until = now() + interval '2 seconds'
+           WHERE participant_id = 'E1'"""
+    )
+    started = asyncio.get_running_loop().time()
+    await eventually(lambda: _async(sink.to(MENTEE)), lambda m: len(m) == 2, timeout=15)
+    taken_over = asyncio.get_running_loop().time() - started
+    assert taken_over < 6, f"took {taken_over:.1f} s to take over"
+    rows = await eventually(
+        lambda: harness.rows(
+            "SELECT participant_id, status, lease_holder FROM notifications.messages"
+            " ORDER BY participant_id"
+        ),
+        lambda rows: all(r["status"] == "sent" for r in rows),
+        what="both recorded as sent",
+    )
+    assert [(r["participant_id"], r["lease_holder"]) for r in rows] == [("E1", None), ("M1", None)]
+    assert len(sink.to(MENTOR)) == 1  # the handed-over one was not sent again
+
+
+async def test_a_lost_claim_stops_the_hand_over(harness: Harness) -> None:
+    """The 'sending' mark checks the lease holder, and a refused hand-over leaves the server
+    without the message."""
+    from twoway_notifications.mailer import Delivery, HandOverRefused, Mailer, SmtpConfig
+    from twoway_notifications.sender import Sender
+
+    assert harness.runtime is not None
+    sender = Sender(harness.runtime, FAST)
+    await harness.send(PairConfirmed(**PAIR))  # waits for details: nobody sends it
+    [row] = await eventually(
+        lambda: harness.rows("SELECT notification_id FROM notifications.messages LIMIT 1"),
+        lambda rows: len(rows) == 1,
+    )
+    nid = row["notification_id"]
+    await harness.rows(
+        "UPDATE notifications.messages SET status = 'pending', lease_holder = 'other',"
+        " lease_until = now() + interval '1 minute' WHERE notification_id = $1",
+        nid,
+    )
+    with pytest.raises(HandOverRefused):
+        await sender.hand_over(nid)
+    mailer = Mailer(SmtpConfig("127.0.0.1", harness.settings.smtp_port))
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "a@example.com", MENTOR, "x"
+    mail.set_content("hello")
+
+    async def refuse() -> None:
+        raise HandOverRefused("lost")
+
+    assert (await mailer.send(mail, refuse)).delivery is Delivery.ABANDONED
+    await harness.rows(
+        "UPDATE notifications.messages SET lease_holder = $2 WHERE notification_id = $1",
+        nid,
+        sender.holder,
+    )
+    result = await mailer.send(mail, lambda: sender.hand_over(nid))
+    await mailer.close()
+    assert result.delivery is Delivery.SENT
+    assert [str(m["Subject"]) for m in harness.sink.mails] == ["x"]
+    [status] = await harness.rows(
+        "SELECT status FROM notifications.messages WHERE notification_id = $1", nid
+    )
+    assert status["status"] == "sending"

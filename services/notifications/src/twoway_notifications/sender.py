@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -22,7 +26,13 @@ from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.domain.ids import outcome_event_id
 from twoway_notifications.domain.model import Message
 from twoway_notifications.domain.rules import Verdict, backoff, decide, gives_up
-from twoway_notifications.mailer import Delivery, Mailer, Result, SmtpConfig
+from twoway_notifications.mailer import (
+    Delivery,
+    HandOverRefused,
+    Mailer,
+    Result,
+    SmtpConfig,
+)
 from twoway_notifications.metrics import sender_metrics
 from twoway_notifications.storage import DUE_CHANNEL, Storage
 
@@ -34,10 +44,12 @@ class SenderOptions:
     """Tunables of the sender; the defaults are the contract's (first retry within 30 s)."""
 
     retry_base: timedelta = timedelta(seconds=15)
-    # The lease must outlast the slowest batch, or another instance sends it again: 40
-    # messages over 4 connections is at most 10 sends of at most 30 s (the SMTP timeout) each.
-    lease: timedelta = timedelta(minutes=10)
-    batch_size: int = 40
+    # A claim lasts seconds and is renewed every third of it while the batch is worked on,
+    # so a live instance takes over a dead one's unsent messages within about `lease`.
+    # A message is never sent twice whatever the lease: it is handed to the SMTP server
+    # only after 'sending' is committed, and a claim lost before that stops the hand-over.
+    lease: timedelta = timedelta(seconds=6)
+    batch_size: int = 100
     connections: int = 4
     poll_seconds: float = 1.0
     idle_close_seconds: float = 10.0
@@ -63,6 +75,13 @@ def _reported(m: Message) -> dict[str, Any]:
     }
 
 
+_DATABASE_AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _ids(m: Message) -> dict[str, Any]:
+    return {"id": m.notification_id}
+
+
 def smtp_config(settings: NotificationsSettings) -> SmtpConfig:
     return SmtpConfig(
         host=settings.smtp_host,
@@ -85,6 +104,9 @@ class Sender:
         self._mail = MailSettings.of(settings)
         self._mailers = [Mailer(smtp_config(settings)) for _ in range(options.connections)]
         self._metrics = sender_metrics(runtime.metrics.registry)
+        # Who holds a claim: this process, distinguishable from a restarted one.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._handover = _HandOver(self)
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
 
@@ -105,14 +127,22 @@ class Sender:
                         if mailer.idle_for() > self._options.idle_close_seconds:
                             await mailer.close()
                     await self._sleep(stopping)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("sender lost the database; retrying", extra={"error": str(exc)})
+                except Exception as exc:
+                    # A database restart surfaces as many error types (connection reset,
+                    # InterfaceError, InternalClientError from a pool releasing a dead
+                    # connection): none may stop the sender; it reconnects and goes on.
+                    log.warning(
+                        "sender lost the database; retrying",
+                        exc_info=not isinstance(exc, _DATABASE_AWAY),
+                        extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                    )
                     await self._drop_listener()
                     await _wait(stopping, 1.0)
         finally:
             for mailer in self._mailers:
                 await mailer.close()
             await self._drop_listener()
+            await self._handover.close()
 
     async def _listen(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
@@ -149,97 +179,241 @@ class Sender:
             await Storage(uow.conn).release_resolved_waiting(uow.now)
 
     async def send_due(self, stopping: asyncio.Event | None = None) -> int:
-        """Claim one batch of due messages and deliver it; returns how many were claimed."""
+        """Settle abandoned hand-overs, claim one batch of due messages and deliver it;
+        returns how many messages were settled or claimed."""
+        lease = self._options.lease
         async with self._runtime.db.unit_of_work() as uow:
-            batch = await Storage(uow.conn).claim_due(
-                uow.now, self._options.lease, self._options.batch_size
-            )
+            store = Storage(uow.conn)
+            settled = await store.settle_abandoned_sends(uow.now)
+            for m in settled:
+                log.info("a dead sender's hand-over recorded as sent", extra=_ids(m))
+                uow.emit(
+                    Topic.NOTIFICATIONS,
+                    NotificationSent(**_reported(m)),
+                    event_id=outcome_event_id(m.notification_id, "sent"),
+                )
+            batch = await store.claim_due(uow.now, lease, self._options.batch_size, self.holder)
         if not batch:
-            return 0
+            return len(settled)
+        renewer = asyncio.create_task(self._renew([m.notification_id for m in batch]))
+        try:
+            outcomes = await self._deliver(batch)
+            await self._record_until_done(outcomes, stopping)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        return len(settled) + len(batch)
+
+    async def _renew(self, ids: list[str]) -> None:
+        """Keep this batch's claims alive while it is worked on."""
+        lease = self._options.lease
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            try:
+                async with self._runtime.pool.acquire() as conn:
+                    await Storage(conn).renew_leases(
+                        ids, self.holder, self._runtime.clock() + lease
+                    )
+            except Exception as exc:
+                log.warning("could not renew the claims", extra={"error": type(exc).__name__})
+
+    async def hand_over(self, notification_id: str) -> None:
+        """Commit 'sending' for a message whose text is with the SMTP server, before the
+        end-of-data mark; refuse when this instance no longer holds the claim."""
+        if not await self._handover.mark(notification_id):
+            raise HandOverRefused("the claim on this message was lost")
+
+    async def _deliver(self, batch: list[Message]) -> list[Outcome]:
         async with self._runtime.pool.acquire() as conn:
             store = Storage(conn)
             contacts = await store.contacts(p for m in batch for p in m.people)
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
         done: list[Outcome] = []
-        ready: list[tuple[Message, EmailMessage]] = []
+        ready: list[tuple[Message, Callable[[], EmailMessage | None]]] = []
         for message in batch:
             partner = contacts.get(message.partner_id) if message.partner_id else None
             decision = decide(message, contacts.get(message.participant_id), partner)
             if decision.verdict is not Verdict.SEND:
                 done.append(Outcome(message, decision.verdict.value, decision.why))
                 continue
-            try:
-                mail = compose(
+            ready.append(
+                (
                     message,
-                    contacts[message.participant_id],
-                    partner,
-                    sessions.get(message.pair_id or "", []),
-                    self._mail,
-                    self._runtime.clock(),
-                    contacts,
+                    functools.partial(
+                        compose,
+                        message,
+                        contacts[message.participant_id],
+                        partner,
+                        sessions.get(message.pair_id or "", []),
+                        self._mail,
+                        self._runtime.clock(),
+                        contacts,
+                    ),
                 )
-            except Exception as exc:
-                # One message that cannot be built must not stop the others; the error names
-                # the kind of problem only (its text may quote personal data).
-                log.exception("could not compose a message", extra={"id": message.notification_id})
-                error = f"message could not be composed ({type(exc).__name__})"
-                done.append(Outcome(message, Delivery.PERMANENT.value, error))
-                continue
-            if mail is None:
-                done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
-            else:
-                ready.append((message, mail))
-        # Each lane keeps its own connection open across the burst.
+            )
+        # Each lane keeps its own connection open across the burst, and builds each message
+        # just before sending it: one lane's building overlaps the others' SMTP round trips.
         lanes = [ready[i :: len(self._mailers)] for i in range(len(self._mailers))]
         for sent in await asyncio.gather(
             *(
-                _send_lane(mailer, lane, self._runtime.metrics, self._runtime.clock)
+                _send_lane(mailer, lane, self.hand_over, self._runtime.metrics, self._runtime.clock)
                 for mailer, lane in zip(self._mailers, lanes, strict=True)
             )
         ):
             self._metrics.observe(sent, self._runtime.clock())
             done.extend(sent)
-        await self._record(done)
-        return len(batch)
+        return done
+
+    async def _record_until_done(
+        self, outcomes: Sequence[Outcome], stopping: asyncio.Event | None
+    ) -> None:
+        """Record the outcomes, retrying through a database outage.
+
+        A delivered message is already 'sending' in the database, so if this instance stops
+        before the outcome is recorded, whoever takes over records it as sent; the retries
+        only make the record prompt and exact.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await self._record(outcomes)
+                return
+            except Exception as exc:
+                log.warning(
+                    "could not record send outcomes; retrying",
+                    extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                )
+                if stopping is not None and stopping.is_set() and delay > 2:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        holder = self.holder
         async with self._runtime.db.unit_of_work() as uow:
             store = Storage(uow.conn)
+            delivered = [o.message for o in outcomes if o.verdict == Delivery.SENT]
+            recorded = await store.mark_sent(
+                [m.notification_id for m in delivered], uow.now, holder
+            )
+            for m in delivered:
+                if m.notification_id in recorded:
+                    uow.emit(
+                        Topic.NOTIFICATIONS,
+                        NotificationSent(**_reported(m)),
+                        event_id=outcome_event_id(m.notification_id, "sent"),
+                    )
+            await store.release(
+                [o.message.notification_id for o in outcomes if o.verdict == Delivery.ABANDONED],
+                holder,
+            )
             for o in outcomes:
                 m = o.message
-                if o.verdict == Delivery.SENT:
-                    if await store.mark_sent(m.notification_id, uow.now):
-                        uow.emit(
-                            Topic.NOTIFICATIONS,
-                            NotificationSent(**_reported(m)),
-                            event_id=outcome_event_id(m.notification_id, "sent"),
-                        )
-                elif o.verdict == Delivery.TEMPORARY and not gives_up(
+                if o.verdict in (Delivery.SENT, Delivery.ABANDONED):
+                    continue
+                if o.verdict == Delivery.TEMPORARY and not gives_up(
                     m.first_attempt_at or uow.now, uow.now
                 ):
                     delay = backoff(m.attempts + 1, self._options.retry_base)
-                    await store.mark_retry(m.notification_id, o.error, uow.now, uow.now + delay)
+                    await store.mark_retry(
+                        m.notification_id, o.error, uow.now, uow.now + delay, holder
+                    )
                 elif o.verdict in (Delivery.TEMPORARY, Delivery.PERMANENT):
-                    if await store.mark_failed(m.notification_id, o.error, uow.now):
+                    if await store.mark_failed(m.notification_id, o.error, uow.now, holder):
                         uow.emit(
                             Topic.NOTIFICATIONS,
                             NotificationFailed(**_reported(m), error=o.error),
                             event_id=outcome_event_id(m.notification_id, "failed"),
                         )
                 elif o.verdict == Verdict.WAIT:
-                    await store.mark(m.notification_id, "waiting", o.error)
+                    await store.mark(m.notification_id, "waiting", o.error, holder)
                 else:
-                    await store.mark(m.notification_id, "skipped", o.error)
+                    await store.mark(m.notification_id, "skipped", o.error, holder)
+
+
+class _HandOver:
+    """Marks messages 'sending' for the SMTP lanes; lanes that reach the end of data while a
+    mark is being committed share the next statement (a group commit).
+
+    The time from that commit to the end-of-data mark is the one window in which a crash
+    loses a message (recorded as handed over, never completed), so it is kept short: a
+    connection of its own (no pool release before the lanes go on) and the lanes are woken
+    as soon as the statement returns.
+    """
+
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+        self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+
+    async def mark(self, notification_id: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((notification_id, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await future
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._sender._runtime.settings.database_url)
+        return self._conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+
+    async def _flush(self) -> None:
+        sender = self._sender
+        runtime = sender._runtime
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                conn = await self._connection()
+                marked = await Storage(conn).mark_sending(
+                    [n for n, _ in batch],
+                    sender.holder,
+                    runtime.clock() + sender._options.lease,
+                )
+            except Exception as exc:
+                await self.close()
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for notification_id, future in batch:
+                if not future.done():
+                    future.set_result(notification_id in marked)
 
 
 async def _send_lane(
     mailer: Mailer,
-    lane: Sequence[tuple[Message, EmailMessage]],
+    lane: Sequence[tuple[Message, Callable[[], EmailMessage | None]]],
+    hand_over: Callable[[str], Awaitable[None]],
     metrics: Metrics,
     clock: Callable[[], datetime],
 ) -> list[Outcome]:
     outcomes = []
-    for message, mail in lane:
+    for message, build in lane:
+        try:
+            mail = build()
+        except Exception as exc:
+            # One message that cannot be built must not stop the others; the error names
+            # the kind of problem only (its text may quote personal data).
+            log.exception("could not compose a message", extra={"id": message.notification_id})
+            error = f"message could not be composed ({type(exc).__name__})"
+            outcomes.append(Outcome(message, Delivery.PERMANENT.value, error))
+            continue
+        if mail is None:
+            outcomes.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
+            continue
+
+        async def before_end_of_data(notification_id: str = message.notification_id) -> None:
+            await hand_over(notification_id)
+
         kind = message.template.value
         if message.due_at is not None:
             late = (clock() - message.due_at).total_seconds()
@@ -247,11 +421,17 @@ async def _send_lane(
         with delivery_span(
             "smtp", "send", parent=message.traceparent, template=kind, id=message.notification_id
         ) as span:
-            result: Result = await mailer.send(mail)
+            try:
+                result: Result = await mailer.send(mail, before_end_of_data)
+            except Exception as exc:
+                # The hand-over could not be recorded (database away): not sent, claim released.
+                result = Result(Delivery.ABANDONED, f"not handed over ({type(exc).__name__})")
             if result.delivery is not Delivery.SENT:
                 failed(span, result.error)
         metrics.deliveries.labels("smtp", result.delivery.value).inc()
         outcomes.append(Outcome(message, result.delivery.value, result.error))
+        # Let the other lanes run between two messages even when nothing here waits.
+        await asyncio.sleep(0)
     return outcomes
 
 

@@ -369,13 +369,16 @@ class Storage:
         details: dict[str, Any] | None = None,
     ) -> bool:
         """Record a message once per id; True when it is new."""
+        # The wake-up is sent in the same round trip, only when the row is new.
         added = await self._conn.fetchval(
-            """INSERT INTO notifications.messages (notification_id, template, participant_id,
-                   partner_id, needs_partner, pair_id, session_id, group_key, details, cause_id,
-                   due_at, created_at, traceparent)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
-               ON CONFLICT (notification_id) DO NOTHING
-               RETURNING true""",
+            """WITH added AS (
+                   INSERT INTO notifications.messages (notification_id, template,
+                       participant_id, partner_id, needs_partner, pair_id, session_id,
+                       group_key, details, cause_id, due_at, created_at, traceparent)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
+                   ON CONFLICT (notification_id) DO NOTHING
+                   RETURNING true)
+               SELECT (SELECT true FROM pg_notify($14, '')) FROM added""",
             notification_id,
             template.value,
             participant_id,
@@ -389,9 +392,8 @@ class Storage:
             due_at,
             now,
             current_traceparent(),
+            DUE_CHANNEL,
         )
-        if added:
-            await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
         return bool(added)
 
     async def drop_unsent(
@@ -427,7 +429,8 @@ class Storage:
             await self._conn.fetchval(
                 """SELECT EXISTS (SELECT 1 FROM notifications.messages
                    WHERE pair_id = $1 AND participant_id = $2 AND template = 'booking'
-                     AND (status = 'sent' OR (status = 'pending' AND lease_until > $3)))""",
+                     AND (status IN ('sent', 'sending')
+                          OR (status = 'pending' AND lease_until > $3)))""",
                 pair_id,
                 participant_id,
                 now,
@@ -519,10 +522,12 @@ class Storage:
 
     # ------------------------------------------------------------------ messages (sender)
 
-    async def claim_due(self, now: datetime, lease: timedelta, limit: int) -> list[Message]:
+    async def claim_due(
+        self, now: datetime, lease: timedelta, limit: int, holder: str
+    ) -> list[Message]:
         """Lease due messages no other instance holds (SKIP LOCKED), oldest first."""
         rows = await self._conn.fetch(
-            """UPDATE notifications.messages m SET lease_until = $2
+            """UPDATE notifications.messages m SET lease_until = $2, lease_holder = $4
                WHERE notification_id IN (
                    SELECT notification_id FROM notifications.messages
                    WHERE status = 'pending' AND due_at <= $1
@@ -532,7 +537,13 @@ class Storage:
             now,
             now + lease,
             limit,
+            holder,
         )
+        return await self._messages(rows)
+
+    async def _messages(self, rows: list[asyncpg.Record]) -> list[Message]:
+        if not rows:
+            return []
         grouped = await self._conn.fetch(
             """SELECT notification_id, session_id FROM notifications.message_sessions
                WHERE notification_id = ANY($1::text[]) ORDER BY session_id""",
@@ -544,64 +555,131 @@ class Storage:
         ordered = sorted(rows, key=lambda r: r["due_at"])
         return [_message(r, tuple(sessions.get(r["notification_id"], ()))) for r in ordered]
 
+    async def settle_abandoned_sends(self, now: datetime) -> list[Message]:
+        """Messages a dead sender was handing over (status 'sending', lease expired): the
+        server has them, so they are recorded as sent and never sent again."""
+        rows = await self._conn.fetch(
+            """UPDATE notifications.messages m SET status = 'sent', sent_at = $1,
+                   lease_until = NULL, lease_holder = NULL, attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, $1), error = NULL
+               WHERE notification_id IN (
+                   SELECT notification_id FROM notifications.messages
+                   WHERE status = 'sending' AND lease_until < $1 FOR UPDATE SKIP LOCKED)
+               RETURNING m.*""",
+            now,
+        )
+        return await self._messages(rows)
+
+    async def renew_leases(self, ids: list[str], holder: str, until: datetime) -> int:
+        """Extend this holder's claims still open; returns how many it still holds."""
+        result = await self._conn.execute(
+            """UPDATE notifications.messages SET lease_until = $3
+               WHERE notification_id = ANY($1::text[]) AND lease_holder = $2
+                 AND status IN ('pending', 'sending')""",
+            ids,
+            holder,
+            until,
+        )
+        return int(result.split()[-1])
+
+    async def mark_sending(self, ids: list[str], holder: str, until: datetime) -> set[str]:
+        """Record that these messages are being handed to the SMTP server; only the ones
+        this holder still claims are marked (and returned)."""
+        rows = await self._conn.fetch(
+            """UPDATE notifications.messages SET status = 'sending', lease_until = $3
+               WHERE notification_id = ANY($1::text[]) AND lease_holder = $2
+                 AND status = 'pending'
+               RETURNING notification_id""",
+            ids,
+            holder,
+            until,
+        )
+        return {r["notification_id"] for r in rows}
+
     async def next_due(self) -> datetime | None:
         value = await self._conn.fetchval(
             """SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at)))
-               FROM notifications.messages WHERE status = 'pending'"""
+               FROM notifications.messages WHERE status IN ('pending', 'sending')"""
         )
         return value if isinstance(value, datetime) else None
 
-    async def mark_sent(self, notification_id: str, now: datetime) -> bool:
-        """Record a delivery; False if the claim was lost (another instance finished it)."""
-        result = await self._conn.execute(
+    async def mark_sent(self, ids: list[str], now: datetime, holder: str) -> set[str]:
+        """Record deliveries; returns the ids this holder still held (the others were settled
+        by another instance, which reported them)."""
+        rows = await self._conn.fetch(
             """UPDATE notifications.messages SET status = 'sent', sent_at = $2,
-                   lease_until = NULL, attempts = attempts + 1,
+                   lease_until = NULL, lease_holder = NULL, attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, $2), error = NULL
-               WHERE notification_id = $1 AND status = 'pending'""",
-            notification_id,
+               WHERE notification_id = ANY($1::text[]) AND lease_holder = $3
+                 AND status IN ('pending', 'sending')
+               RETURNING notification_id""",
+            ids,
             now,
+            holder,
         )
-        return bool(result != "UPDATE 0")
+        return {r["notification_id"] for r in rows}
 
-    async def mark_failed(self, notification_id: str, error: str, now: datetime) -> bool:
+    async def mark_failed(
+        self, notification_id: str, error: str, now: datetime, holder: str
+    ) -> bool:
         result = await self._conn.execute(
             """UPDATE notifications.messages SET status = 'failed', error = $2,
-                   lease_until = NULL, attempts = attempts + 1,
+                   lease_until = NULL, lease_holder = NULL, attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, $3)
-               WHERE notification_id = $1 AND status = 'pending'""",
+               WHERE notification_id = $1 AND lease_holder = $4
+                 AND status IN ('pending', 'sending')""",
             notification_id,
             error,
             now,
+            holder,
         )
         return bool(result != "UPDATE 0")
 
     async def mark_retry(
-        self, notification_id: str, error: str, now: datetime, due_at: datetime
+        self, notification_id: str, error: str, now: datetime, due_at: datetime, holder: str
     ) -> None:
+        # 'sending' goes back to 'pending': the server answered the end of data with a
+        # temporary refusal, so it did not take the message.
         await self._conn.execute(
-            """UPDATE notifications.messages SET due_at = $4, error = $2,
-                   lease_until = NULL, attempts = attempts + 1,
+            """UPDATE notifications.messages SET status = 'pending', due_at = $4, error = $2,
+                   lease_until = NULL, lease_holder = NULL, attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, $3)
-               WHERE notification_id = $1 AND status = 'pending'""",
+               WHERE notification_id = $1 AND lease_holder = $5
+                 AND status IN ('pending', 'sending')""",
             notification_id,
             error,
             now,
             due_at,
+            holder,
         )
 
-    async def mark(self, notification_id: str, status: str, why: str) -> None:
+    async def release(self, ids: list[str], holder: str) -> None:
+        """Give up claims on messages not handed over, so they are sent again soon."""
+        await self._conn.execute(
+            """UPDATE notifications.messages SET lease_until = NULL, lease_holder = NULL
+               WHERE notification_id = ANY($1::text[]) AND lease_holder = $2
+                 AND status = 'pending'""",
+            ids,
+            holder,
+        )
+
+    async def mark(self, notification_id: str, status: str, why: str, holder: str) -> None:
         """Set a message aside: waiting for details, or skipped (never reported as failed)."""
         await self._conn.execute(
-            """UPDATE notifications.messages SET status = $2, error = $3, lease_until = NULL
-               WHERE notification_id = $1 AND status = 'pending'""",
+            """UPDATE notifications.messages SET status = $2, error = $3, lease_until = NULL,
+                   lease_holder = NULL
+               WHERE notification_id = $1 AND status = 'pending' AND lease_holder = $4""",
             notification_id,
             status,
             why,
+            holder,
         )
 
     async def notifications_of(self, participant_id: str) -> list[dict[str, Any]]:
         rows = await self._conn.fetch(
-            """SELECT notification_id, template, status, sent_at, session_id
+            """SELECT notification_id, template, sent_at, session_id,
+                   -- a message being handed over is still pending to the reader
+                   CASE status WHEN 'sending' THEN 'pending' ELSE status END AS status
                FROM notifications.messages WHERE participant_id = $1
                ORDER BY COALESCE(sent_at, created_at) DESC, created_at DESC, notification_id""",
             participant_id,

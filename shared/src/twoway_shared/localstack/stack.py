@@ -622,6 +622,23 @@ class LocalStack:
         if problems:
             raise StackError("\n".join(problems))
 
+    def kill_kafka(self) -> None:
+        """SIGKILL the broker, as a crash would (fault tests); `up()` starts it again."""
+        with self._locked():
+            pid = self._kafka_pid()
+            if pid is None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not self._wait_exit(pid, 10.0):
+                raise StackError(f"Kafka (pid {pid}) did not stop after SIGKILL")
+            self._kafka = None
+
+    def stop_postgres(self) -> None:
+        """`pg_ctl stop -m fast`: clients are disconnected (fault tests); `up()` restarts it."""
+        with self._locked():
+            self._postgres_down()
+
     def status(self) -> StackStatus:
         """Whether Kafka and PostgreSQL are running (not whether they answer yet)."""
         pid = self._kafka_pid()

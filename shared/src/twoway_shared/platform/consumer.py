@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from twoway_shared.contract import Event, InvalidRecord, Topic, parse_record
 from twoway_shared.errors import Rejected
 from twoway_shared.platform.deadletter import DeadLetters
-from twoway_shared.platform.inbox import Inbox
+from twoway_shared.platform.inbox import Claim, Inbox
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.tracing import consume_span, handle_span
 from twoway_shared.platform.uow import Database, UnitOfWork
@@ -68,6 +68,86 @@ class RecordProcessor:
         """What happened to the records since the last call (handled, duplicate, ...)."""
         outcomes, self._outcomes = self._outcomes, Counter()
         return outcomes
+
+    async def process_batch(self, records: Sequence[Any]) -> bool:
+        """Handle records in one transaction; True when all are done (commit the offsets).
+
+        The records keep their order (the consumer hands them over partition by partition,
+        each in offset order), so per-key order holds. If the batch fails as a whole, its
+        transaction is rolled back and the records are handled again one at a time, each in
+        its own transaction: the bad one is retried and dead-lettered alone, the others are
+        committed. False means a record must be retried later: the caller rewinds to the
+        earliest record of each partition, and the inbox skips those already committed.
+        """
+        if len(records) > 1:
+            try:
+                await self._process_batch(records)
+                return True
+            except Exception as exc:
+                self._metrics.batch_fallbacks.inc()
+                log.warning(
+                    "batch failed; handling its records one at a time",
+                    extra={"records": len(records), "error": f"{type(exc).__name__}"},
+                )
+        for record in records:
+            if not await self.process(record):
+                return False
+        return True
+
+    async def _process_batch(self, records: Sequence[Any]) -> None:
+        parsed: list[tuple[Any, Event[Any]]] = []
+        # Counted only once the batch commits (a rolled-back batch is handled again).
+        outcomes: Counter[str] = Counter()
+        for record in records:
+            self._metrics.consumed.labels(record.topic).inc()
+            topic = self._topics.get(record.topic)
+            if topic is None:
+                raise RuntimeError(f"{self._service} does not consume topic {record.topic}")
+            try:
+                parsed.append((record, parse_record(topic, record.value, record.key)))
+            except InvalidRecord as exc:
+                # Noted once per record, so a retried batch does not dead-letter it twice.
+                await self._dead_letters.send(record, str(exc))
+                outcomes["dead-lettered"] += 1
+        if not parsed:
+            self._outcomes.update(outcomes)
+            return
+        async with self._db.batch_of_work() as batch:
+            new = await self._inbox.claim_many(
+                batch.conn,
+                [
+                    Claim(
+                        source=event.envelope.source,
+                        event_id=event.envelope.id,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                    )
+                    for record, event in parsed
+                ],
+            )
+            for (record, event), is_new in zip(parsed, new, strict=True):
+                if not is_new:
+                    self._metrics.duplicates.labels(record.topic).inc()
+                    outcomes["duplicate"] += 1
+                    continue
+                handler = self._handlers.get(event.type)
+                if handler is None:
+                    self._metrics.ignored.labels(record.topic, event.type).inc()
+                    outcomes["ignored"] += 1
+                    continue
+                outcomes["handled"] += 1
+                started = time.perf_counter()
+                with (
+                    consume_span(record, event.envelope.traceparent),
+                    handle_span(event.type, event.id),
+                ):
+                    await handler(event, batch.unit_of_work(event))
+                self._metrics.handler_seconds.labels(event.type).observe(
+                    time.perf_counter() - started
+                )
+        self._metrics.batch_size.observe(len(records))
+        self._outcomes.update(outcomes)
 
     async def process(self, record: Any) -> bool:
         """Handle one record; True when it is done (commit its offset), False to retry it."""

@@ -55,6 +55,17 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.batch_size = Histogram(
+            "twoway_batch_records",
+            "Records handled in one database transaction and one offset commit.",
+            registry=r,
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+        )
+        self.batch_fallbacks = Counter(
+            "twoway_batch_fallbacks",
+            "Batches rolled back and handled again one record at a time.",
+            registry=r,
+        )
         self.outbox_backlog = Gauge(
             "twoway_outbox_backlog", "Events committed but not yet published.", registry=r
         )

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # INFO summary every SUMMARY_SECONDS.
 FASTSTREAM_RECORD_LEVEL = logging.DEBUG - 5
 SUMMARY_SECONDS = 60.0
+# Records handled in one transaction and one offset commit at most.
+MAX_BATCH_RECORDS = 500
 
 Worker = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -215,19 +217,23 @@ class Runtime:
             log_level=FASTSTREAM_RECORD_LEVEL,
         )
 
-        # Ack policy MANUAL: the offset is committed only after the record's unit of work
-        # committed in PostgreSQL (or the record was dead-lettered); a failed attempt seeks
-        # back so the same record is processed again. Never ACK_FIRST (at-most-once).
+        # Ack policy MANUAL: the offsets are committed only after the batch's transaction
+        # committed in PostgreSQL (or its bad records were dead-lettered); a failed attempt
+        # seeks each partition back to its earliest record of the batch, so nothing after an
+        # unprocessed record is committed. The batch is whatever the consumer has fetched,
+        # up to `max_records`: one record under light load, hundreds when catching up.
         @broker.subscriber(
             *(self.topic(t) for t in self.spec.consumes),
             group_id=group,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             decoder=_raw_body,
-            max_poll_records=200,
+            batch=True,
+            max_records=MAX_BATCH_RECORDS,
+            batch_timeout_ms=25,
         )
-        async def on_record(body: Any, message: KafkaMessage) -> None:
-            if await processor.process(message.raw_message):
+        async def on_records(body: Any, message: KafkaMessage) -> None:
+            if await processor.process_batch(message.raw_message):
                 await message.ack()
             else:
                 await message.nack()

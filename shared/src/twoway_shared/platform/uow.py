@@ -127,3 +127,41 @@ class Database:
             await self._outbox.append(conn, uow.pending)
         for hook in self.on_commit:
             hook(uow.pending)
+
+    @asynccontextmanager
+    async def batch_of_work(self) -> AsyncIterator[Batch]:
+        """One transaction for a batch of records: one unit of work per record, one commit.
+
+        Each record's handler gets its own unit of work (its cause, its clock reading, its
+        emitted events) on the batch's connection; the outbox rows of all of them are written
+        in one statement just before the commit. If anything raises, nothing is kept.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            batch = Batch(self, conn)
+            yield batch
+            await self._outbox.append(conn, batch.pending)
+        for hook in self.on_commit:
+            hook(batch.pending)
+
+    def _unit_on(self, conn: asyncpg.Connection, cause: Event[Any] | None) -> UnitOfWork:
+        return UnitOfWork(
+            conn, source=self._source, topic_prefix=self._prefix, cause=cause, now=self.clock()
+        )
+
+
+class Batch:
+    """The units of work of one batch transaction, in the order they were opened."""
+
+    def __init__(self, database: Database, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._database = database
+        self._units: list[UnitOfWork] = []
+
+    def unit_of_work(self, cause: Event[Any] | None) -> UnitOfWork:
+        uow = self._database._unit_on(self.conn, cause)
+        self._units.append(uow)
+        return uow
+
+    @property
+    def pending(self) -> list[OutgoingRecord]:
+        return [record for uow in self._units for record in uow.pending]

@@ -1,0 +1,138 @@
+"""Benchmark: event-in to event-out latency of the platform at a steady input rate.
+
+A service on the real platform (batched consumer, inbox, unit of work, outbox, relay) whose
+handler writes one row and emits one event per input. Inputs are published at `--rate`
+events/s for `--seconds`; the latency of each is the time from its publication to the
+arrival of its output event at a reader.
+
+Usage (real Kafka and PostgreSQL, e.g. the shared test stack):
+    TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 \
+    TWOWAY_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:35432/postgres \
+    uv run python bench/latency.py --rate 500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from twoway_shared.contract import (
+    Event,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    Topic,
+    encode,
+    new_event,
+)
+from twoway_shared.platform.roles import provision
+from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
+from twoway_shared.platform.settings import Settings
+from twoway_shared.platform.uow import UnitOfWork
+from twoway_shared.testing.infra import unique_name
+
+EFFECTS_SQL = "CREATE TABLE matching.effects (event_id text PRIMARY KEY, programme_id text);"
+
+
+async def echo(event: Event[Any], uow: UnitOfWork) -> None:
+    programme_id = event.data.programme_id
+    if programme_id.endswith("-out"):
+        return
+    await uow.conn.execute(
+        "INSERT INTO matching.effects (event_id, programme_id) VALUES ($1, $2)",
+        event.envelope.id,
+        programme_id,
+    )
+    uow.emit(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=f"{programme_id}-out"))
+
+
+async def main(rate: int, seconds: int) -> None:
+    bootstrap = os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"]
+    admin_dsn = os.environ["TWOWAY_TEST_DATABASE_URL"]
+    database = unique_name("bench_")
+    dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
+    migrations = Path(tempfile.mkdtemp()) / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_effects.sql").write_text(EFFECTS_SQL)
+    spec = ServiceSpec(
+        name="matching",
+        consumes=(Topic.PROGRAMMES,),
+        produces=(Topic.PROGRAMMES,),
+        handlers={ProgrammeMatchingRequested: echo},
+        ignores=(ProgrammeConfigured,),
+        migrations_dir=migrations,
+    )
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        database_url=dsns["matching"],
+        topic_prefix=f"{unique_name('b')}.",
+        http_port=0,
+    )
+    await run_migrations(spec, settings)
+    runtime = Runtime(spec, settings)
+    await runtime.start()
+    topic = runtime.topic(Topic.PROGRAMMES)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    await producer.start()
+    await consumer.start()
+    total = rate * seconds
+    try:
+        await consumer.getmany(timeout_ms=1000)  # positioned at the end before any input
+        await asyncio.sleep(2)  # the service's consumer joins its group
+        reading = asyncio.create_task(_read(consumer, sent_at, latencies, total))
+        began = time.perf_counter()
+        for i in range(total):
+            # Paced: the i-th event leaves at began + i / rate.
+            delay = began + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            programme_id = f"lat-{i}"
+            data = ProgrammeMatchingRequested(programme_id=programme_id)
+            sent_at[programme_id] = time.perf_counter()
+            await producer.send(
+                topic, encode(new_event(data, source="/bench")), key=programme_id.encode()
+            )
+        await asyncio.wait_for(reading, 60)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        await runtime.stop()
+    latencies.sort()
+    print(f"inputs: {rate * seconds} at {rate}/s; outputs seen: {len(latencies)}")
+    print(
+        f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms"
+    )
+
+
+async def _read(
+    consumer: AIOKafkaConsumer, sent_at: dict[str, float], latencies: list[float], total: int
+) -> None:
+    """Note each output's latency as it arrives."""
+    while len(latencies) < total:
+        fetched = await consumer.getmany(timeout_ms=100)
+        now = time.perf_counter()
+        for records in fetched.values():
+            for record in records:
+                programme_id = json.loads(record.value or b"{}")["data"]["programme_id"]
+                if programme_id.endswith("-out"):
+                    latencies.append(now - sent_at[programme_id.removesuffix("-out")])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(main(args.rate, args.seconds))

@@ -1,0 +1,481 @@
+"""Fault-injection helpers: services as processes (several instances each), a programme run
+on them, and the figures of a run compared with a clean run of the same pool."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from twoway_shared.contract import (
+    ParticipantEnrolled,
+    ProgrammeConfigured,
+    ProgrammeMatchingRequested,
+    Topic,
+    topic_name,
+)
+from twoway_shared.localstack.mailsink import MailSink
+from twoway_shared.platform.roles import provision
+from twoway_shared.testing.infra import unique_name
+from twoway_shared.testing.kafka import TopicReader, eventually, wait_until_consumed
+from twoway_shared.toolkit.generate import generate_cohort
+
+from tests.e2e_support import CONSUMES, free_port, next_monday, script
+
+# The services between an enrolment and an email; the others are not part of these runs.
+SERVICES = ("matching", "scheduling", "notifications")
+PROGRAMME = "RM-FAULTS"
+PEOPLE = 120
+OUTPUTS = (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS)
+
+
+# ---------------------------------------------------------------- mail
+
+
+class Mailboxes:
+    """The SMTP server of a run; it can be taken away and brought back (a new folder each
+    time, so the second server's numbering cannot overwrite the first one's files)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self._generation = 0
+        self._sink: MailSink | None = None
+
+    def start(self) -> None:
+        self._sink = MailSink(self.root / f"mail-{self._generation}", port=self.port)
+        self._sink.start()
+        self._generation += 1
+
+    def stop(self) -> None:
+        if self._sink is not None:
+            self._sink.stop()
+            self._sink = None
+
+    def received(self) -> list[tuple[str, str, str]]:
+        """(recipient, template, Message-ID) of every message received, in every folder."""
+        found = []
+        for path in sorted(self.root.glob("mail-*/*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            found.append(
+                (
+                    str(message["To"]).split("<")[-1].rstrip(">").lower(),
+                    str(message["X-Twoway-Template"]),
+                    str(message["Message-ID"]),
+                )
+            )
+        return found
+
+
+# ---------------------------------------------------------------- services
+
+
+@dataclass
+class Cluster:
+    """Every service as `instances[service]` processes of `twoway-<svc> run`."""
+
+    kafka: str
+    dsns: dict[str, str]
+    prefix: str
+    log_dir: Path
+    mail: Mailboxes
+    instances: dict[str, int]
+    processes: dict[tuple[str, int], asyncio.subprocess.Process] = field(default_factory=dict)
+    ports: dict[tuple[str, int], int] = field(default_factory=dict)
+    killed: set[int] = field(default_factory=set)  # pids this test killed on purpose
+
+    def env(self, service: str, instance: int) -> dict[str, str]:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
+        env.update(
+            TWOWAY_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            TWOWAY_DATABASE_URL=self.dsns[service],
+            TWOWAY_HTTP_PORT=str(self.ports[(service, instance)]),
+            TWOWAY_TOPIC_PREFIX=self.prefix,
+            TWOWAY_SMTP_HOST="127.0.0.1",
+            TWOWAY_SMTP_PORT=str(self.mail.port),
+            TWOWAY_PORTAL_URL="http://portal.test",
+            TWOWAY_LOG_LEVEL="INFO",
+        )
+        return env
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+        async def migrate(service: str) -> None:
+            self.ports[(service, 0)] = free_port()
+            with (self.log_dir / f"{service}-migrate.log").open("ab") as log:
+                process = await asyncio.create_subprocess_exec(
+                    script(service), "migrate", env=self.env(service, 0), stdout=log, stderr=log
+                )
+                assert await process.wait() == 0, f"twoway-{service} migrate failed"
+
+        await asyncio.gather(*(migrate(service) for service in SERVICES))
+        await asyncio.gather(
+            *(
+                self.start_instance(service, i)
+                for service in SERVICES
+                for i in range(self.instances.get(service, 1))
+            )
+        )
+
+    async def start_instance(self, service: str, instance: int, *, wait: bool = True) -> None:
+        self.ports.setdefault((service, instance), free_port())
+        with (self.log_dir / f"{service}-{instance}.log").open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                script(service), "run", env=self.env(service, instance), stdout=log, stderr=log
+            )
+        self.processes[(service, instance)] = process
+        if not wait:
+            return
+        url = f"http://127.0.0.1:{self.ports[(service, instance)]}/readyz"
+        async with httpx.AsyncClient() as client:
+
+            async def readyz() -> int:
+                if process.returncode is not None:
+                    raise AssertionError(f"twoway-{service} exited with {process.returncode}")
+                try:
+                    return (await client.get(url)).status_code
+                except httpx.TransportError:
+                    return 0
+
+            # Generous: nine processes starting at once on two busy cores take a while.
+            await eventually(readyz, lambda c: c == 200, timeout=240, what=f"{service} ready")
+
+    async def kill(self, service: str, instance: int) -> None:
+        process = self.processes[(service, instance)]
+        if process.returncode is None:
+            self.killed.add(process.pid)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+
+    def crashed(self) -> list[str]:
+        """Instances that exited without being killed by the test."""
+        return [
+            f"{service}-{instance} (exit {p.returncode})"
+            for (service, instance), p in self.processes.items()
+            if p.returncode is not None and p.pid not in self.killed
+        ]
+
+    async def stop(self) -> dict[str, int]:
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        codes = {}
+        for (service, instance), process in self.processes.items():
+            try:
+                codes[f"{service}-{instance}"] = await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                process.kill()
+                codes[f"{service}-{instance}"] = await process.wait()
+        return codes
+
+
+# ---------------------------------------------------------------- the programme
+
+
+def programme_events(people: int = PEOPLE) -> tuple[ProgrammeConfigured, list[ParticipantEnrolled]]:
+    """The same programme every run: batch matching, so the pairs are the optimum of the pool
+    and do not depend on when the enrolments arrive; sessions start the Monday after next."""
+    starts_on = next_monday(datetime.now(UTC).date()) + timedelta(days=7)
+    configured = ProgrammeConfigured.model_validate(
+        {
+            "programme_id": PROGRAMME,
+            "name": "Fault injection",
+            "starts_on": starts_on.isoformat(),
+            "sessions": 6,
+            "reminder_minutes": [60],
+            "matching": {"mode": "batch"},
+        }
+    )
+    cohort = generate_cohort(people, seed=2027, programme_id=PROGRAMME)
+    return configured, [ParticipantEnrolled.model_validate(p) for p in cohort]
+
+
+@dataclass
+class Outcome:
+    """What a run produced, read back from the output topics and the SMTP server."""
+
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+    sessions: set[tuple[str, str, int, str]] = field(default_factory=set)
+    emails: Counter[tuple[str, str]] = field(default_factory=Counter)
+    message_ids: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+    redelivered: int = 0  # the same event id read twice: at-least-once, consumers dedupe
+    duplicate_facts: list[str] = field(default_factory=list)  # one fact under two event ids
+
+    def complete(self, expected: Outcome) -> bool:
+        return (
+            self.pairs >= expected.pairs
+            and self.sessions >= expected.sessions
+            and all(self.emails[k] >= n for k, n in expected.emails.items())
+        )
+
+
+def read_outcome(records: Iterable[Any], mail: Mailboxes) -> Outcome:
+    outcome = Outcome()
+    ids: Counter[str] = Counter()
+    facts: dict[tuple[str, ...], set[str]] = {}
+    for record in records:
+        event = json.loads(record.value or b"{}")
+        outcome.events += 1
+        ids[event["id"]] += 1
+        kind = event["type"].removeprefix("twoway.").removesuffix(".v1")
+        data = event["data"]
+        if kind == "pair.confirmed":
+            outcome.pairs.add((data["mentor_id"], data["mentee_id"]))
+            facts.setdefault((kind, data["pair_id"]), set()).add(event["id"])
+        elif kind == "session.scheduled":
+            outcome.sessions.add(
+                (data["mentor_id"], data["mentee_id"], data["sequence"], data["starts_at"])
+            )
+            key = (kind, data["session_id"], str(data.get("revision", 0)))
+            facts.setdefault(key, set()).add(event["id"])
+        elif kind in ("notification.sent", "notification.failed"):
+            facts.setdefault(("notification", data["notification_id"]), set()).add(event["id"])
+    outcome.redelivered = sum(n - 1 for n in ids.values())
+    outcome.duplicate_facts = [":".join(k) for k, v in facts.items() if len(v) > 1]
+    for to, template, message_id in mail.received():
+        outcome.emails[(to, template)] += 1
+        outcome.message_ids[message_id] += 1
+    return outcome
+
+
+@dataclass
+class Figures:
+    """One run's figures, printed by each test and in the session summary."""
+
+    name: str
+    faults: int
+    events: int
+    emails: int
+    lost: int
+    duplicated: int
+    redelivered: int
+    seconds: float
+    recovery: float
+    crashed: list[str]
+    detail: list[str]
+
+    def line(self) -> str:
+        return (
+            f"{self.name}: faults={self.faults} events={self.events} emails={self.emails} "
+            f"lost={self.lost} duplicated={self.duplicated} redelivered={self.redelivered} "
+            f"run={self.seconds:.1f}s recovery={self.recovery:.1f}s "
+            f"crashed={','.join(self.crashed) or 'none'}"
+        )
+
+
+def compare(name: str, expected: Outcome, got: Outcome, **figures: Any) -> Figures:
+    detail = []
+    lost = 0
+    for pair in sorted(expected.pairs - got.pairs):
+        lost += 1
+        detail.append(f"lost pair {pair}")
+    for session in sorted(expected.sessions - got.sessions):
+        lost += 1
+        detail.append(f"lost session {session}")
+    for key, n in sorted(expected.emails.items()):
+        if got.emails[key] < n:
+            lost += n - got.emails[key]
+            detail.append(f"lost email {key}")
+    # An email twice: its Message-ID twice, or more emails of a kind than the clean run had.
+    twice = sum(n - 1 for n in got.message_ids.values())
+    extra = sum(max(0, n - expected.emails[k]) for k, n in got.emails.items())
+    duplicated = max(twice, extra)
+    detail += [f"email {m} received {n} times" for m, n in got.message_ids.items() if n > 1]
+    for fact in got.duplicate_facts:
+        duplicated += 1
+        detail.append(f"one fact published under two event ids: {fact}")
+    extra_pairs = got.pairs - expected.pairs
+    extra_sessions = got.sessions - expected.sessions
+    duplicated += len(extra_pairs) + len(extra_sessions)
+    detail += [f"unexpected pair {p}" for p in sorted(extra_pairs)]
+    detail += [f"unexpected session {s}" for s in sorted(extra_sessions)]
+    return Figures(
+        name=name,
+        events=got.events,
+        emails=sum(got.emails.values()),
+        lost=lost,
+        duplicated=duplicated,
+        redelivered=got.redelivered,
+        detail=detail,
+        **figures,
+    )
+
+
+FIGURES: list[Figures] = []
+"""Every run's figures in this session, printed at its end."""
+
+Fault = Callable[["Run"], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class Run:
+    """One programme on a fresh database and topic prefix, with faults injected meanwhile."""
+
+    kafka: str
+    admin_dsn: str
+    root: Path
+    instances: dict[str, int] = field(default_factory=dict)
+    people: int = PEOPLE
+    cluster: Cluster | None = None
+    mail: Mailboxes | None = None
+    fault_log: list[tuple[float, str]] = field(default_factory=list)
+    started: float = 0.0
+    last_fault_end: float = 0.0
+    crashed: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+    from_first_enrolment: float = 0.0  # seconds from the first enrolment to the end
+
+    def note(self, what: str) -> None:
+        self.fault_log.append((time.monotonic() - self.started, what))
+        print(f"  +{time.monotonic() - self.started:6.1f}s {what}", flush=True)
+
+    def fault_ended(self) -> None:
+        self.last_fault_end = time.monotonic()
+
+    async def execute(
+        self,
+        expected: Outcome | None,
+        faults: Fault | None = None,
+        *,
+        timeout: float = 150.0,
+    ) -> tuple[Outcome, float, float]:
+        """Run the programme; (outcome, seconds from matching requested to done, recovery)."""
+        database = unique_name("r_")
+        dsns = await provision(self.admin_dsn, database, role_prefix=f"{database}_")
+        prefix = f"{unique_name('r')}."
+        self.mail = Mailboxes(self.root / database)
+        self.mail.start()
+        self.cluster = cluster = Cluster(
+            self.kafka, dsns, prefix, self.root / database / "logs", self.mail, self.instances
+        )
+        configured, enrolments = programme_events(self.people)
+        outputs = [topic_name(prefix, t) for t in OUTPUTS]
+        try:
+            began = time.monotonic()
+            await cluster.start()
+            print(f"  services started in {time.monotonic() - began:.1f}s", flush=True)
+            await self._publish([(Topic.PROGRAMMES, configured)], prefix)
+            await self._consumed(prefix, SERVICES)
+            enrolling = time.monotonic()
+            await self._publish([(Topic.ENROLMENTS, e) for e in enrolments], prefix)
+            await self._consumed(prefix, SERVICES)
+            print(f"  programme enrolled after {time.monotonic() - began:.1f}s", flush=True)
+            async with TopicReader(self.kafka, outputs) as reader:
+                self.started = time.monotonic()
+                await self._publish(
+                    [(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))],
+                    prefix,
+                )
+                injector = asyncio.create_task(faults(self)) if faults else None
+                outcome = await self._settle(reader, expected, timeout, injector, dsns)
+                if injector is not None:
+                    await injector
+                seconds = time.monotonic() - self.started
+                self.from_first_enrolment = time.monotonic() - enrolling
+                recovery = (
+                    max(0.0, time.monotonic() - self.last_fault_end) if self.last_fault_end else 0.0
+                )
+                # A late duplicate would show up now.
+                await asyncio.sleep(3.0)
+                outcome = read_outcome(list(reader.records), self.mail)
+                self.crashed = cluster.crashed()
+                self.unsettled = await unsettled(dsns)
+            return outcome, seconds, recovery
+        finally:
+            await cluster.stop()
+            self.mail.stop()
+
+    async def _settle(
+        self,
+        reader: TopicReader,
+        expected: Outcome | None,
+        timeout: float,
+        injector: asyncio.Task[None] | None,
+        dsns: dict[str, str],
+    ) -> Outcome:
+        """Until the outcome is complete (or, for the clean run, quiet for 3 s with nothing
+        left in flight)."""
+        assert self.mail is not None
+        deadline = time.monotonic() + timeout
+        last_size, quiet_since = -1, time.monotonic()
+        while True:
+            outcome = read_outcome(list(reader.records), self.mail)
+            size = outcome.events + sum(outcome.emails.values())
+            if size != last_size:
+                last_size, quiet_since = size, time.monotonic()
+            faults_done = injector is None or injector.done()
+            if faults_done and expected is not None and outcome.complete(expected):
+                return outcome
+            if expected is None and outcome.pairs and time.monotonic() - quiet_since > 3.0:
+                if not await unsettled(dsns):
+                    return outcome
+                quiet_since = time.monotonic()
+            if time.monotonic() > deadline:
+                return outcome
+            await asyncio.sleep(0.25)
+
+    async def _publish(self, items: list[tuple[Topic, Any]], prefix: str) -> None:
+        from twoway_shared.contract import encode, new_event, partition_key
+        from twoway_shared.testing.kafka import ToSend, publish
+
+        await publish(
+            self.kafka,
+            [
+                ToSend(
+                    topic_name(prefix, topic),
+                    encode(new_event(data, source="/tests/reliability")),
+                    partition_key(topic, data),
+                )
+                for topic, data in items
+            ],
+        )
+
+    async def _consumed(self, prefix: str, services: Iterable[str]) -> None:
+        for name in services:
+            await wait_until_consumed(
+                self.kafka,
+                f"{prefix}{name}",
+                [topic_name(prefix, t) for t in CONSUMES[name]],
+                timeout=max(60.0, self.people / 20),
+            )
+
+
+async def unsettled(dsns: dict[str, str]) -> list[str]:
+    """What is still in flight: outbox rows not yet published, messages due and not sent."""
+    found = []
+    for service in SERVICES:
+        try:
+            conn = await asyncpg.connect(dsns[service])
+        except (OSError, asyncpg.PostgresError) as exc:
+            return [f"{service}: database unavailable ({type(exc).__name__})"]
+        try:
+            backlog = await conn.fetchval(f"SELECT count(*) FROM {service}.outbox")
+            if backlog:
+                found.append(f"{service}: {backlog} outbox rows")
+            if service == "notifications":
+                rows = await conn.fetch(
+                    """SELECT participant_id, template, status, attempts, error, lease_holder,
+                              lease_until, due_at
+                       FROM notifications.messages
+                       WHERE status NOT IN ('sent', 'skipped')
+                         AND due_at < now() + interval '1 hour'"""
+                )
+                found += [f"message {dict(r)}" for r in rows]
+        finally:
+            await conn.close()
+    return found
