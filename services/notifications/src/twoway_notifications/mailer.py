@@ -150,12 +150,7 @@ class Mailer:
     async def send(
         self, mail: EmailMessage, before_end_of_data: BeforeEndOfData | None = None
     ) -> Result:
-        """Hand one message to the server; never raises for a delivery problem.
-
-        With a hook, a connection lost after the end-of-data mark was written leaves the
-        message in doubt (the server may have taken it): it is reported as sent, since the
-        hook already recorded the hand-over and a second copy is what must not happen.
-        """
+        """Hand one message to the server; never raises for a delivery problem."""
         self._last_used = time.monotonic()
         client: _Client | None = None
         try:
@@ -182,12 +177,9 @@ class Mailer:
             await self.close()
             return _classify(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            in_doubt = client is not None and client.handed_over
+            # Lost before the server's reply, even after the end of data: the server has not
+            # taken the message (RFC 5321 4.1.1.4), so it is sent again later (RFC 1047).
             self.abort()
-            if in_doubt:
-                return Result(
-                    Delivery.SENT, f"connection lost after the hand-over ({type(exc).__name__})"
-                )
             return Result(Delivery.TEMPORARY, f"SMTP connection failed ({type(exc).__name__})")
         except Exception:
             # The hook failed (the database is away): the message was not handed over.
