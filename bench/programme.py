@@ -23,16 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from twoway_shared.testing.infra import Infra
+
 from tests.reliability.support import Run
 
 
 async def main(people: int) -> None:
-    run = Run(
+    infra = Infra(
         os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"],
         os.environ["TWOWAY_TEST_DATABASE_URL"],
-        Path(tempfile.mkdtemp(prefix="twoway-bench-")),
-        people=people,
+        "external",
     )
+    run = Run(infra, Path(tempfile.mkdtemp(prefix="twoway-bench-")), people=people)
     outcome, seconds, _ = await run.execute(None, timeout=1800)
     emails = sum(outcome.emails.values())
     print(

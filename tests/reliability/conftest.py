@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from twoway_shared.localstack.stack import LocalStack
+from twoway_shared.testing.infra import Infra
+from twoway_shared.testing.kafka import authenticate
 
 from tests.reliability.support import FIGURES, Figures, Outcome, Run
 
@@ -26,7 +28,9 @@ def own_stack() -> Iterator[LocalStack]:
         kafka_port=int(os.environ.get("TWOWAY_RELIABILITY_KAFKA_PORT", "59092")),
         pg_port=int(os.environ.get("TWOWAY_RELIABILITY_PG_PORT", "55432")),
     )
-    stack.up()
+    info = stack.up()
+    # The suite's helpers (publish, read, barriers) connect as the broker's super-user.
+    authenticate(info.kafka_bootstrap, info.kafka_client_options())
     try:
         yield stack
     finally:
@@ -34,11 +38,15 @@ def own_stack() -> Iterator[LocalStack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def infra_of(stack: LocalStack) -> Infra:
+    info = stack.info
+    return Infra(info.kafka_bootstrap, info.admin_dsn, "reliability stack", info.kafka_passwords)
+
+
 @pytest.fixture(scope="session")
 async def clean(own_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     """The programme once without faults: what every faulty run must produce, exactly."""
-    info = own_stack.info
-    run = Run(info.kafka_bootstrap, info.admin_dsn, tmp_path_factory.mktemp("clean"))
+    run = Run(infra_of(own_stack), tmp_path_factory.mktemp("clean"))
     outcome, seconds, _ = await run.execute(None)
     assert outcome.pairs, "the clean run formed no pair"
     assert not outcome.duplicate_facts
@@ -64,8 +72,7 @@ async def clean(own_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture
 async def run(own_stack: LocalStack, tmp_path: Path) -> AsyncIterator[Run]:
-    info = own_stack.info
-    yield Run(info.kafka_bootstrap, info.admin_dsn, tmp_path)
+    yield Run(infra_of(own_stack), tmp_path)
     # A test that left the broker or the database down must not break the next one.
     own_stack.up()
 

@@ -25,13 +25,15 @@ from twoway_shared.contract import (
     Topic,
     topic_name,
 )
+from twoway_shared.contract.access import all_acls
 from twoway_shared.localstack.mailsink import MailSink
-from twoway_shared.platform.roles import provision
-from twoway_shared.testing.infra import unique_name
+from twoway_shared.platform.kafka_acls import grant
+from twoway_shared.platform.roles import migration_dsns, provision
+from twoway_shared.testing.infra import Infra, unique_name
 from twoway_shared.testing.kafka import TopicReader, eventually, wait_until_consumed
 from twoway_shared.toolkit.generate import generate_cohort
 
-from tests.e2e_support import CONSUMES, free_port, next_monday, script
+from tests.e2e_support import CALENDAR_KEYS, CONSUMES, free_port, next_monday, script
 
 # The services between an enrolment and an email; the others are not part of these runs.
 SERVICES = ("matching", "scheduling", "notifications")
@@ -85,8 +87,9 @@ class Mailboxes:
 class Cluster:
     """Every service as `instances[service]` processes of `twoway-<svc> run`."""
 
-    kafka: str
+    infra: Infra
     dsns: dict[str, str]
+    owner_dsns: dict[str, str]
     prefix: str
     log_dir: Path
     mail: Mailboxes
@@ -100,8 +103,11 @@ class Cluster:
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
         env.update(
-            TWOWAY_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            **self.infra.kafka_env(service),
             TWOWAY_DATABASE_URL=self.dsns[service],
+            TWOWAY_DATABASE_MIGRATION_URL=self.owner_dsns[service],
+            TWOWAY_HTTP_HOST="127.0.0.1",
+            TWOWAY_CALENDAR_KEYS=CALENDAR_KEYS,
             TWOWAY_HTTP_PORT=str(self.ports[(service, instance)]),
             TWOWAY_TOPIC_PREFIX=self.prefix,
             TWOWAY_SMTP_HOST="127.0.0.1",
@@ -326,8 +332,7 @@ Fault = Callable[["Run"], Coroutine[Any, Any, None]]
 class Run:
     """One programme on a fresh database and topic prefix, with faults injected meanwhile."""
 
-    kafka: str
-    admin_dsn: str
+    infra: Infra
     root: Path
     instances: dict[str, int] = field(default_factory=dict)
     people: int = PEOPLE
@@ -356,12 +361,24 @@ class Run:
     ) -> tuple[Outcome, float, float]:
         """Run the programme; (outcome, seconds from matching requested to done, recovery)."""
         database = unique_name("r_")
-        dsns = await provision(self.admin_dsn, database, role_prefix=f"{database}_")
+        admin_dsn = self.infra.admin_dsn
+        dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
+        owners = migration_dsns(admin_dsn, database, role_prefix=f"{database}_")
         prefix = f"{unique_name('r')}."
+        await grant(
+            self.infra.kafka_admin_options(),
+            all_acls(prefix) if self.infra.kafka_secured else [],
+        )
         self.mail = Mailboxes(self.root / database)
         self.mail.start()
         self.cluster = cluster = Cluster(
-            self.kafka, dsns, prefix, self.root / database / "logs", self.mail, self.instances
+            self.infra,
+            dsns,
+            owners,
+            prefix,
+            self.root / database / "logs",
+            self.mail,
+            self.instances,
         )
         configured, enrolments = programme_events(self.people)
         outputs = [topic_name(prefix, t) for t in OUTPUTS]
@@ -375,7 +392,7 @@ class Run:
             await self._publish([(Topic.ENROLMENTS, e) for e in enrolments], prefix)
             await self._consumed(prefix, SERVICES)
             print(f"  programme enrolled after {time.monotonic() - began:.1f}s", flush=True)
-            async with TopicReader(self.kafka, outputs) as reader:
+            async with TopicReader(self.infra.kafka_bootstrap, outputs) as reader:
                 self.started = time.monotonic()
                 await self._publish(
                     [(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))],
@@ -434,7 +451,7 @@ class Run:
         from twoway_shared.testing.kafka import ToSend, publish
 
         await publish(
-            self.kafka,
+            self.infra.kafka_bootstrap,
             [
                 ToSend(
                     topic_name(prefix, topic),
@@ -448,7 +465,7 @@ class Run:
     async def _consumed(self, prefix: str, services: Iterable[str]) -> None:
         for name in services:
             await wait_until_consumed(
-                self.kafka,
+                self.infra.kafka_bootstrap,
                 f"{prefix}{name}",
                 [topic_name(prefix, t) for t in CONSUMES[name]],
                 timeout=max(60.0, self.people / 20),
