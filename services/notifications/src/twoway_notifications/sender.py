@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -230,30 +229,38 @@ class Sender:
             contacts = await store.contacts(p for m in batch for p in m.people)
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
         done: list[Outcome] = []
-        ready: list[tuple[Message, Callable[[], EmailMessage | None]]] = []
+        ready: list[tuple[Message, EmailMessage]] = []
         for message in batch:
             partner = contacts.get(message.partner_id) if message.partner_id else None
             decision = decide(message, contacts.get(message.participant_id), partner)
             if decision.verdict is not Verdict.SEND:
                 done.append(Outcome(message, decision.verdict.value, decision.why))
                 continue
-            ready.append(
-                (
+            try:
+                mail = compose(
                     message,
-                    functools.partial(
-                        compose,
-                        message,
-                        contacts[message.participant_id],
-                        partner,
-                        sessions.get(message.pair_id or "", []),
-                        self._mail,
-                        self._runtime.clock(),
-                        contacts,
-                    ),
+                    contacts[message.participant_id],
+                    partner,
+                    sessions.get(message.pair_id or "", []),
+                    self._mail,
+                    self._runtime.clock(),
+                    contacts,
                 )
-            )
-        # Each lane keeps its own connection open across the burst, and builds each message
-        # just before sending it: one lane's building overlaps the others' SMTP round trips.
+            except Exception as exc:
+                # One message that cannot be built must not stop the others; the error names
+                # the kind of problem only (its text may quote personal data).
+                log.exception("could not compose a message", extra={"id": message.notification_id})
+                error = f"message could not be composed ({type(exc).__name__})"
+                done.append(Outcome(message, Delivery.PERMANENT.value, error))
+                continue
+            if mail is None:
+                done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
+            else:
+                ready.append((message, mail))
+        # Every message is built before any is sent: the lanes then do nothing but I/O, so a
+        # lane whose 'sending' mark is committed writes its end-of-data mark at once (a lane
+        # building a message meanwhile would widen the one window in which a crash loses it).
+        # Each lane keeps its own connection open across the burst.
         lanes = [ready[i :: len(self._mailers)] for i in range(len(self._mailers))]
         for sent in await asyncio.gather(
             *(
@@ -391,25 +398,13 @@ class _HandOver:
 
 async def _send_lane(
     mailer: Mailer,
-    lane: Sequence[tuple[Message, Callable[[], EmailMessage | None]]],
+    lane: Sequence[tuple[Message, EmailMessage]],
     hand_over: Callable[[str], Awaitable[None]],
     metrics: Metrics,
     clock: Callable[[], datetime],
 ) -> list[Outcome]:
     outcomes = []
-    for message, build in lane:
-        try:
-            mail = build()
-        except Exception as exc:
-            # One message that cannot be built must not stop the others; the error names
-            # the kind of problem only (its text may quote personal data).
-            log.exception("could not compose a message", extra={"id": message.notification_id})
-            error = f"message could not be composed ({type(exc).__name__})"
-            outcomes.append(Outcome(message, Delivery.PERMANENT.value, error))
-            continue
-        if mail is None:
-            outcomes.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
-            continue
+    for message, mail in lane:
 
         async def before_end_of_data(notification_id: str = message.notification_id) -> None:
             await hand_over(notification_id)
@@ -430,8 +425,6 @@ async def _send_lane(
                 failed(span, result.error)
         metrics.deliveries.labels("smtp", result.delivery.value).inc()
         outcomes.append(Outcome(message, result.delivery.value, result.error))
-        # Let the other lanes run between two messages even when nothing here waits.
-        await asyncio.sleep(0)
     return outcomes
 
 

@@ -96,8 +96,9 @@ class RecordProcessor:
 
     async def _process_batch(self, records: Sequence[Any]) -> None:
         parsed: list[tuple[Any, Event[Any]]] = []
-        # Counted only once the batch commits (a rolled-back batch is handled again).
-        outcomes: Counter[str] = Counter()
+        # Counted and logged only once the batch commits (a rolled-back batch is handled again).
+        began = time.perf_counter()
+        outcomes: list[tuple[Any, str]] = []
         for record in records:
             self._metrics.consumed.labels(record.topic).inc()
             topic = self._topics.get(record.topic)
@@ -108,9 +109,9 @@ class RecordProcessor:
             except InvalidRecord as exc:
                 # Noted once per record, so a retried batch does not dead-letter it twice.
                 await self._dead_letters.send(record, str(exc))
-                outcomes["dead-lettered"] += 1
+                outcomes.append((record, "dead-lettered"))
         if not parsed:
-            self._outcomes.update(outcomes)
+            self._settled(outcomes, began)
             return
         async with self._db.batch_of_work() as batch:
             new = await self._inbox.claim_many(
@@ -129,14 +130,14 @@ class RecordProcessor:
             for (record, event), is_new in zip(parsed, new, strict=True):
                 if not is_new:
                     self._metrics.duplicates.labels(record.topic).inc()
-                    outcomes["duplicate"] += 1
+                    outcomes.append((record, "duplicate"))
                     continue
                 handler = self._handlers.get(event.type)
                 if handler is None:
                     self._metrics.ignored.labels(record.topic, event.type).inc()
-                    outcomes["ignored"] += 1
+                    outcomes.append((record, "ignored"))
                     continue
-                outcomes["handled"] += 1
+                outcomes.append((record, "handled"))
                 started = time.perf_counter()
                 with (
                     consume_span(record, event.envelope.traceparent),
@@ -147,7 +148,14 @@ class RecordProcessor:
                     time.perf_counter() - started
                 )
         self._metrics.batch_size.observe(len(records))
-        self._outcomes.update(outcomes)
+        self._settled(outcomes, began)
+
+    def _settled(self, outcomes: list[tuple[Any, str]], began: float) -> None:
+        ms = round((time.perf_counter() - began) * 1000, 1)
+        for record, outcome in outcomes:
+            self._outcomes[outcome] += 1
+            # One line per record, at DEBUG, as for a record handled alone.
+            log.debug("record %s", outcome, extra={**_where(record), "ms": ms, "batch": True})
 
     async def process(self, record: Any) -> bool:
         """Handle one record; True when it is done (commit its offset), False to retry it."""
