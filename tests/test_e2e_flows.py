@@ -428,6 +428,13 @@ ID_MAY_STAY = {
     'notifications.messages."partner_id"',
     'notifications.messages."pair_id"',
     'notifications.messages."group_key"',
+    'notifications.pairs."mentor_id"',
+    'notifications.pairs."mentee_id"',
+    'notifications.pairs."pair_id"',
+    # The dashboard's counts: who was proposed with whom, and which emails went (ids only).
+    'progress.proposals."mentor_id"',
+    'progress.proposals."mentee_id"',
+    'progress.deliveries."participant_id"',
     'progress.participants."participant_id"',
     'progress.pairs."mentor_id"',
     'progress.pairs."mentee_id"',

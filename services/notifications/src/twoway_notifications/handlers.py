@@ -156,6 +156,7 @@ async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> N
     await store.withdraw(w.participant_id, w.programme_id, erase=w.erase)
     if w.erase:
         await store.skip_unsent_to(w.participant_id, "recipient erased")
+        await store.erase_learning_of(w.participant_id)
 
 
 # ---------------------------------------------------------------- programmes.v1

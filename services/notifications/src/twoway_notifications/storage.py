@@ -152,6 +152,22 @@ class Storage:
             erase,
         )
 
+    async def erase_learning_of(self, participant_id: str) -> None:
+        """Forget what the person's pairs were to teach and learn (their skill tags), in the
+        pairs and inside every message about those pairs, the partner's included."""
+        pairs = await self._conn.fetch(
+            """UPDATE notifications.pairs SET mentee_learns = '{}', mentor_learns = '{}'
+               WHERE $1 IN (mentor_id, mentee_id) RETURNING pair_id""",
+            participant_id,
+        )
+        await self._conn.execute(
+            """UPDATE notifications.messages
+               SET details = details - 'mentee_learns' - 'mentor_learns' - 'languages'
+               WHERE pair_id = ANY($1::text[]) OR participant_id = $2 OR partner_id = $2""",
+            [r["pair_id"] for r in pairs],
+            participant_id,
+        )
+
     async def contacts(self, ids: Iterable[str]) -> dict[str, Contact]:
         rows = await self._conn.fetch(
             "SELECT * FROM notifications.participants WHERE participant_id = ANY($1::text[])",
