@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twoway_shared.localstack.stack import KAFKA_ADMIN, LocalStack, hold, sasl_client_options
+from twoway_shared.localstack.stack import (
+    KAFKA_ADMIN,
+    LocalStack,
+    hold,
+    sasl_client_options,
+    saved_ports,
+)
 from twoway_shared.testing.kafka import authenticate
 
 SERVICES = ("matching", "scheduling", "notifications", "progress")
@@ -81,11 +87,20 @@ def repo_root() -> Path:
 
 @contextlib.contextmanager
 def session_infra() -> Iterator[Infra]:
-    """External `TWOWAY_TEST_*` endpoints when set, else testcontainers, else the local stack."""
+    """External `TWOWAY_TEST_*` endpoints when set, else testcontainers, else the local stack.
+
+    `TWOWAY_TEST_STACK_DIR` names a project stack that is already running (`twoway-stack up
+    --dir DIR ...`): several test sessions and benchmarks can then share it at once, as its
+    own principals, and none of them stops it.
+    """
     kafka = os.environ.get("TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS")
     database = os.environ.get("TWOWAY_TEST_DATABASE_URL")
     if kafka and database:
         yield Infra(kafka, database, "external")
+        return
+    shared_dir = os.environ.get("TWOWAY_TEST_STACK_DIR")
+    if shared_dir:
+        yield running_stack(Path(shared_dir))
         return
     if os.environ.get("TWOWAY_TEST_NO_DOCKER") != "1" and _docker_answers():
         with _containers() as infra:
@@ -105,6 +120,16 @@ def session_infra() -> Iterator[Infra]:
         finally:
             if os.environ.get("TWOWAY_TEST_KEEP_STACK") != "1":
                 stack.down()
+
+
+def running_stack(root: Path) -> Infra:
+    """A project stack someone else started and keeps running under root."""
+    ports = saved_ports(root)
+    if ports is None:
+        raise RuntimeError(f"no stack was started in {root}: run `twoway-stack up --dir {root}`")
+    info = LocalStack(root, kafka_port=ports[0], pg_port=ports[1]).info
+    authenticate(info.kafka_bootstrap, info.kafka_client_options())
+    return Infra(info.kafka_bootstrap, info.admin_dsn, f"stack in {root}", info.kafka_passwords)
 
 
 @contextlib.contextmanager
