@@ -8,7 +8,12 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY shared shared
 COPY services services
-RUN uv sync --frozen --no-dev --all-packages --no-editable
+# The development package (local stack, demo, toolkit, test support) is a workspace member:
+# its pyproject.toml lets uv read the lock, and nothing of it is installed.
+COPY dev/pyproject.toml dev/pyproject.toml
+RUN uv sync --frozen --no-dev --no-editable \
+    --package twoway-matching --package twoway-scheduling \
+    --package twoway-notifications --package twoway-progress
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 twoway

@@ -56,11 +56,11 @@ deploy-tools: install
 	PYTHON=$(PYTHON) bash deploy/tools/install.sh
 
 chart-inputs: install
-	$(UV) run python -m twoway_shared.ops.chart_inputs
+	$(UV) run python -m twoway_dev.ops.chart_inputs
 
 # deploy/kubernetes/twoway.yaml: the chart rendered for clusters without operators.
 k8s-manifest: deploy-tools
-	$(UV) run python -m twoway_shared.ops.chart_inputs --manifest
+	$(UV) run python -m twoway_dev.ops.chart_inputs --manifest
 
 lint: install
 	$(UV) run ruff check .
@@ -90,7 +90,7 @@ contract: install
 	$(UV) run python -m twoway_shared.contract.generate
 
 openapi: install
-	$(UV) run python -m twoway_shared.platform.openapi
+	$(UV) run python -m twoway_dev.openapi
 
 stack-up: install
 	$(UV) run twoway-stack up

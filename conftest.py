@@ -6,12 +6,12 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from twoway_dev.testing.infra import Infra, session_infra, unique_name
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.testing.service import MIGRATION_DSNS
 from twoway_shared.contract.access import all_acls
 from twoway_shared.platform.kafka_acls import grant, revoke
 from twoway_shared.platform.roles import migration_dsns, provision
-from twoway_shared.testing.infra import Infra, session_infra, unique_name
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.testing.service import MIGRATION_DSNS
 
 
 @pytest.fixture(scope="session")

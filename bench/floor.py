@@ -22,7 +22,7 @@ import uuid
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from twoway_shared.testing.kafka import ToSend, publish
+from twoway_dev.testing.kafka import ToSend, publish
 
 BATCH = 500
 

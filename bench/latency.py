@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from twoway_dev.testing.infra import unique_name
 from twoway_shared.contract import (
     Event,
     ProgrammeConfigured,
@@ -36,7 +37,6 @@ from twoway_shared.platform.roles import provision
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
-from twoway_shared.testing.infra import unique_name
 
 EFFECTS_SQL = "CREATE TABLE matching.effects (event_id text PRIMARY KEY, programme_id text);"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twoway_shared.testing.infra import Infra
+from twoway_dev.testing.infra import Infra
 
 from tests.reliability.support import Run
 

@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
+from twoway_dev.testing.infra import unique_name
+from twoway_dev.testing.kafka import ToSend, publish, wait_until_consumed
 from twoway_progress.app import create_spec
 from twoway_progress.config import ProgressSettings
 from twoway_shared.contract import (
@@ -37,8 +39,6 @@ from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.roles import provision
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.uow import UnitOfWork
-from twoway_shared.testing.infra import unique_name
-from twoway_shared.testing.kafka import ToSend, publish, wait_until_consumed
 
 START = datetime(2027, 1, 11, 9, tzinfo=UTC)
 SESSIONS = 12

@@ -15,6 +15,8 @@ import random
 import time
 from datetime import UTC, datetime
 
+from twoway_dev.testing.infra import unique_name
+from twoway_dev.testing.kafka import TopicReader, ToSend, publish
 from twoway_scheduling.app import create_spec
 from twoway_scheduling.config import SchedulingSettings
 from twoway_shared.contract import (
@@ -25,8 +27,6 @@ from twoway_shared.contract import (
 )
 from twoway_shared.platform.roles import migration_dsns, provision
 from twoway_shared.platform.runtime import Runtime, run_migrations
-from twoway_shared.testing.infra import unique_name
-from twoway_shared.testing.kafka import TopicReader, ToSend, publish
 
 NOW = datetime(2027, 1, 1, 9, tzinfo=UTC)
 ZONES = ("Europe/London", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu")

@@ -26,19 +26,19 @@ import httpx
 import icalendar
 import orjson
 from pydantic import BaseModel
+from twoway_dev.localstack.mailsink import MailSink
+from twoway_dev.testing.infra import Infra, unique_name
+from twoway_dev.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
+from twoway_dev.testing.oidc import TestProvider
 from twoway_shared.contract import (
     WEEKDAYS,
     ProgrammeConfigured,
     Topic,
     topic_name,
 )
-from twoway_shared.contract.access import all_acls
-from twoway_shared.localstack.mailsink import MailSink
+from twoway_shared.contract.access import SERVICES, all_acls
 from twoway_shared.platform.kafka_acls import grant, revoke
 from twoway_shared.platform.roles import migration_dsns, provision
-from twoway_shared.testing.infra import SERVICES, Infra, unique_name
-from twoway_shared.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
-from twoway_shared.testing.oidc import TestProvider
 
 SOURCE = "/tests/e2e"
 CALENDAR_KEYS = "e2e-calendar-key-0123456789abcdef"

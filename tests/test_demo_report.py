@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
-from twoway_shared.localstack.demo import Target, demo_programme, drive
-from twoway_shared.localstack.report import ReportData, Tally, build, print_report, write_csv
-from twoway_shared.testing.infra import SERVICES, Infra
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.toolkit.generate import generate_cohort
+from twoway_dev.demo.programme import Target, demo_programme, drive
+from twoway_dev.demo.report import ReportData, Tally, build, print_report, write_csv
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.toolkit.generate import generate_cohort
+from twoway_shared.contract.access import SERVICES
 
 from tests.e2e_support import next_monday, running_stack
 

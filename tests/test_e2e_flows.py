@@ -18,6 +18,18 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from twoway_dev.testing.calendar_client import CalendarClient, expand
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import (
+    Received,
+    TopicReader,
+    ToSend,
+    client_options,
+    eventually,
+    publish,
+)
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.toolkit.generate import generate_cohort
 from twoway_shared.contract import (
     EVENT_MODELS,
     PairResponseSubmitted,
@@ -30,18 +42,7 @@ from twoway_shared.contract import (
     SessionRescheduleRequested,
     Topic,
 )
-from twoway_shared.testing.calendar_client import CalendarClient, expand
-from twoway_shared.testing.infra import SERVICES, Infra
-from twoway_shared.testing.kafka import (
-    Received,
-    TopicReader,
-    ToSend,
-    client_options,
-    eventually,
-    publish,
-)
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.toolkit.generate import generate_cohort
+from twoway_shared.contract.access import SERVICES
 
 from tests.e2e_support import (
     CONSUMES,

@@ -10,13 +10,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import eventually
 from twoway_shared.contract import (
     ParticipantEnrolled,
     ProgrammeConfigured,
     SessionScheduled,
 )
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import eventually
 
 from tests.e2e_support import Stack, mails, person, running_stack, script
 

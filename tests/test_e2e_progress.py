@@ -14,6 +14,12 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from rich.console import Console
+from twoway_dev.demo.progress import health_section, play_progress, programme_health
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import TopicReader, eventually
+from twoway_dev.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.toolkit.generate import generate_cohort
 from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
 from twoway_progress.handlers import credit_id_for
 from twoway_shared.contract import (
@@ -24,12 +30,6 @@ from twoway_shared.contract import (
     Topic,
 )
 from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
-from twoway_shared.localstack.demo_progress import health_section, play_progress, programme_health
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import TopicReader, eventually
-from twoway_shared.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import Stack, events, person, running_stack
 

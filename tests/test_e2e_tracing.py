@@ -20,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import ToSend, eventually, publish
 from twoway_shared.contract import (
     ParticipantEnrolled,
     ProgrammeConfigured,
@@ -28,8 +30,6 @@ from twoway_shared.contract import (
     new_event,
     partition_key,
 )
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import ToSend, eventually, publish
 
 from tests.e2e_support import SOURCE, next_monday, person, running_stack
 

@@ -15,6 +15,9 @@ from typing import Any
 import asyncpg
 import pytest
 from pydantic import BaseModel
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import TopicReader, ToSend, publish, wait_until_consumed
+from twoway_dev.testing.service import running_service
 from twoway_matching.app import create_spec as matching_spec
 from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.app import create_spec as notifications_spec
@@ -29,9 +32,6 @@ from twoway_shared.contract import (
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import TopicReader, ToSend, publish, wait_until_consumed
-from twoway_shared.testing.service import running_service
 
 pytestmark = pytest.mark.infra
 

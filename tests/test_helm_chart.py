@@ -21,13 +21,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from twoway_dev.ops import chart_inputs
 from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.config import NotificationsSettings
 from twoway_progress.config import ProgressSettings
 from twoway_scheduling.config import SchedulingSettings
 from twoway_shared.contract.access import SERVICES, Acl, all_acls, consumes
 from twoway_shared.contract.topics import Topic
-from twoway_shared.ops import chart_inputs
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.settings import Settings
 

@@ -14,14 +14,14 @@ import asyncpg
 import orjson
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import TopicReader, ToSend, publish, wait_until_consumed
+from twoway_dev.testing.service import running_service
 from twoway_matching.app import create_spec
 from twoway_matching.config import MatchingServiceSettings
 from twoway_shared.contract import InvalidRecord, Topic, full_type, parse_record
 from twoway_shared.contract.examples import example_event
 from twoway_shared.platform.runtime import Runtime
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import TopicReader, ToSend, publish, wait_until_consumed
-from twoway_shared.testing.service import running_service
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "contract" / "schemas"
 

@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 from starlette.responses import Response
 from starlette.routing import Route
-from twoway_shared.platform.openapi import (
-    Undocumented,
-    documents,
-    openapi_document,
-    service_routes,
-)
+from twoway_dev.openapi import documents, service_routes
+from twoway_shared.platform.openapi import Undocumented, openapi_document
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "openapi"
 GENERATED = documents()

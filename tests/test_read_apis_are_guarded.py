@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.routing import Route
+from twoway_dev.testing.oidc import TestProvider
 from twoway_matching.app import create_spec as matching_spec
 from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.app import create_spec as notifications_spec
@@ -20,7 +21,6 @@ from twoway_shared.platform.http import ANY_ROLE, Guard, create_http_app
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.runtime import ServiceSpec
 from twoway_shared.platform.settings import Settings
-from twoway_shared.testing.oidc import TestProvider
 
 SERVICES: list[tuple[ServiceSpec, Settings]] = [
     (matching_spec(), MatchingServiceSettings()),

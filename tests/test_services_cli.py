@@ -11,8 +11,9 @@ import sys
 
 import httpx
 import pytest
-from twoway_shared.testing.infra import SERVICES, Infra
-from twoway_shared.testing.kafka import eventually
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import eventually
+from twoway_shared.contract.access import SERVICES
 
 
 def script(service: str) -> str:

@@ -14,9 +14,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from twoway_dev.testing.calendar_client import expand
 from twoway_notifications.compose import MailSettings, compose
 from twoway_notifications.domain.model import Contact, Message, Session, Template
-from twoway_shared.testing.calendar_client import expand
 
 HERE = Path(__file__).resolve().parent
 LONDON = ZoneInfo("Europe/London")

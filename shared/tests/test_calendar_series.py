@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import vobject
 from icalendar import Calendar
+from twoway_dev.testing.calendar_client import CalendarClient, Meeting, expand
 from twoway_shared.calendar import (
     SESSION_ID_PROPERTY,
     Person,
@@ -22,7 +23,6 @@ from twoway_shared.calendar import (
     occurrence_update,
     plan_series,
 )
-from twoway_shared.testing.calendar_client import CalendarClient, Meeting, expand
 
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 FROM, TO = datetime(2026, 1, 1, tzinfo=UTC), datetime(2029, 1, 1, tzinfo=UTC)

@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from twoway_dev.testing.infra import Infra
+from twoway_dev.toolkit.cli import main
 from twoway_shared.contract import Topic, access
 from twoway_shared.contract.topics import TOPIC_CONFIGS, topic_name
 from twoway_shared.platform.kafka import client_options, ensure_topics
 from twoway_shared.platform.settings import Settings
-from twoway_shared.testing.infra import Infra
-from twoway_shared.toolkit.cli import main
 
 
 def test_acl_command_prints_the_one_list(capsys: pytest.CaptureFixture[str]) -> None:

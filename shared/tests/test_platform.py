@@ -14,6 +14,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import murmur2
 from prometheus_client import generate_latest
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import (
+    TopicReader,
+    ToSend,
+    eventually,
+    publish,
+    wait_until_consumed,
+)
+from twoway_dev.testing.service import with_migration_url
 from twoway_shared.contract import (
     CONTENT_TYPE,
     Event,
@@ -30,15 +39,6 @@ from twoway_shared.platform.migrations import MigrationError, migrate
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import (
-    TopicReader,
-    ToSend,
-    eventually,
-    publish,
-    wait_until_consumed,
-)
-from twoway_shared.testing.service import with_migration_url
 
 pytestmark = pytest.mark.infra
 

@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from twoway_dev.localstack.stack import KAFKA_ADMIN, LocalStack
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import ToSend, eventually, publish
+from twoway_dev.testing.service import with_migration_url
 from twoway_shared.contract import (
     Event,
     ProgrammeConfigured,
@@ -18,14 +22,10 @@ from twoway_shared.contract import (
     encode,
     new_event,
 )
-from twoway_shared.localstack.stack import KAFKA_ADMIN, LocalStack
 from twoway_shared.platform.kafka import ensure_topics, wait_for_group_coordinator
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import ToSend, eventually, publish
-from twoway_shared.testing.service import with_migration_url
 
 
 async def ignore(event: Event[Any], uow: UnitOfWork) -> None:

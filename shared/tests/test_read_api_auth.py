@@ -16,6 +16,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from twoway_dev.testing.oidc import TestProvider
 from twoway_shared.platform.auth import ProviderKeys, TokenVerifier
 from twoway_shared.platform.http import (
     CAPABILITY,
@@ -26,7 +27,6 @@ from twoway_shared.platform.http import (
 )
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.settings import Settings
-from twoway_shared.testing.oidc import TestProvider
 
 PROGRAMMES = {"P1", "P2"}
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from twoway_dev.testing.infra import Infra, unique_name
 from twoway_shared.platform.roles import (
     SERVICES,
     ProvisionError,
@@ -24,7 +25,6 @@ from twoway_shared.platform.roles import (
     scram_verifier,
     service_dsns,
 )
-from twoway_shared.testing.infra import Infra, unique_name
 
 
 def test_identifiers_are_checked_before_they_reach_ddl() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from twoway_dev.toolkit import cli
 from twoway_shared.platform.settings import Settings, describe_settings_error
-from twoway_shared.toolkit import cli
 
 
 def test_each_problem_names_its_variable_and_value(monkeypatch: pytest.MonkeyPatch) -> None:

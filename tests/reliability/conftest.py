@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from twoway_shared.localstack.stack import LocalStack
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import authenticate
+from twoway_dev.localstack.stack import LocalStack
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import authenticate
 
 from tests.reliability.support import FIGURES, Figures, Outcome, Run
 

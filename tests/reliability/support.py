@@ -18,6 +18,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+from twoway_dev.localstack.mailsink import MailSink
+from twoway_dev.testing.infra import Infra, unique_name
+from twoway_dev.testing.kafka import TopicReader, eventually, wait_until_consumed
+from twoway_dev.toolkit.generate import generate_cohort
 from twoway_shared.contract import (
     ParticipantEnrolled,
     ProgrammeConfigured,
@@ -26,12 +30,8 @@ from twoway_shared.contract import (
     topic_name,
 )
 from twoway_shared.contract.access import all_acls
-from twoway_shared.localstack.mailsink import MailSink
 from twoway_shared.platform.kafka_acls import grant
 from twoway_shared.platform.roles import migration_dsns, provision
-from twoway_shared.testing.infra import Infra, unique_name
-from twoway_shared.testing.kafka import TopicReader, eventually, wait_until_consumed
-from twoway_shared.toolkit.generate import generate_cohort
 
 from tests.e2e_support import CALENDAR_KEYS, CONSUMES, free_port, next_monday, script
 
@@ -447,8 +447,8 @@ class Run:
             await asyncio.sleep(0.25)
 
     async def _publish(self, items: list[tuple[Topic, Any]], prefix: str) -> None:
+        from twoway_dev.testing.kafka import ToSend, publish
         from twoway_shared.contract import encode, new_event, partition_key
-        from twoway_shared.testing.kafka import ToSend, publish
 
         await publish(
             self.infra.kafka_bootstrap,

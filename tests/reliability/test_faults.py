@@ -12,7 +12,7 @@ import asyncio
 import random
 
 import pytest
-from twoway_shared.localstack.stack import LocalStack
+from twoway_dev.localstack.stack import LocalStack
 
 from tests.reliability.support import FIGURES, SERVICES, Fault, Figures, Outcome, Run, compare
 

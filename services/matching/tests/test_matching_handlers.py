@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from twoway_dev.testing.handlers import HandlerBench
 from twoway_matching import storage
 from twoway_matching.app import create_spec
 from twoway_matching.workers import run_due_round
@@ -29,7 +30,6 @@ from twoway_shared.contract.events import (
 )
 from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import Database
-from twoway_shared.testing.handlers import HandlerBench
 
 pytestmark = pytest.mark.infra
 

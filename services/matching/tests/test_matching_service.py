@@ -13,6 +13,18 @@ import asyncpg
 import httpx
 import pytest
 from pydantic import BaseModel
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import (
+    Received,
+    TopicReader,
+    ToSend,
+    eventually,
+    publish,
+    wait_until_consumed,
+)
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.testing.service import MovableClock, running_service
+from twoway_dev.toolkit import cli
 from twoway_matching.app import create_spec
 from twoway_matching.config import MatchingServiceSettings
 from twoway_shared.contract import (
@@ -29,18 +41,6 @@ from twoway_shared.contract import (
 )
 from twoway_shared.contract.events import PairCompleted, PairRematchRequested
 from twoway_shared.platform.runtime import Runtime
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import (
-    Received,
-    TopicReader,
-    ToSend,
-    eventually,
-    publish,
-    wait_until_consumed,
-)
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.testing.service import MovableClock, running_service
-from twoway_shared.toolkit import cli
 
 pytestmark = pytest.mark.infra
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from twoway_dev.testing.handlers import HandlerBench
 from twoway_notifications.app import create_spec
 from twoway_notifications.storage import Storage
 from twoway_shared.contract import (
@@ -17,7 +18,6 @@ from twoway_shared.contract import (
     ParticipantWithdrawn,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
-from twoway_shared.testing.handlers import HandlerBench
 
 pytestmark = pytest.mark.infra
 

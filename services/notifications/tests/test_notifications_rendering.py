@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import vobject
 from icalendar import Calendar
+from twoway_dev.testing.calendar_client import CalendarClient, Meeting
 from twoway_notifications.compose import MailSettings, compose
 from twoway_notifications.domain.ids import notification_id
 from twoway_notifications.domain.model import Contact, Message, Session, Template
@@ -25,7 +26,6 @@ from twoway_notifications.domain.rules import (
     smtp_error,
 )
 from twoway_shared.contract.calendar_token import sign
-from twoway_shared.testing.calendar_client import CalendarClient, Meeting
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 LONDON = ZoneInfo("Europe/London")

@@ -19,6 +19,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from pydantic import BaseModel, SecretStr
+from twoway_dev.testing.calendar_client import Meeting, expand
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import TopicReader, ToSend, eventually, publish
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.testing.service import with_migration_url
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
@@ -45,11 +50,6 @@ from twoway_shared.contract.events import (
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime, run_migrations
-from twoway_shared.testing.calendar_client import Meeting, expand
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import TopicReader, ToSend, eventually, publish
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.testing.service import with_migration_url
 
 pytestmark = pytest.mark.infra
 

@@ -17,16 +17,16 @@ import uvicorn
 from playwright.async_api import Browser, async_playwright
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from twoway_dev.localstack.proxy import create_proxy
+from twoway_dev.testing.handlers import HandlerBench
+from twoway_dev.testing.oidc import TestProvider
 from twoway_progress.dashboard import dashboard_routes
 from twoway_progress.read_api import read_routes
 from twoway_shared.contract import EVENT_MODELS
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.contract.values import rfc3339
-from twoway_shared.localstack.proxy import create_proxy
 from twoway_shared.platform.auth import ProviderKeys, TokenVerifier
 from twoway_shared.platform.http import Guard
-from twoway_shared.testing.handlers import HandlerBench
-from twoway_shared.testing.oidc import TestProvider
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

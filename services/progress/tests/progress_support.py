@@ -13,6 +13,9 @@ import httpx
 import orjson
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
+from twoway_dev.testing.service import MovableClock, running_service
 from twoway_progress.app import create_spec
 from twoway_progress.config import ProgressSettings
 from twoway_progress.read_api import read_routes
@@ -29,9 +32,6 @@ from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.contract.values import rfc3339
 from twoway_shared.platform.kafka import ensure_topics
 from twoway_shared.platform.runtime import Runtime
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
-from twoway_shared.testing.service import MovableClock, running_service
 
 MENTOR, MENTEE, PAIR, PROGRAMME = "M1", "E1", "P1", "RM"
 FAST = WorkerOptions(

@@ -24,10 +24,10 @@ from dashboard_support import (
     service_app,
 )
 from playwright.async_api import Browser, Page
+from twoway_dev.testing.handlers import HandlerBench
+from twoway_dev.testing.oidc import TestProvider
 from twoway_progress.app import create_spec
 from twoway_progress.dashboard import CSP
-from twoway_shared.testing.handlers import HandlerBench
-from twoway_shared.testing.oidc import TestProvider
 
 pytestmark = pytest.mark.infra
 

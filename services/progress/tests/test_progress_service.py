@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from progress_support import MENTEE, MENTOR, PAIR, Harness, harness
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import eventually
 from twoway_progress.handlers import credit_id_for
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import eventually
 
 pytestmark = pytest.mark.infra
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from progress_support import MENTEE, MENTOR, PAIR, Harness, harness
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import eventually
+from twoway_dev.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
 from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
 from twoway_progress.handlers import credit_id_for
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import eventually
-from twoway_shared.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
 
 pytestmark = [
     pytest.mark.infra,

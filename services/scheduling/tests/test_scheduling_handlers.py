@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from twoway_dev.testing.handlers import HandlerBench
 from twoway_scheduling.app import create_spec
 from twoway_shared.contract import (
     PairConfirmed,
@@ -17,7 +18,6 @@ from twoway_shared.contract import (
     SessionRescheduleRequested,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
-from twoway_shared.testing.handlers import HandlerBench
 
 pytestmark = pytest.mark.infra
 

@@ -19,6 +19,11 @@ import orjson
 import pytest
 import vobject
 from pydantic import BaseModel
+from twoway_dev.testing.calendar_client import expand
+from twoway_dev.testing.infra import Infra
+from twoway_dev.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
+from twoway_dev.testing.oidc import TestProvider
+from twoway_dev.testing.service import running_service, with_migration_url
 from twoway_scheduling.app import create_spec
 from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
@@ -31,11 +36,6 @@ from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.http import create_http_app
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.runtime import Runtime, run_migrations
-from twoway_shared.testing.calendar_client import expand
-from twoway_shared.testing.infra import Infra
-from twoway_shared.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
-from twoway_shared.testing.oidc import TestProvider
-from twoway_shared.testing.service import running_service, with_migration_url
 
 pytestmark = pytest.mark.infra
 

@@ -1,28 +1,19 @@
 """OpenAPI documents of the services' HTTP APIs, generated from the routes themselves.
 
 Each endpoint carries its own description (`@documented(...)`), so the route list of a service
-is the single description of its API: `python -m twoway_shared.platform.openapi` writes
+is the single description of its API: `python -m twoway_dev.openapi` (`make openapi`) writes
 docs/openapi/<service>.json from it, and a test fails when a route has no description or a
 document is stale.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from starlette.routing import BaseRoute, Route
 
-from twoway_shared.platform.metrics import Metrics
-from twoway_shared.platform.settings import Settings
-
 F = TypeVar("F", bound=Callable[..., Any])
-SERVICES = ("matching", "scheduling", "notifications", "progress")
 _ATTRIBUTE = "__twoway_openapi__"
 ERROR = {
     "type": "object",
@@ -96,75 +87,3 @@ def openapi_document(service: str, routes: Sequence[BaseRoute]) -> dict[str, Any
         },
         "paths": dict(sorted(paths.items())),
     }
-
-
-def service_routes(service: str) -> list[BaseRoute] | None:
-    """Every HTTP route of an installed service (None when it is not installed or has none)."""
-    from twoway_shared.platform.http import create_http_app
-
-    try:
-        app = importlib.import_module(f"twoway_{service}.app")
-    except ModuleNotFoundError:
-        return None
-    create_spec = getattr(app, "create_spec", None)
-    if create_spec is None:
-        return None
-    spec = create_spec()
-    # Route builders read the runtime only when a request comes; nothing is started here.
-    runtime = SimpleNamespace(
-        pool=None,
-        database=None,
-        db=None,
-        settings=_settings_of(service),
-        metrics=Metrics(),
-        spec=spec,
-    )
-    http = create_http_app(
-        service=service, metrics=Metrics(), checks={}, routes=spec.routes(runtime)
-    )
-    return list(http.routes)
-
-
-def _settings_of(service: str) -> Settings:
-    """The service's own settings class with its defaults (the environment is not read)."""
-    config = importlib.import_module(f"twoway_{service}.config")
-    classes = [
-        value
-        for value in vars(config).values()
-        if isinstance(value, type)
-        and issubclass(value, Settings)
-        and value.__module__ == config.__name__
-    ]
-    cls = classes[0] if classes else Settings
-    return cls.model_construct()
-
-
-def render(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=False) + "\n"
-
-
-def documents() -> dict[str, str]:
-    """service -> its OpenAPI document as text, for every installed service."""
-    found = {}
-    for service in SERVICES:
-        routes = service_routes(service)
-        if routes is not None:
-            found[service] = render(openapi_document(service, routes))
-    return found
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write docs/openapi/<service>.json for every installed service."""
-    from twoway_shared.localstack.stack import repo_root
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    folder = Path(args[0]) if args else repo_root() / "docs" / "openapi"
-    folder.mkdir(parents=True, exist_ok=True)
-    for service, text in documents().items():
-        (folder / f"{service}.json").write_text(text)
-        print(f"wrote {folder / f'{service}.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

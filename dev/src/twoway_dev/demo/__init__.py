@@ -1,0 +1,1 @@
+"""The demo: a synthetic programme through the four services, and the programme report."""
