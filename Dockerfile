@@ -2,6 +2,9 @@
 # version (the Helm chart refuses latest) and deploy it by digest:
 #   docker build -t registry.example.com/twoway/twoway:0.1.0 .
 #   docker run --rm -e TWOWAY_... registry.example.com/twoway/twoway:0.1.0 twoway-matching run
+# The operators' toolbox (the `twoway` toolkit: dead letters, ACLs, publish, tail) is a
+# separate target, so the service image carries the runtime only:
+#   docker build --target toolbox -t registry.example.com/twoway/twoway-toolbox:0.1.0 .
 FROM python:3.11-slim AS build
 RUN pip install --no-cache-dir "uv==0.13.8"
 WORKDIR /app
@@ -14,6 +17,17 @@ COPY dev/pyproject.toml dev/pyproject.toml
 RUN uv sync --frozen --no-dev --no-editable \
     --package twoway-matching --package twoway-scheduling \
     --package twoway-notifications --package twoway-progress
+
+FROM build AS build-toolbox
+COPY dev dev
+RUN uv sync --frozen --no-dev --no-editable --package twoway-dev
+
+FROM python:3.11-slim AS toolbox
+RUN useradd --system --uid 10001 twoway
+COPY --from=build-toolbox /app/.venv /app/.venv
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
+USER 10001
+CMD ["twoway", "--help"]
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 twoway

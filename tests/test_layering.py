@@ -143,12 +143,13 @@ def test_the_cycle_finder_finds_a_loop() -> None:
     ]
 
 
-def image_install_command() -> list[str]:
-    """The Dockerfile's `uv sync` line, continuation lines joined."""
+def install_commands() -> list[list[str]]:
+    """The Dockerfile's `uv sync` lines, continuation lines joined: the service image's first,
+    then the toolbox's."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    match = re.search(r"^RUN (uv sync [^\n]+)$", text, re.MULTILINE)
-    assert match, "the Dockerfile installs the services with `uv sync`"
-    return match.group(1).split()
+    found = re.findall(r"^RUN (uv sync [^\n]+)$", text, re.MULTILINE)
+    assert len(found) == 2, "the Dockerfile installs the services, then the toolbox, with uv"
+    return [line.split() for line in found]
 
 
 def uv() -> list[str]:
@@ -157,9 +158,8 @@ def uv() -> list[str]:
     return [found] if found else ["python3", "-m", "uv"]
 
 
-@pytest.mark.timeout(600)
-def test_the_service_image_installs_the_runtime_only(tmp_path: Path) -> None:
-    """The image's install line, run on a copy of what the Dockerfile copies."""
+def build_context(tmp_path: Path) -> Path:
+    """A copy of what the Dockerfile copies into the image."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = re.findall(r"^COPY (?!--from)(\S+(?: \S+)*) \S+$", dockerfile, re.MULTILINE)
     for sources in copied:
@@ -167,17 +167,30 @@ def test_the_service_image_installs_the_runtime_only(tmp_path: Path) -> None:
             target = tmp_path / source
             if (ROOT / source).is_dir():
                 shutil.copytree(
-                    ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__", "tests")
+                    ROOT / source,
+                    target,
+                    ignore=shutil.ignore_patterns("__pycache__", "tests"),
+                    dirs_exist_ok=True,
                 )
-            else:
+            elif not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / source, target)
-    venv = tmp_path / ".venv"
+    return tmp_path
+
+
+def install(context: Path, command: list[str]) -> Path:
+    venv = context / ".venv"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
     env.pop("VIRTUAL_ENV", None)
-    command = uv() + image_install_command()[1:]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(uv() + command[1:], cwd=context, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    return venv
+
+
+@pytest.mark.timeout(600)
+def test_the_service_image_installs_the_runtime_only(tmp_path: Path) -> None:
+    """The image's install line, run on a copy of what the Dockerfile copies."""
+    venv = install(build_context(tmp_path), install_commands()[0])
     scripts = {path.name for path in (venv / "bin").iterdir() if path.name.startswith("twoway")}
     assert scripts == {f"twoway-{name}" for name in SERVICES} | {"twoway-db-setup"}
     python = str(venv / "bin" / "python")
@@ -195,3 +208,15 @@ def test_the_service_image_installs_the_runtime_only(tmp_path: Path) -> None:
     )
     apps = "; ".join(f"import twoway_{name}.app" for name in SERVICES)
     subprocess.run([python, "-c", apps], check=True, capture_output=True)
+
+
+@pytest.mark.timeout(600)
+def test_the_toolbox_image_has_the_toolkit(tmp_path: Path) -> None:
+    context = build_context(tmp_path)
+    first, toolbox = install_commands()
+    install(context, first)
+    venv = install(context, toolbox)
+    help_text = subprocess.run(
+        [str(venv / "bin" / "twoway"), "dlq", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "replay" in help_text.stdout
