@@ -278,35 +278,19 @@ class Toolkit:
 
         return self.run_kafka(work)
 
+    def publish_fields(self, model: type[BaseModel], args: Any) -> int:
+        """Publish one `model` event whose fields are the command's options of the same names."""
+        data = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+        return self.publish_one(model, data, args)
+
     def reschedule(self, args: Any) -> int:
-        data = {
-            "session_id": args.session_id,
-            "pair_id": args.pair_id,
-            "requested_by": args.requested_by,
-            "reason": args.reason,
-            "not_before": args.not_before,
-        }
-        return self.publish_one(SessionRescheduleRequested, data, args)
+        return self.publish_fields(SessionRescheduleRequested, args)
 
     def attend(self, args: Any) -> int:
-        data = {
-            "session_id": args.session_id,
-            "pair_id": args.pair_id,
-            "participant_id": args.participant_id,
-            "attended": args.attended,
-            "rating": args.rating,
-            "comment": args.comment,
-        }
-        return self.publish_one(SessionAttendanceRecorded, data, args)
+        return self.publish_fields(SessionAttendanceRecorded, args)
 
     def withdraw(self, args: Any) -> int:
-        data = {
-            "participant_id": args.participant_id,
-            "programme_id": args.programme_id,
-            "reason": args.reason,
-            "erase": args.erase,
-        }
-        return self.publish_one(ParticipantWithdrawn, data, args)
+        return self.publish_fields(ParticipantWithdrawn, args)
 
     def tail(self, args: Any) -> int:
         async def work(settings: Settings) -> int:
