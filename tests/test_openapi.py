@@ -53,3 +53,22 @@ def test_a_route_without_a_description_is_refused() -> None:
 
     with pytest.raises(Undocumented, match=r"twoway-x: /bare has no description"):
         openapi_document("x", [Route("/bare", bare)])
+
+
+@pytest.mark.parametrize("service", sorted(GENERATED))
+def test_guarded_routes_document_the_bearer_token_and_its_answers(service: str) -> None:
+    """What the guard answers is in the document of every route it stands in front of."""
+    import json
+
+    document = json.loads(GENERATED[service])
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    open_paths = {"/healthz", "/readyz", "/metrics", "/calendars/{token}.ics"}
+    for path, methods in document["paths"].items():
+        for operation in methods.values():
+            if path in open_paths:
+                assert "security" not in operation, path
+                assert "401" not in operation["responses"], path
+            else:
+                assert operation["security"] == [{"bearerAuth": []}], path
+                assert {"401", "403", "503"} <= set(operation["responses"]), path

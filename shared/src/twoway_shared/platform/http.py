@@ -27,7 +27,7 @@ from twoway_shared.platform.auth import (
     TokenVerifier,
 )
 from twoway_shared.platform.metrics import Metrics
-from twoway_shared.platform.openapi import documented
+from twoway_shared.platform.openapi import documented, mark_guarded
 from twoway_shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,8 @@ class Guard:
             assert isinstance(response, Response)
             return response
 
+        if not access.capability:
+            mark_guarded(guarded_endpoint)
         methods = sorted(route.methods - {"HEAD"}) if route.methods else None
         return Route(route.path, guarded_endpoint, methods=methods, name=route.name)
 
