@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 
+from twoway_shared.platform.poller import Backoff, Poller
 from twoway_shared.platform.runtime import Runtime
 from twoway_shared.platform.tracing import span
 from twoway_shared.platform.uow import Database
@@ -22,16 +23,19 @@ POLL_SECONDS = 0.25
 
 async def matching_worker(runtime: Runtime, stopping: asyncio.Event) -> None:
     """Expire proposals and run every due round, until the service stops."""
-    while not stopping.is_set():
-        try:
-            async with runtime.db.unit_of_work() as uow:
-                await handlers.expire_proposals(uow)
-            while not stopping.is_set() and await _run_one_round(runtime):
-                pass
-        except Exception:
-            log.exception("matching worker step failed; retrying")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), POLL_SECONDS)
+
+    async def step() -> bool:
+        async with runtime.db.unit_of_work() as uow:
+            await handlers.expire_proposals(uow)
+        return await _run_one_round(runtime)  # True: another round may be due at once
+
+    poller = Poller(
+        "matching worker",
+        step,
+        poll_seconds=POLL_SECONDS,
+        backoff=Backoff(first=POLL_SECONDS, most=POLL_SECONDS),
+    )
+    await poller.run(stopping)
 
 
 async def _run_one_round(runtime: Runtime) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from twoway_shared.contract import NotificationFailed, NotificationSent, Topic
 from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.poller import Listener, Poller
 from twoway_shared.platform.runtime import Runtime, Worker
 from twoway_shared.platform.tracing import delivery_span, failed
 
@@ -74,9 +75,6 @@ def _reported(m: Message) -> dict[str, Any]:
     }
 
 
-_DATABASE_AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
 def _ids(m: Message) -> dict[str, Any]:
     return {"id": m.notification_id}
 
@@ -106,72 +104,51 @@ class Sender:
         # Who holds a claim: this process, distinguishable from a restarted one.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._handover = _HandOver(self)
-        self._wake = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
+        self._wake: Callable[[], None] = lambda: None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        last_sweep = 0.0
+        listener = Listener(self._runtime.settings.database_url, DUE_CHANNEL, lambda: self._wake())
+        last_sweep = -self._options.sweep_seconds
+
+        async def prepare() -> None:
+            nonlocal last_sweep
+            await listener.ensure()
+            now = asyncio.get_running_loop().time()
+            if now - last_sweep > self._options.sweep_seconds:
+                await self._release_resolved()
+                last_sweep = now
+
+        async def step() -> int:
+            sent = await self.send_due(stopping)
+            if sent == 0:
+                for mailer in self._mailers:
+                    if mailer.idle_for() > self._options.idle_close_seconds:
+                        await mailer.close()
+            return sent
+
+        # Any error (a database restart surfaces as many types) is retried after a second.
+        poller = Poller(
+            "sender",
+            step,
+            poll_seconds=self._options.poll_seconds,
+            until_due=self._until_due,
+            prepare=prepare,
+            recover=listener.drop,
+        )
+        self._wake = poller.wake
         try:
-            while not stopping.is_set():
-                try:
-                    await self._listen()
-                    if loop.time() - last_sweep > self._options.sweep_seconds:
-                        await self._release_resolved()
-                        last_sweep = loop.time()
-                    self._wake.clear()
-                    if await self.send_due(stopping) > 0:
-                        continue
-                    for mailer in self._mailers:
-                        if mailer.idle_for() > self._options.idle_close_seconds:
-                            await mailer.close()
-                    await self._sleep(stopping)
-                except Exception as exc:
-                    # A database restart surfaces as many error types (connection reset,
-                    # InterfaceError, InternalClientError from a pool releasing a dead
-                    # connection): none may stop the sender; it reconnects and goes on.
-                    log.warning(
-                        "sender lost the database; retrying",
-                        exc_info=not isinstance(exc, _DATABASE_AWAY),
-                        extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
-                    )
-                    await self._drop_listener()
-                    await _wait(stopping, 1.0)
+            await poller.run(stopping)
         finally:
             for mailer in self._mailers:
                 await mailer.close()
-            await self._drop_listener()
+            await listener.drop()
             await self._handover.close()
 
-    async def _listen(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        self._listener = await asyncpg.connect(self._runtime.settings.database_url)
-        await self._listener.add_listener(DUE_CHANNEL, lambda *_: self._wake.set())
-
-    async def _drop_listener(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(Exception):
-                await listener.close(timeout=5)
-
-    async def _sleep(self, stopping: asyncio.Event) -> None:
-        """Until a NOTIFY, the next due time, or the poll interval, whichever is first."""
+    async def _until_due(self) -> float | None:
+        """Seconds to the next due message (the sleep also ends at a NOTIFY or a poll)."""
         async with self._runtime.pool.acquire() as conn:
             next_due = await Storage(conn).next_due()
-        timeout = self._options.poll_seconds
-        if next_due is not None:
-            ahead = (next_due - self._runtime.clock()).total_seconds()
-            timeout = max(0.0, min(timeout, ahead))
-        waiters = {
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(stopping.wait()),
-        }
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        return None if next_due is None else (next_due - self._runtime.clock()).total_seconds()
 
     async def _release_resolved(self) -> None:
         async with self._runtime.db.unit_of_work() as uow:
@@ -426,11 +403,6 @@ async def _send_lane(
         metrics.deliveries.labels("smtp", result.delivery.value).inc()
         outcomes.append(Outcome(message, result.delivery.value, result.error))
     return outcomes
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
 
 
 def sender_worker(options: SenderOptions | None = None) -> Worker:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
 import httpx
+from twoway_shared.platform.poller import DATABASE_AWAY, Listener, Poller
 from twoway_shared.platform.runtime import Runtime, Worker
 from twoway_shared.platform.tracing import delivery_span, failed
 
@@ -40,65 +39,35 @@ def backoff(attempts: int, base: timedelta, ceiling: timedelta) -> timedelta:
     return min(grown, ceiling)
 
 
-class DueLoop:
+async def run_when_due(
+    runtime: Runtime,
+    options: WorkerOptions,
+    work: Callable[[], Awaitable[int]],
+    next_due: Callable[[Storage], Awaitable[datetime | None]],
+    name: str,
+    stopping: asyncio.Event,
+) -> None:
     """Runs `work` whenever something may be due: on NOTIFY, at the next due time, or a poll."""
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        options: WorkerOptions,
-        work: Callable[[], Awaitable[int]],
-        next_due: Callable[[Storage], Awaitable[datetime | None]],
-        name: str,
-    ) -> None:
-        self._runtime, self._options = runtime, options
-        self._work, self._next_due, self._name = work, next_due, name
-        self._wake = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
+    async def until_due() -> float | None:
+        async with runtime.pool.acquire() as conn:
+            due = await next_due(Storage(conn))
+        return None if due is None else (due - runtime.clock()).total_seconds()
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        try:
-            while not stopping.is_set():
-                try:
-                    await self._listen()
-                    self._wake.clear()
-                    if await self._work() > 0:
-                        continue
-                    await self._sleep(stopping)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning(
-                        f"{self._name} lost the database; retrying", extra={"error": str(exc)}
-                    )
-                    await self._drop_listener()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stopping.wait(), 1.0)
-        finally:
-            await self._drop_listener()
-
-    async def _listen(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        self._listener = await asyncpg.connect(self._runtime.settings.database_url)
-        await self._listener.add_listener(DUE_CHANNEL, lambda *_: self._wake.set())
-
-    async def _drop_listener(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(Exception):
-                await listener.close(timeout=5)
-
-    async def _sleep(self, stopping: asyncio.Event) -> None:
-        async with self._runtime.pool.acquire() as conn:
-            due = await self._next_due(Storage(conn))
-        timeout = self._options.poll_seconds
-        if due is not None:
-            timeout = max(0.0, min(timeout, (due - self._runtime.clock()).total_seconds()))
-        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())}
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+    listener = Listener(runtime.settings.database_url, DUE_CHANNEL, lambda: poller.wake())
+    poller = Poller(
+        name,
+        work,
+        poll_seconds=options.poll_seconds,
+        until_due=until_due,
+        prepare=listener.ensure,
+        recover=listener.drop,
+        retry_on=DATABASE_AWAY,
+    )
+    try:
+        await poller.run(stopping)
+    finally:
+        await listener.drop()
 
 
 # ---------------------------------------------------------------- pair timers
@@ -131,7 +100,7 @@ def timer_worker(options: WorkerOptions | None = None) -> Worker:
         async def work() -> int:
             return await check_due_pairs(runtime, chosen.batch_size)
 
-        await DueLoop(runtime, chosen, work, Storage.next_check, "pair timers").run(stopping)
+        await run_when_due(runtime, chosen, work, Storage.next_check, "pair timers", stopping)
 
     return timers
 
@@ -208,11 +177,16 @@ def statement_worker(options: WorkerOptions | None = None) -> Worker:
         assert isinstance(settings, ProgressSettings)
         if settings.xapi_endpoint is None:
             # "Unset: no statements are sent": the queue is emptied instead of growing.
-            while not stopping.is_set():
+
+            async def drop() -> bool:
                 async with runtime.pool.acquire() as conn:
                     await Storage(conn).drop_statements()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), chosen.poll_seconds)
+                return False
+
+            poller = Poller(
+                "xAPI queue", drop, poll_seconds=chosen.poll_seconds, retry_on=DATABASE_AWAY
+            )
+            await poller.run(stopping)
             return
         auth = None
         if settings.xapi_username is not None:
@@ -224,8 +198,8 @@ def statement_worker(options: WorkerOptions | None = None) -> Worker:
             timeout=chosen.http_timeout,
         ) as client:
             sender = StatementSender(runtime, chosen, client)
-            await DueLoop(
-                runtime, chosen, sender.send_due, Storage.next_statement, "xAPI sender"
-            ).run(stopping)
+            await run_when_due(
+                runtime, chosen, sender.send_due, Storage.next_statement, "xAPI sender", stopping
+            )
 
     return statements

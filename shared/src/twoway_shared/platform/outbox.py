@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -14,9 +13,10 @@ from aiokafka import AIOKafkaProducer
 
 from twoway_shared.platform.db import schema_identifier
 from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.poller import Backoff, Poller
 from twoway_shared.platform.tracing import publish_span
 
-log = logging.getLogger(__name__)
+_STANDBY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,57 +89,65 @@ class OutboxRelay:
         self._metrics = metrics
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+        self._wake: Callable[[], None] = lambda: None
+        self._conn: asyncpg.Connection | None = None
+        self._leader = False
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until `stopping` is set, then publish what is left and return."""
-        backoff = 0.5
-        while not stopping.is_set():
-            try:
-                await self._lead(stopping)
-                backoff = 0.5
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox relay lost its database connection", extra={"error": str(exc)})
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-            if not stopping.is_set():
-                await _wait(stopping, backoff)
-                backoff = min(backoff * 2, 10.0)
-
-    async def _lead(self, stopping: asyncio.Event) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        poller = Poller(
+            "outbox relay",
+            self._step,
+            poll_seconds=self._poll_seconds,
+            until_due=self._before_sleep,
+            recover=self._close,
+            backoff=Backoff(first=0.5, most=10.0),
+            drain=True,
+        )
+        self._wake = poller.wake
         try:
-            while not await conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key
-            ):
-                if await _wait(stopping, 1.0):
-                    return
-            await conn.add_listener(self._channel, self._on_notify)
-            while True:
-                self._wake.clear()
-                published = await self._publish_batch(conn)
-                if published == self._batch_size:
-                    continue
-                if stopping.is_set():
-                    return  # drained after the consumers stopped
-                self._metrics.outbox_backlog.set(await conn.fetchval(self._count))
-                waker = asyncio.ensure_future(self._wake.wait())
-                stopper = asyncio.ensure_future(stopping.wait())
-                try:
-                    await asyncio.wait(
-                        {waker, stopper},
-                        timeout=self._poll_seconds,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    waker.cancel()
-                    stopper.cancel()
+            await poller.run(stopping)
         finally:
+            await self._close()
+
+    async def _step(self) -> bool:
+        """Publish one batch if this relay leads; True when the batch was full."""
+        conn = await self._leading()
+        if conn is None:
+            return False
+        return await self._publish_batch(conn) == self._batch_size
+
+    async def _leading(self) -> asyncpg.Connection | None:
+        """The leader's connection, or None while another relay holds the schema's lock."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn)
+            self._leader = False
+        if not self._leader:
+            self._leader = bool(
+                await self._conn.fetchval(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key
+                )
+            )
+            if not self._leader:
+                return None
+            await self._conn.add_listener(self._channel, self._on_notify)
+        return self._conn
+
+    async def _before_sleep(self) -> float | None:
+        """A standby asks for the lock again in a second; the leader updates the backlog."""
+        if not self._leader or self._conn is None:
+            return _STANDBY_SECONDS
+        self._metrics.outbox_backlog.set(await self._conn.fetchval(self._count))
+        return None
+
+    async def _close(self) -> None:
+        conn, self._conn, self._leader = self._conn, None, False
+        if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
 
     def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+        self._wake()
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(self._select, self._batch_size)
@@ -179,10 +187,3 @@ def traceparent_in(value: bytes) -> str | None:
         return None
     start += len(_TRACEPARENT_ATTRIBUTE)
     return value[start : start + _TRACEPARENT_LENGTH].decode("ascii", errors="replace")
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> bool:
-    """Wait for an event at most `seconds`; True when it is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-    return event.is_set()
