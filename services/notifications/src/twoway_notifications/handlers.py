@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,6 +37,11 @@ from twoway_shared.enrolment import decide_withdrawal, profile_applies
 from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.uow import UnitOfWork
 
+from twoway_notifications.domain.cancellations import (
+    CancellationNews,
+    cancellation_group,
+    cancellation_news,
+)
 from twoway_notifications.domain.ids import coordinator_id, notification_id
 from twoway_notifications.domain.model import NEEDS_PARTNER, Template
 from twoway_notifications.domain.rules import (
@@ -45,10 +50,6 @@ from twoway_notifications.domain.rules import (
     reminder_times,
 )
 from twoway_notifications.storage import Storage
-
-# Cancellations of one cause arrive as separate records; waiting this long before sending
-# lets them join one email per person.
-CANCELLATION_GROUPING = timedelta(seconds=2)
 
 # Messages about a session that its time, cancellation or outcome make obsolete.
 SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
@@ -436,10 +437,8 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
     s = event.data
     store = Storage(uow.conn)
     known = await store.session(s.session_id)
-    if known is not None and (
-        known.revision > s.revision
-        or (known.revision == s.revision and known.status != "scheduled")
-    ):
+    news = cancellation_news(known, s.revision)
+    if news is CancellationNews.STALE:
         return
     await store.save_session(
         session_id=s.session_id,
@@ -456,15 +455,13 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
         cause_id=event.id,
     )
     await store.drop_unsent(s.session_id, SESSION_TIMED, uow.now)
-    if known is None:
-        return  # never announced, so there is nothing to take back
-    # A pair ends once, so its cause is the pair and the reason; a lost slot is its own cause.
-    cause = event.envelope.causationid or event.id
-    group = f"{s.pair_id}|{s.reason}" + ("" if s.reason != "no_slot" else f"|{cause}")
+    if news is CancellationNews.RECORD:
+        return
+    group = cancellation_group(s.pair_id, s.reason, event.envelope.causationid or event.id, uow.now)
     for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
         if not await store.booking_went_out(s.pair_id, recipient, uow.now):
             continue  # the booking email will show the current state
-        nid = await store.open_group(recipient, group, uow.now)
+        nid = await store.open_group(recipient, group.key, uow.now)
         if nid is None:
             nid = await _add(
                 store,
@@ -473,14 +470,14 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
                 recipient,
                 partner,
                 s.pair_id,
-                group,
+                group.key,
                 s.session_id,
                 s.revision,
                 pair_id=s.pair_id,
                 session_id=s.session_id,
                 cause_id=event.id,
-                due_at=uow.now + CANCELLATION_GROUPING,
-                group_key=group,
+                due_at=group.send_at,
+                group_key=group.key,
                 details=await store.learning_of_pair(s.pair_id),
             )
         await store.join_group(nid, s.session_id)
