@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from twoway_shared.calendar import (
     feed,
     invitation,
     occurrence_update,
+    pair_series,
     plan_series,
 )
 
@@ -331,3 +332,40 @@ def test_a_cadence_the_facts_do_not_fit_falls_back_to_weekly() -> None:
     assert plan is not None
     assert (plan.interval_weeks, plan.count) == (1, 3)
     assert plan_series("p1", [], "UTC") is None
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A session as a service keeps it (both services' session rows have these fields)."""
+
+    session_id: str
+    sequence: int
+    revision: int
+    status: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    first_starts_at: datetime | None = None
+    series_zone: str | None = None
+    series_weeks: int | None = None
+
+
+def test_pair_series_takes_the_zone_and_cadence_its_first_session_was_booked_with() -> None:
+    kept = [
+        Kept("s2", 2, 0, "scheduled", at(22, 2, 9, 0), at(22, 2, 9, 30)),
+        Kept("s1", 1, 0, "scheduled", at(8, 2, 9, 0), at(8, 2, 9, 30), None, "Europe/London", 2),
+    ]
+    plan = pair_series("p1", kept, fallback_zone="Asia/Kolkata")
+    assert plan is not None
+    assert (plan.zone, plan.interval_weeks, plan.count) == ("Europe/London", 2, 2)
+    assert [o.session.session_id for o in plan.occurrences] == ["s1", "s2"]
+
+
+def test_pair_series_falls_back_to_the_given_zone_then_utc_and_weekly() -> None:
+    kept = [Kept("s1", 1, 0, "scheduled", at(8, 2, 9, 0), at(8, 2, 9, 30))]
+    with_zone = pair_series("p1", kept, fallback_zone="Asia/Kolkata")
+    without = pair_series("p1", kept)
+    assert with_zone is not None
+    assert without is not None
+    assert (with_zone.zone, with_zone.interval_weeks) == ("Asia/Kolkata", 1)
+    assert without.zone == "UTC"
+    assert pair_series("p1", []) is None

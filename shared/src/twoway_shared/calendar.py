@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress, vText
@@ -175,6 +175,56 @@ def plan_series(
     )
     return SeriesPlan(
         pair_id, zone, interval_weeks, anchor, duration, max(periods) + 1, occurrences
+    )
+
+
+class KeptSession(Protocol):
+    """What a service keeps of a session to place it in its pair's series."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime | None: ...
+    @property
+    def ends_at(self) -> datetime | None: ...
+    @property
+    def first_starts_at(self) -> datetime | None: ...
+    @property
+    def series_zone(self) -> str | None: ...
+    @property
+    def series_weeks(self) -> int | None: ...
+
+
+def pair_series(
+    pair_id: str, sessions: Sequence[KeptSession], fallback_zone: str | None = None
+) -> SeriesPlan | None:
+    """A pair's series from the sessions a service kept: in the zone and cadence its first
+    session was booked with (else `fallback_zone`, else UTC, and weekly)."""
+    first = min(sessions, key=lambda s: s.sequence, default=None)
+    if first is None:
+        return None
+    return plan_series(
+        pair_id,
+        [
+            SeriesSession(
+                s.session_id,
+                s.sequence,
+                s.revision,
+                s.status,
+                s.starts_at,
+                s.ends_at,
+                s.first_starts_at,
+            )
+            for s in sessions
+        ],
+        first.series_zone or fallback_zone or "UTC",
+        first.series_weeks or 1,
     )
 
 

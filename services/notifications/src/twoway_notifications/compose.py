@@ -16,12 +16,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from twoway_shared.calendar import (
     Person,
     SeriesPlan,
-    SeriesSession,
     SeriesText,
     cancellation,
     invitation,
     occurrence_update,
-    plan_series,
+    pair_series,
 )
 from twoway_shared.contract.calendar_token import parse_keys, sign
 
@@ -122,27 +121,7 @@ def series_plan(
     pair_id: str, pair_sessions: Sequence[Session], mentee_zone: str | None
 ) -> SeriesPlan | None:
     """The pair's recurring series, from the facts kept of its sessions."""
-    first = min(pair_sessions, key=lambda s: s.sequence, default=None)
-    if first is None:
-        return None
-    zone = first.series_zone or mentee_zone or "UTC"
-    return plan_series(
-        pair_id,
-        [
-            SeriesSession(
-                s.session_id,
-                s.sequence,
-                s.revision,
-                s.status,
-                s.starts_at,
-                s.ends_at,
-                s.first_starts_at,
-            )
-            for s in pair_sessions
-        ],
-        zone,
-        first.series_weeks or 1,
-    )
+    return pair_series(pair_id, pair_sessions, mentee_zone)
 
 
 def _name(contact: Contact | None, fallback: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
 
-from twoway_shared.calendar import SeriesSession, SeriesText, feed, plan_series
+from twoway_shared.calendar import SeriesText, feed, pair_series
 
 from twoway_scheduling.storage import Session
 
@@ -26,25 +26,7 @@ def calendar_feed(sessions: Sequence[Session], now: datetime) -> bytes:
     series = []
     by_pair = sorted(sessions, key=lambda s: (s.pair_id, s.sequence))
     for pair_id, group in groupby(by_pair, key=lambda s: s.pair_id):
-        of_pair = list(group)
-        first = of_pair[0]
-        plan = plan_series(
-            pair_id,
-            [
-                SeriesSession(
-                    s.session_id,
-                    s.sequence,
-                    s.revision,
-                    s.status,
-                    s.starts_at,
-                    s.ends_at,
-                    s.first_starts_at,
-                )
-                for s in of_pair
-            ],
-            first.series_zone or "UTC",
-            first.series_weeks or 1,
-        )
+        plan = pair_series(pair_id, list(group))
         if plan is not None:
             series.append((plan, _TEXT))
     series.sort(key=lambda item: item[0].anchor)
