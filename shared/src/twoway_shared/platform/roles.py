@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -87,6 +87,26 @@ def _dsn(admin_dsn: str, database: str, role: str, password: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
 
 
+def _dsns_of(
+    admin_dsn: str,
+    database: str,
+    role_of: Callable[[str, str], str],
+    role_prefix: str,
+    passwords: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """Service -> the admin DSN with `role_of(role_prefix, service)` and its password."""
+    secrets_ = passwords or {}
+    return {
+        service: _dsn(
+            admin_dsn,
+            database,
+            role_of(role_prefix, service),
+            secrets_.get(role_of(role_prefix, service)),
+        )
+        for service in SERVICES
+    }
+
+
 def service_dsns(
     admin_dsn: str,
     database: str,
@@ -95,16 +115,7 @@ def service_dsns(
     passwords: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Service -> runtime DSN (`TWOWAY_DATABASE_URL`): the admin DSN with the runtime role."""
-    secrets_ = passwords or {}
-    return {
-        service: _dsn(
-            admin_dsn,
-            database,
-            role_name(role_prefix, service),
-            secrets_.get(role_name(role_prefix, service)),
-        )
-        for service in SERVICES
-    }
+    return _dsns_of(admin_dsn, database, role_name, role_prefix, passwords)
 
 
 def migration_dsns(
@@ -115,16 +126,7 @@ def migration_dsns(
     passwords: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Service -> owner DSN (`TWOWAY_DATABASE_MIGRATION_URL`), used by `migrate` only."""
-    secrets_ = passwords or {}
-    return {
-        service: _dsn(
-            admin_dsn,
-            database,
-            owner_name(role_prefix, service),
-            secrets_.get(owner_name(role_prefix, service)),
-        )
-        for service in SERVICES
-    }
+    return _dsns_of(admin_dsn, database, owner_name, role_prefix, passwords)
 
 
 def scram_verifier(
