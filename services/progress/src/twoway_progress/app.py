@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from twoway_shared.contract import Topic
 from twoway_shared.contract.events import (
     NotificationFailed,
     NotificationSent,
@@ -28,13 +27,10 @@ from twoway_shared.contract.events import (
     SessionScheduled,
 )
 from twoway_shared.platform.consumer import Handler
-from twoway_shared.platform.migrations import migrations_dir
-from twoway_shared.platform.runtime import ServiceSpec
+from twoway_shared.platform.runtime import ServiceSpec, service_spec
 
 from twoway_progress import dashboard, handlers, read_api
 from twoway_progress.workers import WorkerOptions, statement_worker, timer_worker
-
-MIGRATIONS = migrations_dir(__file__)
 
 HANDLERS: dict[type[BaseModel], Handler] = {
     ProgrammeConfigured: handlers.on_programme_configured,
@@ -68,20 +64,11 @@ IGNORES = (
 
 def create_spec(options: WorkerOptions | None = None) -> ServiceSpec:
     """The progress service as the platform runs it; tests may tune the workers."""
-    return ServiceSpec(
-        name="progress",
-        consumes=(
-            Topic.PROGRAMMES,
-            Topic.ENROLMENTS,
-            Topic.PAIRS,
-            Topic.SESSIONS,
-            Topic.FEEDBACK,
-            Topic.NOTIFICATIONS,
-        ),
-        produces=(Topic.PROGRESS,),
+    return service_spec(
+        "progress",
+        __file__,
         handlers=HANDLERS,
         ignores=IGNORES,
-        migrations_dir=MIGRATIONS,
         routes=lambda runtime: [*read_api.routes(runtime), *dashboard.routes(runtime)],
         workers=(timer_worker(options), statement_worker(options)),
     )

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
-from twoway_shared.contract import Topic
 from twoway_shared.contract.events import (
     PairConfirmed,
     PairDeclined,
@@ -22,14 +21,11 @@ from twoway_shared.contract.events import (
     SessionRescheduleRequested,
 )
 from twoway_shared.platform.consumer import Handler
-from twoway_shared.platform.migrations import migrations_dir
-from twoway_shared.platform.runtime import Runtime, ServiceSpec
+from twoway_shared.platform.runtime import Runtime, ServiceSpec, service_spec
 
 from twoway_scheduling import handlers
 from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
-
-MIGRATIONS = migrations_dir(__file__)
 
 HANDLERS: dict[type[BaseModel], Handler] = {
     ProgrammeConfigured: handlers.on_programme_configured,
@@ -52,12 +48,4 @@ def _routes(runtime: Runtime) -> Sequence[BaseRoute]:
 
 def create_spec() -> ServiceSpec:
     """The scheduling service as the platform runs it."""
-    return ServiceSpec(
-        name="scheduling",
-        consumes=(Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSION_REQUESTS),
-        produces=(Topic.SESSIONS,),
-        handlers=HANDLERS,
-        ignores=IGNORES,
-        migrations_dir=MIGRATIONS,
-        routes=_routes,
-    )
+    return service_spec("scheduling", __file__, handlers=HANDLERS, ignores=IGNORES, routes=_routes)

@@ -19,7 +19,7 @@ from faststream.message import StreamMessage
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, event_type_of
+from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, access, event_type_of
 from twoway_shared.platform.consumer import Handler, RecordProcessor, summarise_periodically
 from twoway_shared.platform.db import create_pool
 from twoway_shared.platform.deadletter import DeadLetters
@@ -36,6 +36,7 @@ from twoway_shared.platform.migrations import (
     Migration,
     load_migrations,
     migrate,
+    migrations_dir,
     platform_migrations,
 )
 from twoway_shared.platform.outbox import OutboxRelay
@@ -102,6 +103,29 @@ class ServiceSpec:
             *platform_migrations(self.schema),
             *load_migrations(self.name, self.migrations_dir),
         ]
+
+
+def service_spec(
+    name: str,
+    app_file: str,
+    *,
+    handlers: Mapping[type[BaseModel], Handler],
+    ignores: tuple[type[BaseModel], ...] = (),
+    routes: Callable[[Runtime], Sequence[BaseRoute]] = lambda _: (),
+    workers: tuple[Worker, ...] = (),
+) -> ServiceSpec:
+    """A service's spec: its topics from the ACL list (`contract.access`), its migrations
+    beside its package (`app_file` is its `app.py`), and what it says it does."""
+    return ServiceSpec(
+        name=name,
+        consumes=access.consumes(name),
+        produces=tuple(t for t in access.produces(name) if t is not Topic.DEADLETTER),
+        handlers=handlers,
+        ignores=ignores,
+        migrations_dir=migrations_dir(app_file),
+        routes=routes,
+        workers=workers,
+    )
 
 
 async def run_migrations(spec: ServiceSpec, settings: Settings) -> list[Migration]:
