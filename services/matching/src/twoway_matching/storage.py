@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from twoway_shared.contract import ProgrammeConfigured
 from twoway_shared.contract.values import rfc3339
+from twoway_shared.platform.db import from_row
 from twoway_shared.platform.tracing import current_traceparent
 from twoway_shared.wallclock import Window
 
@@ -52,21 +53,7 @@ class Pair:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Pair:
-        return cls(
-            pair_id=row["pair_id"],
-            programme_id=row["programme_id"],
-            mentor_id=row["mentor_id"],
-            mentee_id=row["mentee_id"],
-            status=row["status"],
-            score=row["score"],
-            reasons=json.loads(row["reasons"]),
-            proposed_at=row["proposed_at"],
-            expires_at=row["expires_at"],
-            mentor_accepted=row["mentor_accepted"],
-            mentee_accepted=row["mentee_accepted"],
-            closed_at=row["closed_at"],
-            closed_reason=row["closed_reason"],
-        )
+        return from_row(cls, row, reasons=json.loads(row["reasons"]))
 
     def to_json(self) -> dict[str, Any]:
         return {

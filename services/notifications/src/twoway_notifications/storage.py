@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from twoway_shared.enrolment import Enrolment
+from twoway_shared.platform.db import from_row
 from twoway_shared.platform.tracing import current_traceparent
 
 from twoway_notifications.domain.model import Contact, Message, Session, Template
@@ -21,52 +22,20 @@ UNSENT = ("pending", "waiting")
 
 
 def _contact(row: asyncpg.Record) -> Contact:
-    return Contact(
-        participant_id=row["participant_id"],
-        role=row["role"],
-        display_name=row["display_name"],
-        email=row["email"],
-        timezone=row["timezone"],
-        locale=row["locale"],
-        notify_email=row["notify_email"],
-        notify_reminders=row["notify_reminders"],
-        erased=row["erased"],
-    )
+    return from_row(Contact, row)
 
 
 def _session(row: asyncpg.Record) -> Session:
-    return Session(
-        session_id=row["session_id"],
-        pair_id=row["pair_id"],
-        mentor_id=row["mentor_id"],
-        mentee_id=row["mentee_id"],
-        sequence=row["sequence"],
-        total=row["total"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        revision=row["revision"],
-        status=row["status"],
-        first_starts_at=row["first_starts_at"],
-        series_zone=row["series_zone"],
-        series_weeks=row["series_weeks"],
-    )
+    return from_row(Session, row)
 
 
 def _message(row: asyncpg.Record, session_ids: tuple[str, ...] = ()) -> Message:
-    return Message(
-        notification_id=row["notification_id"],
+    return from_row(
+        Message,
+        row,
         template=Template(row["template"]),
-        participant_id=row["participant_id"],
-        partner_id=row["partner_id"],
-        pair_id=row["pair_id"],
-        session_id=row["session_id"],
-        cause_id=row["cause_id"],
-        attempts=row["attempts"],
-        first_attempt_at=row["first_attempt_at"],
         details=json.loads(row["details"]),
         session_ids=session_ids,
-        due_at=row["due_at"],
-        traceparent=row["traceparent"],
     )
 
 

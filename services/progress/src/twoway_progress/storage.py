@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import asyncpg
+from twoway_shared.platform.db import from_row
 
 from twoway_progress.domain.model import Feedback, Fit, PairState, Role, Rules, SessionState
 
@@ -35,21 +36,7 @@ class Pair:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Pair:
-        return cls(
-            pair_id=row["pair_id"],
-            programme_id=row["programme_id"],
-            mentor_id=row["mentor_id"],
-            mentee_id=row["mentee_id"],
-            status=row["status"],
-            total=row["total"],
-            booked=row["booked"],
-            health=row["health"],
-            reasons=tuple(row["reasons"]),
-            rematch_requested=row["rematch_requested"],
-            completed_at=row["completed_at"],
-            ended_reason=row["ended_reason"],
-            next_check_at=row["next_check_at"],
-        )
+        return from_row(cls, row, reasons=tuple(row["reasons"]))
 
     @property
     def active(self) -> bool:
@@ -84,10 +71,9 @@ class Credit:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Credit:
-        fields = dict(row)
-        fields["credits"] = float(cast(Decimal, row["credits"]))
-        fields["topics"] = list(row["topics"])
-        return cls(**fields)
+        return from_row(
+            cls, row, credits=float(cast(Decimal, row["credits"])), topics=list(row["topics"])
+        )
 
 
 @dataclass(frozen=True)

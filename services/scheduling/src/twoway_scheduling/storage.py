@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from twoway_shared.platform.db import from_row
 from twoway_shared.wallclock import Window
 
 from twoway_scheduling.domain.model import Person, SeriesRules
@@ -64,19 +65,7 @@ class Session:
 
     @staticmethod
     def from_row(row: asyncpg.Record) -> Session:
-        return Session(
-            session_id=row["session_id"],
-            pair_id=row["pair_id"],
-            programme_id=row["programme_id"],
-            mentor_id=row["mentor_id"],
-            mentee_id=row["mentee_id"],
-            sequence=row["sequence"],
-            total=row["total"],
-            starts_at=row["starts_at"],
-            ends_at=row["ends_at"],
-            revision=row["revision"],
-            status=row["status"],
-        )
+        return from_row(Session, row)
 
 
 SESSION_COLUMNS = (
@@ -98,14 +87,7 @@ def _person(row: asyncpg.Record) -> Person | None:
 
 
 def _participant(row: asyncpg.Record) -> Participant:
-    return Participant(
-        participant_id=row["participant_id"],
-        programme_id=row["programme_id"],
-        role=row["role"],
-        revision=row["revision"],
-        withdrawn=row["withdrawn"],
-        person=_person(row),
-    )
+    return from_row(Participant, row, person=_person(row))
 
 
 class Storage:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    D = TypeVar("D", bound=DataclassInstance)
 
 SERVICE_SCHEMAS = frozenset({"matching", "scheduling", "notifications"})
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -37,3 +44,19 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 Record = asyncpg.Record
 Connection = asyncpg.Connection
 Row = dict[str, Any]
+
+
+def from_row(cls: type[D], row: asyncpg.Record | Mapping[str, Any], **values: Any) -> D:
+    """An instance of the dataclass `cls` from a row whose columns carry its field names.
+
+    `values` gives the fields that are not plain column values (parsed JSON, enums,
+    conversions); a field the row does not select keeps its default.
+    """
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            try:
+                values[f.name] = row[f.name]
+            except KeyError:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise
+    return cls(**values)
