@@ -22,7 +22,7 @@ from twoway_shared.contract import (
     primary_subtag,
 )
 from twoway_shared.contract.events import PairCompleted, PairRematchRequested, PairResponseRejected
-from twoway_shared.contract.values import rfc3339
+from twoway_shared.contract.values import pair_members, rfc3339
 from twoway_shared.enrolment import Enrolment, decide_withdrawal, profile_applies
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.consumer import Rejected
@@ -197,20 +197,11 @@ def _reject_response(uow: UnitOfWork, event: Event[PairResponseSubmitted], reaso
     )
 
 
-def _members(pair: Pair) -> dict[str, str]:
-    return {
-        "pair_id": pair.pair_id,
-        "programme_id": pair.programme_id,
-        "mentor_id": pair.mentor_id,
-        "mentee_id": pair.mentee_id,
-    }
-
-
 async def _confirm(uow: UnitOfWork, pair: Pair) -> None:
     await storage.set_status(uow.conn, pair.pair_id, "confirmed", uow.now)
     uow.emit(
         Topic.PAIRS,
-        PairConfirmed(**_members(pair)),
+        PairConfirmed(**pair_members(pair)),
         event_id=event_id_for(pair.pair_id, "confirmed"),
     )
 
@@ -220,7 +211,7 @@ async def _decline(uow: UnitOfWork, pair: Pair, reason: DeclineReason, *, by: st
     await storage.set_status(uow.conn, pair.pair_id, status, uow.now, by, reason)
     uow.emit(
         Topic.PAIRS,
-        PairDeclined(**_members(pair), declined_by=by, reason=reason),
+        PairDeclined(**pair_members(pair), declined_by=by, reason=reason),
         event_id=event_id_for(pair.pair_id, "declined"),
     )
 
@@ -229,7 +220,7 @@ async def _end(uow: UnitOfWork, pair: Pair, reason: EndReason, *, by: str | None
     await storage.set_status(uow.conn, pair.pair_id, "ended", uow.now, by, reason)
     uow.emit(
         Topic.PAIRS,
-        PairEnded(**_members(pair), reason=reason, withdrawn_by=by),
+        PairEnded(**pair_members(pair), reason=reason, withdrawn_by=by),
         # A pair ends once, whatever ends it.
         event_id=event_id_for(pair.pair_id, "ended"),
     )
@@ -249,12 +240,7 @@ async def _confirmed_pair(
             f"pair {data.pair_id} is unknown to matching, so {event.type} cannot end it; "
             "check that progress and matching use the same topic prefix"
         )
-    if _members(current) != {
-        "pair_id": data.pair_id,
-        "programme_id": data.programme_id,
-        "mentor_id": data.mentor_id,
-        "mentee_id": data.mentee_id,
-    }:
+    if pair_members(current) != pair_members(data):
         raise Rejected(
             f"{event.type} names other people or another programme than pair {data.pair_id} "
             "has; it was not applied"
@@ -365,7 +351,7 @@ async def _propose(uow: UnitOfWork, programme_id: str, proposal: Proposal, expir
     uow.emit(
         Topic.PAIRS,
         PairProposed(
-            **_members(new),
+            **pair_members(new),
             score=proposal.score,
             reasons=PairReasons(**reasons),
             expires_at=expires_at,

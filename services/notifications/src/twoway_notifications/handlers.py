@@ -33,6 +33,7 @@ from twoway_shared.contract.events import (
     PairHealthChanged,
     PairRematchRequested,
 )
+from twoway_shared.contract.values import pair_members
 from twoway_shared.enrolment import decide_withdrawal, profile_applies
 from twoway_shared.platform.consumer import Handler
 from twoway_shared.platform.uow import UnitOfWork
@@ -200,10 +201,7 @@ async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
     pair = event.data
     store = Storage(uow.conn)
     await store.save_pair(
-        pair_id=pair.pair_id,
-        programme_id=pair.programme_id,
-        mentor_id=pair.mentor_id,
-        mentee_id=pair.mentee_id,
+        **pair_members(pair),
         mentee_learns=list(pair.reasons.mentee_learns),
         mentor_learns=list(pair.reasons.mentor_learns),
     )
@@ -366,10 +364,7 @@ async def _keep_current_time(
     first = s.previous_starts_at if isinstance(s, SessionRescheduled) else s.starts_at
     await store.save_session(
         session_id=s.session_id,
-        pair_id=s.pair_id,
-        programme_id=s.programme_id,
-        mentor_id=s.mentor_id,
-        mentee_id=s.mentee_id,
+        **pair_members(s),
         sequence=s.sequence,
         total=s.total,
         starts_at=s.starts_at,
@@ -442,10 +437,7 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
         return
     await store.save_session(
         session_id=s.session_id,
-        pair_id=s.pair_id,
-        programme_id=s.programme_id,
-        mentor_id=s.mentor_id,
-        mentee_id=s.mentee_id,
+        **pair_members(s),
         sequence=s.sequence,
         total=None,
         starts_at=None,

@@ -28,6 +28,7 @@ from twoway_shared.contract.events import (
     PairRematchRequested,
     SessionFeedbackSubmitted,
 )
+from twoway_shared.contract.values import pair_members
 from twoway_shared.enrolment import Enrolment, after_withdrawal, decide_withdrawal, profile_applies
 from twoway_shared.errors import Rejected
 from twoway_shared.ids import StableIds
@@ -246,10 +247,7 @@ async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
         uow.emit(
             Topic.PROGRESS,
             PairHealthChanged(
-                pair_id=pair.pair_id,
-                programme_id=pair.programme_id,
-                mentor_id=pair.mentor_id,
-                mentee_id=pair.mentee_id,
+                **pair_members(pair),
                 health=health.health,
                 reasons=list(health.reasons),
                 sessions_completed=sum(s.status == "completed" for s in state.sessions),
@@ -267,10 +265,7 @@ async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
         uow.emit(
             Topic.PROGRESS,
             PairRematchRequested(
-                pair_id=pair.pair_id,
-                programme_id=pair.programme_id,
-                mentor_id=pair.mentor_id,
-                mentee_id=pair.mentee_id,
+                **pair_members(pair),
                 reason=rematch,
             ),
             event_id=stable_id(pair.pair_id, "rematch_requested"),
@@ -300,10 +295,7 @@ async def _complete(
     uow.emit(
         Topic.PROGRESS,
         PairCompleted(
-            pair_id=pair.pair_id,
-            programme_id=pair.programme_id,
-            mentor_id=pair.mentor_id,
-            mentee_id=pair.mentee_id,
+            **pair_members(pair),
             sessions_completed=outcome.sessions_completed,
             sessions_missed=outcome.sessions_missed,
             minutes=outcome.minutes,

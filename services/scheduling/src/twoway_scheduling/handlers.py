@@ -24,6 +24,7 @@ from twoway_shared.contract import (
     SessionScheduled,
     Topic,
 )
+from twoway_shared.contract.values import pair_members
 from twoway_shared.enrolment import Enrolment, decide_withdrawal, profile_applies
 from twoway_shared.ids import StableIds
 from twoway_shared.platform.uow import UnitOfWork
@@ -150,10 +151,7 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
     sessions = [
         Session(
             session_id=session_id_for(pair.pair_id, sequence),
-            pair_id=pair.pair_id,
-            programme_id=pair.programme_id,
-            mentor_id=pair.mentor_id,
-            mentee_id=pair.mentee_id,
+            **pair_members(pair),
             sequence=sequence,
             total=rules.sessions,
             starts_at=start,
@@ -167,17 +165,14 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
     for session in sessions:
         uow.emit(
             Topic.SESSIONS,
-            SessionScheduled(**_booked_fields(session)),
+            SessionScheduled(**session.event_fields(booked=True)),
             event_id=stable_id(session.session_id, 0, "scheduled"),
         )
     if plan.failure is not None:
         uow.emit(
             Topic.SESSIONS,
             SessionBookingFailed(
-                pair_id=pair.pair_id,
-                programme_id=pair.programme_id,
-                mentor_id=pair.mentor_id,
-                mentee_id=pair.mentee_id,
+                **pair_members(pair),
                 booked=len(sessions),
                 total=rules.sessions,
                 reason=plan.failure,
@@ -199,7 +194,7 @@ async def _cancel(store: Storage, uow: UnitOfWork, session: Session, reason: Can
     uow.emit(
         Topic.SESSIONS,
         SessionCancelled(
-            **_session_fields(session),
+            **session.event_fields(),
             revision=revision,
             reason=reason,
         ),
@@ -213,7 +208,7 @@ async def _move(
     ends_at = starts_at + (session.ends_at - session.starts_at)
     await store.move_session(session.session_id, starts_at, ends_at)
     revision = session.revision + 1
-    fields = _booked_fields(session) | {
+    fields = session.event_fields(booked=True) | {
         "starts_at": starts_at,
         "ends_at": ends_at,
         "revision": revision,
@@ -356,7 +351,7 @@ async def on_attendance_recorded(event: Event[SessionAttendanceRecorded], uow: U
         uow.emit(
             Topic.SESSIONS,
             SessionCompleted(
-                **_session_fields(session),
+                **session.event_fields(),
                 minutes=session.minutes,
                 ratings=Ratings(mentor=result.mentor_rating, mentee=result.mentee_rating),
             ),
@@ -365,29 +360,6 @@ async def on_attendance_recorded(event: Event[SessionAttendanceRecorded], uow: U
     else:
         uow.emit(
             Topic.SESSIONS,
-            SessionMissed(**_session_fields(session), absent=list(result.absent)),
+            SessionMissed(**session.event_fields(), absent=list(result.absent)),
             event_id=event_id,
         )
-
-
-# ---------------------------------------------------------------- event fields
-
-
-def _session_fields(session: Session) -> dict[str, object]:
-    return {
-        "session_id": session.session_id,
-        "pair_id": session.pair_id,
-        "programme_id": session.programme_id,
-        "mentor_id": session.mentor_id,
-        "mentee_id": session.mentee_id,
-        "sequence": session.sequence,
-    }
-
-
-def _booked_fields(session: Session) -> dict[str, object]:
-    return _session_fields(session) | {
-        "total": session.total,
-        "starts_at": session.starts_at,
-        "ends_at": session.ends_at,
-        "revision": session.revision,
-    }

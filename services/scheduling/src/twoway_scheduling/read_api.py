@@ -23,17 +23,9 @@ from twoway_scheduling.storage import Session, Storage
 
 def session_json(session: Session) -> dict[str, Any]:
     """The event fields of a session plus its `status`."""
-    return {
-        "session_id": session.session_id,
-        "pair_id": session.pair_id,
-        "programme_id": session.programme_id,
-        "mentor_id": session.mentor_id,
-        "mentee_id": session.mentee_id,
-        "sequence": session.sequence,
-        "total": session.total,
+    return session.event_fields(booked=True) | {
         "starts_at": rfc3339(session.starts_at),
         "ends_at": rfc3339(session.ends_at),
-        "revision": session.revision,
         "status": session.status,
     }
 

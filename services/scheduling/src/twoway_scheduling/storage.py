@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from twoway_shared.contract.values import pair_members
 from twoway_shared.platform.db import from_row
 from twoway_shared.wallclock import Window
 
@@ -62,6 +63,23 @@ class Session:
     @property
     def minutes(self) -> int:
         return int((self.ends_at - self.starts_at).total_seconds()) // 60
+
+    def event_fields(self, *, booked: bool = False) -> dict[str, object]:
+        """The fields every session event carries; `booked`: with its time and revision too,
+        as session.scheduled carries them."""
+        fields: dict[str, object] = {
+            "session_id": self.session_id,
+            **pair_members(self),
+            "sequence": self.sequence,
+        }
+        if booked:
+            fields |= {
+                "total": self.total,
+                "starts_at": self.starts_at,
+                "ends_at": self.ends_at,
+                "revision": self.revision,
+            }
+        return fields
 
     @staticmethod
     def from_row(row: asyncpg.Record) -> Session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -29,6 +29,36 @@ class ContractModel(BaseModel):
     """Base of every contract model: immutable, and tolerant of unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class PairMembers(TypedDict):
+    """The four fields that name a pair in every pair and session event."""
+
+    pair_id: str
+    programme_id: str
+    mentor_id: str
+    mentee_id: str
+
+
+class _OfAPair(Protocol):
+    @property
+    def pair_id(self) -> str: ...
+    @property
+    def programme_id(self) -> str: ...
+    @property
+    def mentor_id(self) -> str: ...
+    @property
+    def mentee_id(self) -> str: ...
+
+
+def pair_members(of: _OfAPair) -> PairMembers:
+    """Which pair a pair, a session or an event is about (its four naming fields)."""
+    return PairMembers(
+        pair_id=of.pair_id,
+        programme_id=of.programme_id,
+        mentor_id=of.mentor_id,
+        mentee_id=of.mentee_id,
+    )
 
 
 def whole(pattern: str) -> str:
