@@ -128,10 +128,14 @@ async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) 
     await reassess(store, uow, await _fresh(store, pair))
 
 
-async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) -> None:
+async def on_session_status(
+    event: Event[SessionCancelled] | Event[SessionMissed], uow: UnitOfWork
+) -> None:
+    """`session.cancelled` and `session.missed`: the session's status, the pair reassessed."""
     data, store = event.data, Storage(uow.conn)
     pair = await _pair_of(store, data)
-    await store.save_session_status(data.session_id, data.pair_id, data.sequence, "cancelled")
+    status = event.type.removeprefix("session.")
+    await store.save_session_status(data.session_id, data.pair_id, data.sequence, status)
     await reassess(store, uow, pair)
 
 
@@ -154,13 +158,6 @@ async def on_session_completed(event: Event[SessionCompleted], uow: UnitOfWork) 
             ended_at=ended_at,
         )
         await store.enqueue_statement(fact.statement_id, "attended", _fact_json(fact), uow.now)
-    await reassess(store, uow, pair)
-
-
-async def on_session_missed(event: Event[SessionMissed], uow: UnitOfWork) -> None:
-    data, store = event.data, Storage(uow.conn)
-    pair = await _pair_of(store, data)
-    await store.save_session_status(data.session_id, data.pair_id, data.sequence, "missed")
     await reassess(store, uow, pair)
 
 
