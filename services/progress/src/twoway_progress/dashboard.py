@@ -33,7 +33,7 @@ from twoway_progress import charts
 from twoway_progress.dashboard_storage import DashboardStorage
 from twoway_progress.domain import dashboard as d
 from twoway_progress.domain import rules as r
-from twoway_progress.domain.report import FeedbackRow, PairHealthRow, programme_health
+from twoway_progress.domain.report import FeedbackRow, health_row, programme_health
 from twoway_progress.storage import Storage
 
 # ---------------------------------------------------------------- event handlers
@@ -141,17 +141,7 @@ def build(programme_id: str, facts: dict[str, Any], zone: ZoneInfo, now: datetim
             counts[s.status] = counts.get(s.status, 0) + 1
     health = programme_health(
         programme_id,
-        [
-            PairHealthRow(
-                p.state.pair_id,
-                p.status,
-                p.health,
-                p.reasons,
-                p.completed_at is not None,
-                p.rematch_requested,
-            )
-            for p in pairs
-        ],
+        [health_row(p) for p in pairs],
         counts,
         [
             FeedbackRow(f.participant_id, f.role, f.rating, f.learned)

@@ -17,7 +17,7 @@ from twoway_shared.platform.runtime import Runtime
 from twoway_progress.certificate import CertificateFacts, render_certificate
 from twoway_progress.domain import rules as r
 from twoway_progress.domain.model import Role
-from twoway_progress.domain.report import FeedbackRow, PairHealthRow, programme_health
+from twoway_progress.domain.report import FeedbackRow, health_row, programme_health
 from twoway_progress.storage import Credit, Storage
 
 
@@ -228,17 +228,7 @@ def read_routes(pool: asyncpg.Pool) -> Sequence[BaseRoute]:
         return JSONResponse(
             programme_health(
                 programme_id,
-                [
-                    PairHealthRow(
-                        p.pair_id,
-                        p.status,
-                        p.health,
-                        p.reasons,
-                        p.completed_at is not None,
-                        p.rematch_requested,
-                    )
-                    for p in pairs
-                ],
+                [health_row(p) for p in pairs],
                 counts,
                 [
                     FeedbackRow(f["participant_id"], f["role"], f["rating"], tuple(f["learned"]))

@@ -46,6 +46,10 @@ class PairFacts:
     reasons: tuple[str, ...]
 
     @property
+    def pair_id(self) -> str:
+        return self.state.pair_id
+
+    @property
     def people(self) -> tuple[str, str]:
         return (self.state.mentor_id, self.state.mentee_id)
 

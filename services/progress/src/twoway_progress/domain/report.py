@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 MIN_PEOPLE = 3
 """An aggregate over feedback is shown only when at least this many people contributed to it,
@@ -22,6 +23,33 @@ class PairHealthRow:
     reasons: tuple[str, ...]
     completed: bool
     rematch_requested: str | None
+
+
+class _PairHealth(Protocol):
+    @property
+    def pair_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def health(self) -> str: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+    @property
+    def completed_at(self) -> datetime | None: ...
+    @property
+    def rematch_requested(self) -> str | None: ...
+
+
+def health_row(pair: _PairHealth) -> PairHealthRow:
+    """A pair's row in the programme's health, from what progress keeps of the pair."""
+    return PairHealthRow(
+        pair.pair_id,
+        pair.status,
+        pair.health,
+        pair.reasons,
+        pair.completed_at is not None,
+        pair.rematch_requested,
+    )
 
 
 @dataclass(frozen=True)
