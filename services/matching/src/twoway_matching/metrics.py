@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Histogram
+from twoway_shared.platform.metrics import once_per_registry
 
 
 class RoundMetrics:
@@ -36,14 +35,5 @@ class RoundMetrics:
         self.unmatched.observe(unmatched)
 
 
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, RoundMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def round_metrics(registry: CollectorRegistry) -> RoundMetrics:
-    """The registry's round series, registered once however many workers share it."""
-    found = _BY_REGISTRY.get(registry)
-    if found is None:
-        found = _BY_REGISTRY[registry] = RoundMetrics(registry)
-    return found
+round_metrics = once_per_registry(RoundMetrics)
+"""The registry's round series, registered once however many workers share it."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from twoway_shared.platform.metrics import once_per_registry
 
 from twoway_notifications.domain.model import Template
 from twoway_notifications.mailer import Delivery
@@ -44,14 +44,5 @@ class SenderMetrics:
                 self.reminder_lateness.observe(max(0.0, (now - message.due_at).total_seconds()))
 
 
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, SenderMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def sender_metrics(registry: CollectorRegistry) -> SenderMetrics:
-    """The registry's sender series, registered once however many senders share it."""
-    found = _BY_REGISTRY.get(registry)
-    if found is None:
-        found = _BY_REGISTRY[registry] = SenderMetrics(registry)
-    return found
+sender_metrics = once_per_registry(SenderMetrics)
+"""The registry's sender series, registered once however many senders share it."""

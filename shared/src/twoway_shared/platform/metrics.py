@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+Series = TypeVar("Series")
+
+
+def once_per_registry(
+    build: Callable[[CollectorRegistry], Series],
+) -> Callable[[CollectorRegistry], Series]:
+    """A service's own series, registered on a registry the first time it is asked for and
+    shared after (prometheus refuses a name twice), however many workers ask."""
+    made: weakref.WeakKeyDictionary[CollectorRegistry, Series] = weakref.WeakKeyDictionary()
+
+    def of(registry: CollectorRegistry) -> Series:
+        found = made.get(registry)
+        if found is None:
+            found = made[registry] = build(registry)
+        return found
+
+    return of
 
 
 @dataclass
