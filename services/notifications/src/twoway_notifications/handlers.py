@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from twoway_shared.contract import (
@@ -178,19 +178,7 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
     for session, cause_id in await store.future_sessions_of_programme(
         programme.programme_id, uow.now
     ):
-        assert session.starts_at is not None
-        await _add_reminders(
-            store,
-            uow,
-            session_id=session.session_id,
-            pair_id=session.pair_id,
-            mentor_id=session.mentor_id,
-            mentee_id=session.mentee_id,
-            starts_at=session.starts_at,
-            revision=session.revision,
-            minutes=list(programme.reminder_minutes),
-            cause_id=cause_id,
-        )
+        await _add_reminders(store, uow, session, list(programme.reminder_minutes), cause_id)
 
 
 # ---------------------------------------------------------------- pairs.v1
@@ -275,32 +263,40 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
 # ---------------------------------------------------------------- sessions.v1
 
 
+class _Timed(Protocol):
+    """A session with its current time: an event of sessions.v1 or the session as kept."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def pair_id(self) -> str: ...
+    @property
+    def mentor_id(self) -> str: ...
+    @property
+    def mentee_id(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime | None: ...
+    @property
+    def revision(self) -> int: ...
+
+
 async def _add_reminders(
-    store: Storage,
-    uow: UnitOfWork,
-    *,
-    session_id: str,
-    pair_id: str,
-    mentor_id: str,
-    mentee_id: str,
-    starts_at: datetime,
-    revision: int,
-    minutes: list[int],
-    cause_id: str,
+    store: Storage, uow: UnitOfWork, s: _Timed, minutes: list[int], cause_id: str
 ) -> None:
-    for offset, due_at in reminder_times(starts_at, minutes, uow.now):
-        for recipient, partner in _pair_of(mentor_id, mentee_id):
+    assert s.starts_at is not None
+    for offset, due_at in reminder_times(s.starts_at, minutes, uow.now):
+        for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
             await _add(
                 store,
                 uow,
                 Template.REMINDER,
                 recipient,
                 partner,
-                session_id,
-                revision,
+                s.session_id,
+                s.revision,
                 offset,
-                pair_id=pair_id,
-                session_id=session_id,
+                pair_id=s.pair_id,
+                session_id=s.session_id,
                 cause_id=cause_id,
                 due_at=due_at,
             )
@@ -375,18 +371,8 @@ async def _keep_current_time(
         first_starts_at=first,
     )
     await _add_feedback_requests(store, uow, s, cause_id)
-    await _add_reminders(
-        store,
-        uow,
-        session_id=s.session_id,
-        pair_id=s.pair_id,
-        mentor_id=s.mentor_id,
-        mentee_id=s.mentee_id,
-        starts_at=s.starts_at,
-        revision=s.revision,
-        minutes=await _programme_reminders(store, s.programme_id),
-        cause_id=cause_id,
-    )
+    minutes = await _programme_reminders(store, s.programme_id)
+    await _add_reminders(store, uow, s, minutes, cause_id)
 
 
 async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
