@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 from twoway_shared.contract import (
@@ -44,7 +44,7 @@ from twoway_notifications.domain.cancellations import (
     cancellation_news,
 )
 from twoway_notifications.domain.ids import coordinator_id, notification_id
-from twoway_notifications.domain.model import NEEDS_PARTNER, Template
+from twoway_notifications.domain.model import NEEDS_PARTNER, Session, Template
 from twoway_notifications.domain.rules import (
     DEFAULT_REMINDER_MINUTES,
     feedback_request_time,
@@ -263,25 +263,12 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
 # ---------------------------------------------------------------- sessions.v1
 
 
-class _Timed(Protocol):
-    """A session with its current time: an event of sessions.v1 or the session as kept."""
-
-    @property
-    def session_id(self) -> str: ...
-    @property
-    def pair_id(self) -> str: ...
-    @property
-    def mentor_id(self) -> str: ...
-    @property
-    def mentee_id(self) -> str: ...
-    @property
-    def starts_at(self) -> datetime | None: ...
-    @property
-    def revision(self) -> int: ...
-
-
 async def _add_reminders(
-    store: Storage, uow: UnitOfWork, s: _Timed, minutes: list[int], cause_id: str
+    store: Storage,
+    uow: UnitOfWork,
+    s: SessionScheduled | Session,
+    minutes: list[int],
+    cause_id: str,
 ) -> None:
     assert s.starts_at is not None
     for offset, due_at in reminder_times(s.starts_at, minutes, uow.now):
