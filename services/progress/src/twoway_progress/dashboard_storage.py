@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import asyncpg
+from twoway_shared.platform.db import from_row
 
 from twoway_progress.domain.dashboard import PairFacts, Person, Proposal
-from twoway_progress.domain.model import Feedback, Fit, PairState, Role, SessionState
+from twoway_progress.domain.model import Feedback, PairState, SessionState
 
 
 class DashboardStorage:
@@ -115,20 +114,11 @@ class DashboardStorage:
         )
         sessions: dict[str, list[SessionState]] = {}
         for row in session_rows:
-            fields = dict(row)
-            sessions.setdefault(fields.pop("pair_id"), []).append(SessionState(**fields))
+            sessions.setdefault(row["pair_id"], []).append(from_row(SessionState, row))
         feedback: dict[str, list[Feedback]] = {}
         for row in feedback_rows:
             feedback.setdefault(row["pair_id"], []).append(
-                Feedback(
-                    session_id=row["session_id"],
-                    participant_id=row["participant_id"],
-                    role=cast(Role, row["role"]),
-                    sequence=row["sequence"],
-                    rating=row["rating"],
-                    learned=tuple(row["learned"]),
-                    fit=cast(Fit | None, row["fit"]),
-                )
+                from_row(Feedback, row, learned=tuple(row["learned"]))
             )
         return [
             PairFacts(

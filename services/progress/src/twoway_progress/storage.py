@@ -12,7 +12,7 @@ from typing import Any, cast
 import asyncpg
 from twoway_shared.platform.db import from_row
 
-from twoway_progress.domain.model import Feedback, Fit, PairState, Role, Rules, SessionState
+from twoway_progress.domain.model import Feedback, PairState, Rules, SessionState
 
 DUE_CHANNEL = "twoway_progress_due"
 """LISTEN/NOTIFY channel that wakes the timer and statement workers after a change."""
@@ -349,8 +349,7 @@ class Storage:
         )
         if row is None:
             return None
-        fields = dict(row)
-        return fields.pop("pair_id"), SessionState(**fields)
+        return row["pair_id"], from_row(SessionState, row)
 
     async def sessions_of(self, pair_id: str) -> list[SessionState]:
         rows = await self._conn.fetch(
@@ -358,7 +357,7 @@ class Storage:
                FROM progress.sessions WHERE pair_id = $1 ORDER BY sequence""",
             pair_id,
         )
-        return [SessionState(**dict(r)) for r in rows]
+        return [from_row(SessionState, r) for r in rows]
 
     # ------------------------------------------------------------ feedback and goals
 
@@ -402,18 +401,7 @@ class Storage:
                FROM progress.feedback WHERE pair_id = $1 ORDER BY sequence, submitted_at""",
             pair_id,
         )
-        return [
-            Feedback(
-                session_id=r["session_id"],
-                participant_id=r["participant_id"],
-                role=cast(Role, r["role"]),
-                sequence=r["sequence"],
-                rating=r["rating"],
-                learned=tuple(r["learned"]),
-                fit=cast(Fit | None, r["fit"]),
-            )
-            for r in rows
-        ]
+        return [from_row(Feedback, r, learned=tuple(r["learned"])) for r in rows]
 
     async def replace_goals(
         self, pair_id: str, participant_id: str, goals: Sequence[tuple[str, str | None]]
