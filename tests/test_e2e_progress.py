@@ -389,6 +389,7 @@ async def test_the_demo_plays_the_weeks_and_the_report_shows_pair_health(
     await view.until(booked, "the demo programme booked", timeout=180)
     tally = await play_progress(stack.kafka, stack.prefix, programme_id, cohort, seed=41)
     assert tally.rematch["not_a_fit"] == 1
+    assert tally.repaired >= 1, "the coordinator's new round offers the two someone else"
     assert tally.events["pair.completed"] >= 3
     assert len(tally.credits) == 2 * tally.events["pair.completed"]
     token = await asyncio.to_thread(oidc.token)

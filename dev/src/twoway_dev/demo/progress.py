@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from rich.table import Table
 from twoway_shared.contract import (
     EVENT_TOPIC,
+    ProgrammeMatchingRequested,
     SessionAttendanceRecorded,
     Topic,
     encode,
@@ -205,12 +206,16 @@ async def play_progress(
         await publish(kafka, _records(prefix, plan.feedback))
         feedback_topics = [topic_name(prefix, t) for t in (Topic.FEEDBACK, Topic.SESSIONS)]
         await wait_until_consumed(kafka, group, feedback_topics, timeout=timeout)
-        # Let the reactions settle: rematch requests, the pairs matching ends, new pairs.
-        seen, quiet_since = len(reader.records), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 5:
-            await asyncio.sleep(0.5)
-            if len(reader.records) != seen:
-                seen, quiet_since = len(reader.records), time.monotonic()
+        # Let the reactions settle: rematch requests, the pairs matching ends.
+        await _settle(reader, deadline)
+        if _ended_for_rematch(reader, prefix, programme_id):
+            # A batch programme gets no round on its own: its coordinator asks for one, so the
+            # people of the ended pairs are offered someone new (never each other again).
+            request: list[BaseModel] = [ProgrammeMatchingRequested(programme_id=programme_id)]
+            await publish(kafka, _records(prefix, request))
+            programmes = [topic_name(prefix, Topic.PROGRAMMES)]
+            await wait_until_consumed(kafka, f"{prefix}matching", programmes, timeout=timeout)
+            await _settle(reader, deadline)
         for record in reader.on(topic_name(prefix, Topic.PROGRESS)):
             kind, data = _kind(record)
             if data["programme_id"] != programme_id:
@@ -228,6 +233,27 @@ async def play_progress(
             and _kind(r)[1]["pair_id"] not in before
         )
     return tally
+
+
+async def _settle(reader: TopicReader, deadline: float, quiet: float = 5.0) -> None:
+    """Wait until no new record arrived for `quiet` seconds (or the deadline)."""
+    seen, quiet_since = len(reader.records), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet:
+        await asyncio.sleep(0.5)
+        if len(reader.records) != seen:
+            seen, quiet_since = len(reader.records), time.monotonic()
+
+
+def _ended_for_rematch(reader: TopicReader, prefix: str, programme_id: str) -> int:
+    """How many of the programme's pairs matching ended because progress asked to re-pair."""
+    return sum(
+        1
+        for record in reader.on(topic_name(prefix, Topic.PAIRS))
+        for kind, data in [_kind(record)]
+        if kind == "pair.ended"
+        and data["programme_id"] == programme_id
+        and data["reason"] in ("not_a_fit", "inactive")
+    )
 
 
 def programme_health(port: int, programme_id: str, token: str) -> dict[str, Any]:
