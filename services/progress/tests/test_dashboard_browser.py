@@ -151,6 +151,14 @@ async def test_the_dashboard_shows_the_read_apis_numbers_in_a_real_browser(
     content = await page.content()
     assert SECRET_COMMENT not in content
 
+    # At 1280 px every table fits its card: none needs its own sideways scrolling.
+    overflowing = await page.eval_on_selector_all(
+        ".scroll",
+        "els => els.filter(e => e.scrollWidth > e.clientWidth).map(e => e.id || "
+        "e.getAttribute('aria-labelledby'))",
+    )
+    assert overflowing == []
+
     # The charts are drawn: bars with a size, inside the page's width.
     for chart in ("chart-funnel", "chart-sessions", "chart-health"):
         box = await page.locator(f"#{chart}").bounding_box()

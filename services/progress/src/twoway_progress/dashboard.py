@@ -186,6 +186,8 @@ def build(programme_id: str, facts: dict[str, Any], zone: ZoneInfo, now: datetim
         )
         for side, role in (("senior leaders (mentees)", "mentee"), ("junior mentors", "mentor"))
     ]
+    # In this order on a wide screen: two narrow tables a row, the wide ones (more than four
+    # columns) a row each, so the grid leaves no holes.
     tables = [
         Table("funnel", "Funnel (people)", ("stage", "people"), list(stages)),
         Table(
@@ -202,12 +204,6 @@ def build(programme_id: str, facts: dict[str, Any], zone: ZoneInfo, now: datetim
             "Each week's health is progress's own rules applied to what was known at its end.",
         ),
         Table(
-            "attention",
-            "Pairs at risk or inactive",
-            ("pair", "senior leader", "junior mentor", "health", "reasons", "last session"),
-            attention,
-        ),
-        Table(
             "unmatched",
             "People without a partner",
             ("participant", "name", "role", "reason"),
@@ -215,6 +211,12 @@ def build(programme_id: str, facts: dict[str, Any], zone: ZoneInfo, now: datetim
                 (p.participant_id, p.display_name or "", p.role or "", why)
                 for p, why in d.unmatched(people, facts["proposals"], pairs)
             ],
+        ),
+        Table(
+            "attention",
+            "Pairs at risk or inactive",
+            ("pair", "senior leader", "junior mentor", "health", "reasons", "last session"),
+            attention,
         ),
         Table(
             "topics",
