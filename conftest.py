@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from twoway_dev.testing.infra import Infra, session_infra, unique_name
 from twoway_dev.testing.oidc import TestProvider
-from twoway_dev.testing.service import MIGRATION_DSNS
+from twoway_dev.testing.service import MIGRATION_DSNS, Sandbox
 from twoway_shared.contract.access import all_acls
 from twoway_shared.platform.kafka_acls import grant, revoke
 from twoway_shared.platform.roles import migration_dsns, provision
@@ -64,3 +64,11 @@ async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
         yield prefix
     finally:
         await revoke(infra.kafka_admin_options(), acls)
+
+
+@pytest.fixture
+def sandbox(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
+) -> Sandbox:
+    """The test's database and topic prefix, where `sandbox.service(...)` runs a service."""
+    return Sandbox(infra, service_dsns, topic_prefix, oidc)

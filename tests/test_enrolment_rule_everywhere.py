@@ -7,17 +7,12 @@ programme (dead-lettered by every service, erasing nothing anywhere).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import asyncpg
 import pytest
-from pydantic import BaseModel
-from twoway_dev.testing.infra import Infra
-from twoway_dev.testing.kafka import TopicReader, ToSend, publish, wait_until_consumed
-from twoway_dev.testing.service import running_service
+from twoway_dev.testing.service import Sandbox, ServiceHarness
 from twoway_matching.app import create_spec as matching_spec
 from twoway_matching.config import MatchingServiceSettings
 from twoway_notifications.app import create_spec as notifications_spec
@@ -26,11 +21,6 @@ from twoway_progress.app import create_spec as progress_spec
 from twoway_progress.config import ProgressSettings
 from twoway_scheduling.app import create_spec as scheduling_spec
 from twoway_scheduling.config import SchedulingSettings
-from twoway_shared.contract import (
-    EVENT_MODELS,
-    Topic,
-)
-from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.runtime import Runtime
 
 pytestmark = pytest.mark.infra
@@ -43,28 +33,16 @@ SERVICES = (
 )
 
 
-def record(prefix: str, event_type: str, event_id: str, **data: Any) -> ToSend:
-    model: type[BaseModel] = EVENT_MODELS[event_type]
-    payload = model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **data})
-    return ToSend.event(prefix, payload, source="/test", event_id=event_id)
-
-
 @pytest.fixture
-async def runtimes(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
-) -> AsyncIterator[list[Runtime]]:
+async def harnesses(sandbox: Sandbox) -> AsyncIterator[list[ServiceHarness]]:
+    """The four services, each in the test process as its own principal and role."""
     async with AsyncExitStack() as stack:
-        started = []
-        for name, spec, settings_class in SERVICES:
-            settings = settings_class(
-                **infra.kafka_settings(name),
-                database_url=service_dsns[name],
-                topic_prefix=topic_prefix,
-                topic_partitions=2,
-                http_port=0,
+        yield [
+            await stack.enter_async_context(
+                sandbox.service(spec(), settings_class, topic_partitions=2)
             )
-            started.append(await stack.enter_async_context(running_service(spec(), settings)))
-        yield started
+            for _, spec, settings_class in SERVICES
+        ]
 
 
 async def stored_people(runtime: Runtime) -> dict[str, tuple[str | None, bool, bool]]:
@@ -94,42 +72,32 @@ async def stored_people(runtime: Runtime) -> dict[str, tuple[str | None, bool, b
     return {r["participant_id"]: (r["role"], r["withdrawn"], r["data"]) for r in rows}
 
 
-async def test_drifted_orderings_now_agree(
-    runtimes: list[Runtime], infra: Infra, topic_prefix: str
-) -> None:
+async def test_drifted_orderings_now_agree(harnesses: list[ServiceHarness]) -> None:
     late, wrong = "E-LATE", "E-WRONG"
     enrol = "participant.enrolled"
-    records = [
+    h = harnesses[0]  # any of them publishes: one topic prefix
+    await h.send(
         # A withdrawal that arrives before the enrolment, then the enrolment (revision 0).
-        record(topic_prefix, "participant.withdrawn", "w1", participant_id=late, erase=False),
-        record(topic_prefix, enrol, "e1", participant_id=late, role="mentor", revision=0),
+        h.record("participant.withdrawn", "w1", participant_id=late, erase=False),
+        h.record(enrol, "e1", participant_id=late, role="mentor", revision=0),
         # An enrolment, then a withdrawal (with erasure) that names another programme.
-        record(topic_prefix, enrol, "e2", participant_id=wrong, revision=0),
-        record(
-            topic_prefix, "participant.withdrawn", "w2",
+        h.record(enrol, "e2", participant_id=wrong, revision=0),
+        h.record(
+            "participant.withdrawn", "w2",
             participant_id=wrong, programme_id="SOMEWHERE-ELSE", erase=True,
         ),
         # An update after that: still accepted, the person was never withdrawn.
-        record(topic_prefix, "participant.updated", "u2", participant_id=wrong, revision=1),
-    ]  # fmt: skip
-    async with TopicReader(
-        infra.kafka_bootstrap, [f"{topic_prefix}{Topic.DEADLETTER.value}"]
-    ) as dead:
-        await publish(infra.kafka_bootstrap, records)
-        for runtime in runtimes:
-            await wait_until_consumed(
-                infra.kafka_bootstrap,
-                runtime.settings.consumer_group(runtime.spec.name),
-                [runtime.topic(Topic.ENROLMENTS)],
-            )
-        await dead.wait_for(lambda got: len(got) >= len(SERVICES), what="a dead letter each")
-        letters = dead.on(f"{topic_prefix}{Topic.DEADLETTER.value}")
+        h.record("participant.updated", "u2", participant_id=wrong, revision=1),
+    )  # fmt: skip
+    for each in harnesses:
+        await each.barrier()
+    letters = await h.wait_dead_letters(len(SERVICES))  # every service's, on one topic
     consumers = sorted(r.headers["x-twoway-consumer"].decode() for r in letters)
     assert consumers == ["matching", "notifications", "progress", "scheduling"]
     for letter in letters:
         reason = letter.headers["x-twoway-error"].decode()
         assert "is enrolled in programme RM-2027, not SOMEWHERE-ELSE" in reason
-    for runtime in runtimes:
-        people = await stored_people(runtime)
-        assert people[late] == ("mentor", False, True), runtime.spec.name
-        assert people[wrong] == ("mentee", False, True), runtime.spec.name
+    for each in harnesses:
+        people = await stored_people(each.runtime)
+        assert people[late] == ("mentor", False, True), each.spec.name
+        assert people[wrong] == ("mentee", False, True), each.spec.name

@@ -10,18 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from twoway_dev.testing.infra import Infra
-from twoway_dev.testing.kafka import TopicReader, ToSend, publish, wait_until_consumed
-from twoway_dev.testing.service import running_service
+from twoway_dev.testing.kafka import ToSend
+from twoway_dev.testing.service import Sandbox, ServiceHarness
 from twoway_matching.app import create_spec
 from twoway_matching.config import MatchingServiceSettings
 from twoway_shared.contract import InvalidRecord, Topic, full_type, parse_record
 from twoway_shared.contract.examples import example_event
-from twoway_shared.platform.runtime import Runtime
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "contract" / "schemas"
 
@@ -149,18 +146,11 @@ def test_an_idn_email_is_kept_in_its_sendable_ascii_form() -> None:
 
 
 @pytest.fixture
-async def matching(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
-) -> AsyncIterator[Runtime]:
-    settings = MatchingServiceSettings(
-        **infra.kafka_settings("matching"),
-        database_url=service_dsns["matching"],
-        topic_prefix=topic_prefix,
-        topic_partitions=2,
-        http_port=0,
-    )
-    async with running_service(create_spec(), settings) as runtime:
-        yield runtime
+async def matching(sandbox: Sandbox) -> AsyncIterator[ServiceHarness]:
+    async with sandbox.service(
+        create_spec(), MatchingServiceSettings, topic_partitions=2
+    ) as running:
+        yield running
 
 
 ENROLMENT_CASES = [c for c in CORPUS if c.event_type == E and not c.valid]
@@ -176,7 +166,7 @@ def good(event_type: str, **data: Any) -> bytes:
 
 @pytest.mark.infra
 async def test_each_hostile_record_is_dead_lettered_and_its_neighbours_are_processed(
-    infra: Infra, matching: Runtime
+    matching: ServiceHarness,
 ) -> None:
     """Per case, on one key (so one partition, in order): a good record, the hostile one
     and a good one after it; every hostile one is dead-lettered, every good one applied."""
@@ -203,34 +193,24 @@ async def test_each_hostile_record_is_dead_lettered_and_its_neighbours_are_proce
             ToSend(programmes, good(C, programme_id=programme, name="after"), key),
         ]
     bad = len(ENROLMENT_CASES) + len(PROGRAMME_CASES)
-    async with TopicReader(infra.kafka_bootstrap, [matching.topic(Topic.DEADLETTER)]) as dlq:
-        await publish(infra.kafka_bootstrap, records)
-        letters = await dlq.wait_for(
-            lambda seen: len(seen) >= bad, timeout=60, what=f"{bad} dead letters"
-        )
-    await wait_until_consumed(
-        infra.kafka_bootstrap,
-        matching.settings.consumer_group("matching"),
-        [enrolments, programmes],
-    )
+    await matching.send(*records)
+    await matching.wait_dead_letters(bad, timeout=60)
+    await matching.barrier()
+    letters = matching.dead_letters()
     assert len(letters) == bad
     assert {r.key for r in letters} == {
         *(f"EDGE{k}".encode() for k in range(len(ENROLMENT_CASES))),
         *(f"RM-EDGE{k}".encode() for k in range(len(PROGRAMME_CASES))),
     }
     assert all(r.headers["x-twoway-error"] for r in letters)
-    conn = await asyncpg.connect(matching.settings.database_url)
-    try:
-        people = await conn.fetch(
-            "SELECT participant_id, revision FROM matching.participants WHERE programme_id = $1",
-            "RM-EDGE",
-        )
-        settings = await conn.fetch(
-            "SELECT programme_id, settings->>'name' AS name FROM matching.programmes"
-            " WHERE programme_id LIKE 'RM-EDGE%'"
-        )
-    finally:
-        await conn.close()
+    people = await matching.rows(
+        "SELECT participant_id, revision FROM matching.participants WHERE programme_id = $1",
+        "RM-EDGE",
+    )
+    settings = await matching.rows(
+        "SELECT programme_id, settings->>'name' AS name FROM matching.programmes"
+        " WHERE programme_id LIKE 'RM-EDGE%'"
+    )
     # The good record after each bad one was applied.
     assert {r["participant_id"]: r["revision"] for r in people} == {
         f"EDGE{k}": 2 for k in range(len(ENROLMENT_CASES))

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from matching_support import PROGRAMME, configure, enrolled, profile
 from pydantic import BaseModel
 from twoway_dev.testing.handlers import HandlerBench
 from twoway_matching import storage
@@ -16,10 +17,8 @@ from twoway_matching.app import create_spec
 from twoway_matching.workers import run_due_round
 from twoway_shared.contract import (
     TOPIC_EVENT_TYPES,
-    ParticipantEnrolled,
     ParticipantUpdated,
     ParticipantWithdrawn,
-    ProgrammeConfigured,
     ProgrammeMatchingRequested,
 )
 from twoway_shared.contract.events import (
@@ -32,27 +31,6 @@ from twoway_shared.platform.consumer import Rejected
 from twoway_shared.platform.uow import Database
 
 pytestmark = pytest.mark.infra
-
-PROGRAMME = "RM-H"
-
-
-def profile(pid: str, role: str, **changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "participant_id": pid,
-        "programme_id": PROGRAMME,
-        "role": role,
-        "display_name": f"Person {pid}",
-        "email": f"{pid.lower()}@example.com",
-        "grade": 4 if role == "mentor" else 20,
-        "department": "Digital" if role == "mentor" else "Finance",
-        "timezone": "Europe/London",
-        "languages": ["en"],
-        "offers": ["generative ai"] if role == "mentor" else ["strategy"],
-        "wants": ["strategy"] if role == "mentor" else ["generative ai"],
-        "availability": [{"day": "mon", "start": "09:00", "end": "12:00"}],
-    }
-    base.update(changes)
-    return base
 
 
 class Matching:
@@ -76,14 +54,10 @@ class Matching:
         await self.bench.handle(data)
 
     async def enrol(self, pid: str, role: str, **changes: Any) -> None:
-        await self.handle(ParticipantEnrolled.model_validate(profile(pid, role, **changes)))
+        await self.handle(enrolled(pid, role, **changes))
 
     async def configure(self, **matching: Any) -> None:
-        await self.handle(
-            ProgrammeConfigured.model_validate(
-                {"programme_id": PROGRAMME, "starts_on": "2027-01-04", "matching": matching}
-            )
-        )
+        await self.handle(configure(**matching))
 
     def advance(self, by: timedelta) -> None:
         self.bench.now += by

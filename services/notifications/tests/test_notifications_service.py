@@ -12,29 +12,21 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-import asyncpg
-import httpx
-import orjson
 import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from pydantic import BaseModel, SecretStr
 from twoway_dev.testing.calendar_client import Meeting, expand
-from twoway_dev.testing.infra import Infra
-from twoway_dev.testing.kafka import TopicReader, ToSend, eventually, publish
+from twoway_dev.testing.kafka import eventually
 from twoway_dev.testing.oidc import TestProvider
-from twoway_dev.testing.service import with_migration_url
+from twoway_dev.testing.service import Sandbox, ServiceHarness
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
 from twoway_shared.contract import (
-    EVENT_TOPIC,
     ParticipantEnrolled,
     ParticipantWithdrawn,
     Topic,
-    encode,
-    new_event,
-    partition_key,
 )
 from twoway_shared.contract.calendar_token import parse_keys, sign, verify
 from twoway_shared.contract.events import (
@@ -49,7 +41,6 @@ from twoway_shared.contract.events import (
     SessionScheduled,
 )
 from twoway_shared.contract.examples import EXAMPLE_DATA
-from twoway_shared.platform.runtime import Runtime, run_migrations
 
 pytestmark = pytest.mark.infra
 
@@ -63,6 +54,7 @@ FAST = SenderOptions(retry_base=timedelta(milliseconds=300), poll_seconds=0.2)
 class Sink:
     """An aiosmtpd handler that keeps what it accepts and can answer scripted errors."""
 
+    port: int
     mails: list[EmailMessage] = field(default_factory=list)
     # address -> replies to give to DATA for it, in order, before accepting
     script: dict[str, list[str]] = field(default_factory=dict)
@@ -101,91 +93,33 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[Sink, int]]:
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+def sink() -> Iterator[Sink]:
+    """A real SMTP server in the test process, on a free port."""
+    found = Sink(free_port())
+    controller = Controller(found, hostname="127.0.0.1", port=found.port)
     controller.start()
     try:
-        yield sink, port
+        yield found
     finally:
         controller.stop()
 
 
 # ---------------------------------------------------------------- the service
 
-
-@dataclass
-class Harness:
-    infra: Infra
-    settings: NotificationsSettings
-    sink: Sink
-    runtime: Runtime | None = None
-
-    async def start(self) -> Runtime:
-        spec = create_spec(FAST)
-        await run_migrations(spec, with_migration_url(self.settings))
-        self.runtime = Runtime(spec, self.settings)
-        await self.runtime.start()
-        return self.runtime
-
-    async def stop(self) -> None:
-        if self.runtime is not None:
-            await self.runtime.stop()
-            self.runtime = None
-
-    def topic(self, topic: Topic) -> str:
-        return self.settings.topic(topic)
-
-    async def send(self, *items: BaseModel) -> None:
-        records = []
-        for data in items:
-            topic = EVENT_TOPIC[_type_of(data)]
-            value = encode(new_event(data, source="/test"))
-            records.append(ToSend(self.topic(topic), value, partition_key(topic, data)))
-        await publish(self.infra.kafka_bootstrap, records)
-
-    async def rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(self.settings.database_url)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-
-def _type_of(data: BaseModel) -> str:
-    from twoway_shared.contract import event_type_of
-
-    return event_type_of(type(data))
+Harness = ServiceHarness
 
 
 @pytest.fixture
-async def harness(
-    infra: Infra,
-    service_dsns: dict[str, str],
-    topic_prefix: str,
-    smtp: tuple[Sink, int],
-    oidc: TestProvider,
-) -> AsyncIterator[Harness]:
-    sink, port = smtp
-    settings = NotificationsSettings(
-        **infra.kafka_settings("notifications"),
-        database_url=service_dsns["notifications"],
-        topic_prefix=topic_prefix,
-        topic_partitions=3,
-        http_port=free_port(),
+async def harness(sandbox: Sandbox, sink: Sink) -> AsyncIterator[Harness]:
+    """Notifications with a fast sender, sending to the test's SMTP server."""
+    async with sandbox.service(
+        create_spec(FAST),
+        NotificationsSettings,
         smtp_host="127.0.0.1",
-        smtp_port=port,
+        smtp_port=sink.port,
         portal_url="https://portal.example",
-        http_host="127.0.0.1",
-        **oidc.settings(),
-    )
-    h = Harness(infra, settings, sink)
-    await h.start()
-    try:
-        yield h
-    finally:
-        await h.stop()
+    ) as running:
+        yield running
 
 
 # ---------------------------------------------------------------- facts
@@ -247,144 +181,128 @@ def uids_and_sequences(mail: EmailMessage) -> list[tuple[str, int]]:
     ]
 
 
-def events_on(reader: TopicReader, topic: str, event_type: str) -> list[dict[str, Any]]:
-    found = []
-    for r in reader.on(topic):
-        event = orjson.loads(r.value or b"{}")
-        if event["type"] == f"twoway.{event_type}.v1":
-            found.append(event["data"])
-    return found
-
-
 # ---------------------------------------------------------------- tests
 
 
 async def test_booking_update_cancel_replay_and_read_api(
-    harness: Harness, oidc: TestProvider
+    harness: Harness, sink: Sink, oidc: TestProvider
 ) -> None:
-    sink = harness.sink
     notifications = harness.topic(Topic.NOTIFICATIONS)
     first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
     booked = series(3, first)
-    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
-        facts: list[BaseModel] = [
-            person("M1", "mentor", MENTOR, timezone="Europe/London"),
-            person("E1", "mentee", MENTEE, timezone="America/New_York"),
-            PairConfirmed(**PAIR),
-            *booked,
-        ]
-        await harness.send(*facts)
-        await eventually(
-            lambda: _count(sink),
-            lambda n: n >= 4,
-            what="pair_confirmed and booking to both",
-        )
-        for address in (MENTOR, MENTEE):
-            [booking] = await eventually(mails_to(sink, address, "booking"), lambda b: len(b) == 1)
-            # One recurring series: one UID, the mentee's zone, every session expanded.
-            assert uids_and_sequences(booking) == [("pair-1@twoway", 0)]
-            cal = calendar_of(booking)
-            assert str(prop(cal, "METHOD")) == "REQUEST"
-            event = cal.walk("VEVENT")[0]
-            assert prop(event, "DTSTART").params["TZID"] == "America/New_York"
-            assert event.decoded("DTSTART") == first
-            assert times(expand(ics_of(booking), *WINDOW)) == [
-                (s.starts_at, s.ends_at) for s in booked
-            ]
-            attendees = sorted(str(a) for a in prop(event, "ATTENDEE"))
-            assert attendees == [f"mailto:{MENTEE}", f"mailto:{MENTOR}"]
-            assert booking["Message-ID"].endswith("@twoway>")
-            assert booking["Auto-Submitted"] == "auto-generated"
-        text = sink.to(MENTEE, "booking")[0].get_body(("plain",))
-        assert text is not None
-        assert "(America/New_York)" in str(text.get_content())
+    facts: list[BaseModel] = [
+        person("M1", "mentor", MENTOR, timezone="Europe/London"),
+        person("E1", "mentee", MENTEE, timezone="America/New_York"),
+        PairConfirmed(**PAIR),
+        *booked,
+    ]
+    await harness.send(*facts)
+    await eventually(
+        lambda: _count(sink),
+        lambda n: n >= 4,
+        what="pair_confirmed and booking to both",
+    )
+    for address in (MENTOR, MENTEE):
+        [booking] = await eventually(mails_to(sink, address, "booking"), lambda b: len(b) == 1)
+        # One recurring series: one UID, the mentee's zone, every session expanded.
+        assert uids_and_sequences(booking) == [("pair-1@twoway", 0)]
+        cal = calendar_of(booking)
+        assert str(prop(cal, "METHOD")) == "REQUEST"
+        event = cal.walk("VEVENT")[0]
+        assert prop(event, "DTSTART").params["TZID"] == "America/New_York"
+        assert event.decoded("DTSTART") == first
+        assert times(expand(ics_of(booking), *WINDOW)) == [(s.starts_at, s.ends_at) for s in booked]
+        attendees = sorted(str(a) for a in prop(event, "ATTENDEE"))
+        assert attendees == [f"mailto:{MENTEE}", f"mailto:{MENTOR}"]
+        assert booking["Message-ID"].endswith("@twoway>")
+        assert booking["Auto-Submitted"] == "auto-generated"
+    text = sink.to(MENTEE, "booking")[0].get_body(("plain",))
+    assert text is not None
+    assert "(America/New_York)" in str(text.get_content())
 
-        # A reschedule: one update per person with only the changed VEVENT.
-        moved = booked[1].starts_at + timedelta(days=1)
-        await harness.send(
-            SessionRescheduled(
-                **{
-                    **booked[1].model_dump(),
-                    "starts_at": moved,
-                    "ends_at": moved + timedelta(minutes=30),
-                    "previous_starts_at": booked[1].starts_at,
-                    "reason": "requested",
-                    "revision": 1,
-                }
-            )
+    # A reschedule: one update per person with only the changed VEVENT.
+    moved = booked[1].starts_at + timedelta(days=1)
+    await harness.send(
+        SessionRescheduled(
+            **{
+                **booked[1].model_dump(),
+                "starts_at": moved,
+                "ends_at": moved + timedelta(minutes=30),
+                "previous_starts_at": booked[1].starts_at,
+                "reason": "requested",
+                "revision": 1,
+            }
         )
-        for address in (MENTOR, MENTEE):
-            [update] = await eventually(
-                mails_to(sink, address, "session_rescheduled"),
-                lambda u: len(u) == 1,
-                what="one update",
-            )
-            assert uids_and_sequences(update) == [("pair-1@twoway", 1)]
-            [override] = calendar_of(update).walk("VEVENT")
-            assert override.decoded("RECURRENCE-ID") == booked[1].starts_at
-            assert override.decoded("DTSTART") == moved
+    )
+    for address in (MENTOR, MENTEE):
+        [update] = await eventually(
+            mails_to(sink, address, "session_rescheduled"),
+            lambda u: len(u) == 1,
+            what="one update",
+        )
+        assert uids_and_sequences(update) == [("pair-1@twoway", 1)]
+        [override] = calendar_of(update).walk("VEVENT")
+        assert override.decoded("RECURRENCE-ID") == booked[1].starts_at
+        assert override.decoded("DTSTART") == moved
 
-        # The pair ends: every cancelled session in one METHOD:CANCEL email per person.
-        cancels = [
-            SessionCancelled(
-                **{k: v for k, v in s.model_dump().items() if k in SessionCancelled.model_fields}
-                | {"revision": 2 if s.session_id == "s2" else 1, "reason": "pair_ended"}
-            )
-            for s in booked
-        ]
-        await harness.send(*cancels)
-        for address in (MENTOR, MENTEE):
-            [cancel] = await eventually(
-                mails_to(sink, address, "session_cancelled"),
-                lambda c: len(c) == 1,
-                what="one cancellation",
-            )
-            assert str(prop(calendar_of(cancel), "METHOD")) == "CANCEL"
-            # Nothing of the series is left: the whole series, above every earlier SEQUENCE.
-            assert uids_and_sequences(cancel) == [("pair-1@twoway", 3)]
-            assert "RECURRENCE-ID" not in calendar_of(cancel).walk("VEVENT")[0]
+    # The pair ends: every cancelled session in one METHOD:CANCEL email per person.
+    cancels = [
+        SessionCancelled(
+            **{k: v for k, v in s.model_dump().items() if k in SessionCancelled.model_fields}
+            | {"revision": 2 if s.session_id == "s2" else 1, "reason": "pair_ended"}
+        )
+        for s in booked
+    ]
+    await harness.send(*cancels)
+    for address in (MENTOR, MENTEE):
+        [cancel] = await eventually(
+            mails_to(sink, address, "session_cancelled"),
+            lambda c: len(c) == 1,
+            what="one cancellation",
+        )
+        assert str(prop(calendar_of(cancel), "METHOD")) == "CANCEL"
+        # Nothing of the series is left: the whole series, above every earlier SEQUENCE.
+        assert uids_and_sequences(cancel) == [("pair-1@twoway", 3)]
+        assert "RECURRENCE-ID" not in calendar_of(cancel).walk("VEVENT")[0]
 
-        await reader.wait_for(
-            lambda _: len(events_on(reader, notifications, "notification.sent")) >= 8,
-            what="notification.sent for each email",
-        )
-        # Nothing Twoway produces holds an address or a name.
-        for record in reader.on(notifications):
-            assert b"@example.com" not in (record.value or b"")
-            assert b"Person " not in (record.value or b"")
+    await harness.reader.wait_for(
+        lambda _: len(harness.data("notification.sent")) >= 8,
+        what="notification.sent for each email",
+    )
+    # Nothing Twoway produces holds an address or a name.
+    for record in harness.reader.on(notifications):
+        assert b"@example.com" not in (record.value or b"")
+        assert b"Person " not in (record.value or b"")
 
-        # The same facts again under new event ids send nothing new; a marker shows they were
-        # all processed (same partition key, so it is consumed after them).
-        before = _snapshot(sink)
-        await harness.send(
-            *facts, *cancels, PairEnded(**PAIR, reason="withdrawn", withdrawn_by="M1")
-        )
-        await eventually(
-            lambda: _async(sink.to(MENTEE, "partner_withdrew")),
-            lambda w: len(w) == 1,
-            what="the marker email",
-        )
-        await eventually(
-            lambda: harness.rows("SELECT 1 FROM notifications.inbox"),
-            lambda rows: len(rows) == 20,
-            what="every replayed record processed",
-        )
-        # Nothing is left to send now (every due message was sent and recorded), so the sink
-        # holds everything the replay could have caused.
-        await eventually(
-            lambda: harness.rows(
-                "SELECT template, status FROM notifications.messages"
-                " WHERE status = 'pending' AND due_at <= now()"
-            ),
-            lambda rows: rows == [],
-            what="no due message left unsent",
-        )
-        assert _snapshot(sink) == [*before, (MENTEE, "partner_withdrew")]
+    # The same facts again under new event ids send nothing new; a marker shows they were
+    # all processed (same partition key, so it is consumed after them).
+    before = _snapshot(sink)
+    await harness.send(*facts, *cancels, PairEnded(**PAIR, reason="withdrawn", withdrawn_by="M1"))
+    await eventually(
+        lambda: _async(sink.to(MENTEE, "partner_withdrew")),
+        lambda w: len(w) == 1,
+        what="the marker email",
+    )
+    await eventually(
+        lambda: harness.rows("SELECT 1 FROM notifications.inbox"),
+        lambda rows: len(rows) == 20,
+        what="every replayed record processed",
+    )
+    # Nothing is left to send now (every due message was sent and recorded), so the sink
+    # holds everything the replay could have caused.
+    await eventually(
+        lambda: harness.rows(
+            "SELECT template, status FROM notifications.messages"
+            " WHERE status = 'pending' AND due_at <= now()"
+        ),
+        lambda rows: rows == [],
+        what="no due message left unsent",
+    )
+    assert _snapshot(sink) == [*before, (MENTEE, "partner_withdrew")]
 
     # The read API, newest first.
-    assert harness.runtime is not None
-    url = f"http://127.0.0.1:{harness.settings.http_port}/participants"
-    async with httpx.AsyncClient() as client:
+    url = "/participants"
+    async with harness.http(token="") as client:
         assert (await client.get(f"{url}/E1/notifications")).status_code == 401
         client.headers["Authorization"] = f"Bearer {oidc.token()}"
         body = (await client.get(f"{url}/E1/notifications")).json()
@@ -405,8 +323,7 @@ async def test_booking_update_cancel_replay_and_read_api(
         assert (await client.get(f"{url}/nobody/notifications")).status_code == 404
 
 
-async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness) -> None:
-    sink = harness.sink
+async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness, sink: Sink) -> None:
     # Reminders 1 minute before: the first due in ~4 s, the second in ~12 s.
     now = datetime.now(UTC)
     early = now + timedelta(minutes=1, seconds=4)
@@ -476,28 +393,24 @@ async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness) -
     ]
 
 
-async def test_temporary_then_permanent_smtp_failures(harness: Harness) -> None:
-    sink = harness.sink
-    notifications = harness.topic(Topic.NOTIFICATIONS)
+async def test_temporary_then_permanent_smtp_failures(harness: Harness, sink: Sink) -> None:
     sink.script[MENTOR] = ["451 4.3.0 try again later"]
     sink.script[MENTEE] = ["550 5.1.1 mailbox unavailable"] * 100
-    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
-        await harness.send(
-            person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), PairConfirmed(**PAIR)
-        )
-        await reader.wait_for(
-            lambda _: (
-                bool(events_on(reader, notifications, "notification.sent"))
-                and bool(events_on(reader, notifications, "notification.failed"))
-            ),
-            what="one sent and one failed",
-        )
-        [failed] = events_on(reader, notifications, "notification.failed")
-        assert failed["participant_id"] == "E1"
-        assert failed["error"] == "SMTP 550 5.1.1 mailbox unavailable"
-        [sent] = events_on(reader, notifications, "notification.sent")
-        assert sent["participant_id"] == "M1"
-        assert sent["template"] == "pair_confirmed"
+    await harness.send(
+        person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), PairConfirmed(**PAIR)
+    )
+    await harness.reader.wait_for(
+        lambda _: (
+            bool(harness.data("notification.sent")) and bool(harness.data("notification.failed"))
+        ),
+        what="one sent and one failed",
+    )
+    [failed] = harness.data("notification.failed")
+    assert failed["participant_id"] == "E1"
+    assert failed["error"] == "SMTP 550 5.1.1 mailbox unavailable"
+    [sent] = harness.data("notification.sent")
+    assert sent["participant_id"] == "M1"
+    assert sent["template"] == "pair_confirmed"
     assert len(sink.to(MENTOR)) == 1
     assert sink.to(MENTEE) == []
     assert harness.runtime is not None
@@ -509,8 +422,9 @@ async def test_temporary_then_permanent_smtp_failures(harness: Harness) -> None:
     assert samples.get_sample_value("twoway_emails_failed_total", sent) == 1
 
 
-async def test_messages_wait_for_contact_details_and_honour_opt_out(harness: Harness) -> None:
-    sink = harness.sink
+async def test_messages_wait_for_contact_details_and_honour_opt_out(
+    harness: Harness, sink: Sink
+) -> None:
     # The pair is confirmed before anyone's details arrive.
     await harness.send(PairConfirmed(**PAIR), person("M1", "mentor", MENTOR))
     await eventually(
@@ -565,8 +479,9 @@ def _snapshot(sink: Sink) -> list[tuple[str, str]]:
         ]
 
 
-async def test_erasure_forgets_details_and_partner_hears_nothing_of_why(harness: Harness) -> None:
-    sink = harness.sink
+async def test_erasure_forgets_details_and_partner_hears_nothing_of_why(
+    harness: Harness, sink: Sink
+) -> None:
     # The introductions wait for the mentor's details; the mentor leaves, erased, instead.
     await harness.send(person("E1", "mentee", MENTEE), PairConfirmed(**PAIR))
     await eventually(
@@ -609,8 +524,9 @@ def _session(sid: str, n: int, total: int, starts_at: datetime, pair: dict[str, 
     )
 
 
-async def test_feedback_requests_and_no_reminder_after_an_outcome(harness: Harness) -> None:
-    sink = harness.sink
+async def test_feedback_requests_and_no_reminder_after_an_outcome(
+    harness: Harness, sink: Sink
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     pair = {**PAIR, "pair_id": "pair-f"}
     # f1 ended 11 minutes ago: its feedback request is due now. f2's is due in a few seconds,
@@ -670,9 +586,7 @@ async def test_feedback_requests_and_no_reminder_after_an_outcome(harness: Harne
     )
 
 
-async def test_pair_closed_at_risk_and_completion(harness: Harness) -> None:
-    sink = harness.sink
-    notifications = harness.topic(Topic.NOTIFICATIONS)
+async def test_pair_closed_at_risk_and_completion(harness: Harness, sink: Sink) -> None:
     coordinator = "office@example.com"
     other = {**PAIR, "pair_id": "pair-x", "programme_id": "RM-OTHER"}
     # The people are known long before their pair's health changes.
@@ -685,65 +599,60 @@ async def test_pair_closed_at_risk_and_completion(harness: Harness) -> None:
         lambda rows: len(rows) == 2,
         what="both profiles stored",
     )
-    async with TopicReader(harness.infra.kafka_bootstrap, [notifications]) as reader:
-        # The alert may be consumed before the programme's settings (topics have no mutual
-        # order): it waits for them.
-        await harness.send(
-            ProgrammeConfigured(programme_id="RM-2027", coordinator_email=coordinator),
-            ProgrammeConfigured(programme_id="RM-OTHER"),
-            PairHealthChanged(
-                **PAIR,
-                health="at_risk",
-                reasons=["missed_in_a_row", "low_rating"],
-                sessions_completed=3,
-                sessions_missed=2,
-                last_activity_at=datetime(2027, 2, 1, 9, 30, tzinfo=UTC),
-            ),
-            PairHealthChanged(
-                **PAIR, health="on_track", reasons=[], sessions_completed=4, sessions_missed=2
-            ),
-            # No coordinator in that programme: nobody hears of it.
-            PairHealthChanged(
-                **other,
-                health="inactive",
-                reasons=["no_recent_session"],
-                sessions_completed=0,
-                sessions_missed=0,
-            ),
-            PairEnded(**PAIR, reason="not_a_fit"),
-            CreditAwarded.model_validate(
-                {**EXAMPLE_DATA["credit.awarded"], "participant_id": "E1", "credit_id": "cr-9"}
-            ),
-        )
-        [alert] = await eventually(
-            mails_to(sink, coordinator, "pair_at_risk"), lambda m: len(m) == 1
-        )
-        body = alert.get_body(("plain",))
-        assert body is not None
-        text = str(body.get_content())
-        assert "Dana Whitfield (mentee) and Sam Okafor (mentor) is at risk" in text
-        assert "the last two sessions were missed" in text
-        assert "https://portal.example/pairs/pair-1" in text
-        for address in (MENTOR, MENTEE):
-            [closed] = await eventually(
-                mails_to(sink, address, "pair_closed"), lambda m: len(m) == 1
-            )
-            content = str(closed.get_body(("plain",)).get_content())  # type: ignore[union-attr]
-            assert "new partner" in content
-            assert "fit" not in content.lower()  # never who answered what
-        [done] = await eventually(mails_to(sink, MENTEE, "completion"), lambda m: len(m) == 1)
-        content = str(done.get_body(("plain",)).get_content())  # type: ignore[union-attr]
-        assert "Continuing-education credits: 6.6" in content
-        assert "generative AI and prompt design" in content
-        assert "https://portal.example/credits/cr-9" in content
-        await reader.wait_for(
-            lambda _: len(events_on(reader, notifications, "notification.sent")) >= 4,
-            what="notification.sent for each",
-        )
-        sent = events_on(reader, notifications, "notification.sent")
-        assert ("coordinator:RM-2027", "pair_at_risk") in {
-            (e["participant_id"], e["template"]) for e in sent
-        }
+    # The alert may be consumed before the programme's settings (topics have no mutual
+    # order): it waits for them.
+    await harness.send(
+        ProgrammeConfigured(programme_id="RM-2027", coordinator_email=coordinator),
+        ProgrammeConfigured(programme_id="RM-OTHER"),
+        PairHealthChanged(
+            **PAIR,
+            health="at_risk",
+            reasons=["missed_in_a_row", "low_rating"],
+            sessions_completed=3,
+            sessions_missed=2,
+            last_activity_at=datetime(2027, 2, 1, 9, 30, tzinfo=UTC),
+        ),
+        PairHealthChanged(
+            **PAIR, health="on_track", reasons=[], sessions_completed=4, sessions_missed=2
+        ),
+        # No coordinator in that programme: nobody hears of it.
+        PairHealthChanged(
+            **other,
+            health="inactive",
+            reasons=["no_recent_session"],
+            sessions_completed=0,
+            sessions_missed=0,
+        ),
+        PairEnded(**PAIR, reason="not_a_fit"),
+        CreditAwarded.model_validate(
+            {**EXAMPLE_DATA["credit.awarded"], "participant_id": "E1", "credit_id": "cr-9"}
+        ),
+    )
+    [alert] = await eventually(mails_to(sink, coordinator, "pair_at_risk"), lambda m: len(m) == 1)
+    body = alert.get_body(("plain",))
+    assert body is not None
+    text = str(body.get_content())
+    assert "Dana Whitfield (mentee) and Sam Okafor (mentor) is at risk" in text
+    assert "the last two sessions were missed" in text
+    assert "https://portal.example/pairs/pair-1" in text
+    for address in (MENTOR, MENTEE):
+        [closed] = await eventually(mails_to(sink, address, "pair_closed"), lambda m: len(m) == 1)
+        content = str(closed.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        assert "new partner" in content
+        assert "fit" not in content.lower()  # never who answered what
+    [done] = await eventually(mails_to(sink, MENTEE, "completion"), lambda m: len(m) == 1)
+    content = str(done.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert "Continuing-education credits: 6.6" in content
+    assert "generative AI and prompt design" in content
+    assert "https://portal.example/credits/cr-9" in content
+    await harness.reader.wait_for(
+        lambda _: len(harness.data("notification.sent")) >= 4,
+        what="notification.sent for each",
+    )
+    sent = harness.data("notification.sent")
+    assert ("coordinator:RM-2027", "pair_at_risk") in {
+        (e["participant_id"], e["template"]) for e in sent
+    }
     assert sink.to(MENTOR, "completion") == []
     # Exactly one alert: on_track sends nothing, and the coordinator-less programme's alert
     # is set aside once its settings say there is nobody to tell.
@@ -761,23 +670,17 @@ async def test_pair_closed_at_risk_and_completion(harness: Harness) -> None:
     assert len(sink.to(coordinator)) == 1
 
 
-async def test_booking_carries_the_calendar_subscription_link(harness: Harness) -> None:
+async def test_booking_carries_the_calendar_subscription_link(harness: Harness, sink: Sink) -> None:
     await harness.stop()
-    harness.settings = harness.settings.model_copy(
-        update={
-            "calendar_keys": SecretStr("new-key,old-key"),
-            "calendar_base_url": "https://cal.example",
-        }
+    await harness.start(
+        calendar_keys=SecretStr("new-key,old-key"), calendar_base_url="https://cal.example"
     )
-    await harness.start()
     first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=20)
     await harness.send(
         person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), *series(2, first)
     )
     for pid, address in (("M1", MENTOR), ("E1", MENTEE)):
-        [booking] = await eventually(
-            mails_to(harness.sink, address, "booking"), lambda b: len(b) == 1
-        )
+        [booking] = await eventually(mails_to(sink, address, "booking"), lambda b: len(b) == 1)
         body = booking.get_body(("plain",))
         assert body is not None
         url = f"https://cal.example/calendars/{sign(pid, [b'new-key'])}.ics"
@@ -788,12 +691,11 @@ async def test_booking_carries_the_calendar_subscription_link(harness: Harness) 
 
 
 async def test_a_dead_senders_messages_are_taken_over_in_seconds_never_resent(
-    harness: Harness,
+    harness: Harness, sink: Sink
 ) -> None:
     """A claim left by a dead instance: handed over ('sending') is recorded as sent without a
     second copy; not handed over ('pending') is sent by the live instance once its short
     lease expires."""
-    sink = harness.sink
     await harness.send(
         person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), PairConfirmed(**PAIR)
     )
@@ -830,7 +732,7 @@ async def test_a_dead_senders_messages_are_taken_over_in_seconds_never_resent(
     assert len(sink.to(MENTOR)) == 1  # the handed-over one was not sent again
 
 
-async def test_a_lost_claim_stops_the_hand_over(harness: Harness) -> None:
+async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) -> None:
     """The 'sending' mark checks the lease holder, and a refused hand-over leaves the server
     without the message."""
     from twoway_notifications.mailer import Delivery, HandOverRefused, Mailer, SmtpConfig
@@ -851,7 +753,7 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness) -> None:
     )
     with pytest.raises(HandOverRefused):
         await sender.hand_over(nid)
-    mailer = Mailer(SmtpConfig("127.0.0.1", harness.settings.smtp_port))
+    mailer = Mailer(SmtpConfig("127.0.0.1", sink.port))
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = "a@example.com", MENTOR, "x"
     mail.set_content("hello")
@@ -868,7 +770,7 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness) -> None:
     result = await mailer.send(mail, lambda: sender.hand_over(nid))
     await mailer.close()
     assert result.delivery is Delivery.SENT
-    assert [str(m["Subject"]) for m in harness.sink.mails] == ["x"]
+    assert [str(m["Subject"]) for m in sink.mails] == ["x"]
     [status] = await harness.rows(
         "SELECT status FROM notifications.messages WHERE notification_id = $1", nid
     )

@@ -6,55 +6,63 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from progress_support import MENTEE, MENTOR, PAIR, Harness, harness
-from twoway_dev.testing.infra import Infra
+from progress_support import MENTEE, MENTOR, PAIR, Facts, progress
 from twoway_dev.testing.kafka import eventually
+from twoway_dev.testing.service import Sandbox, ServiceHarness
 from twoway_progress.handlers import credit_id_for
 
 pytestmark = pytest.mark.infra
 
 
 @pytest.fixture
-async def h(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
-) -> AsyncIterator[Harness]:
-    async with harness(infra, service_dsns["progress"], topic_prefix) as found:
+async def h(sandbox: Sandbox) -> AsyncIterator[ServiceHarness]:
+    async with progress(sandbox) as found:
         yield found
+
+
+@pytest.fixture
+def facts(h: ServiceHarness) -> Facts:
+    return Facts(h)
 
 
 def days_ago(n: float) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(days=n)
 
 
-async def start_pair(h: Harness, sessions: int = 3, **programme: object) -> None:
+async def start_pair(h: ServiceHarness, sessions: int = 3, **programme: object) -> None:
+    facts = Facts(h)
     await h.send(
-        h.programme(sessions=sessions, **programme),
-        h.profile(MENTOR, "mentor"),
-        h.profile(MENTEE, "mentee"),
+        facts.programme(sessions=sessions, **programme),
+        facts.profile(MENTOR, "mentor"),
+        facts.profile(MENTEE, "mentee"),
     )
     await h.barrier()  # settings and profiles before the pair: topics have no mutual order
     await h.send(
-        h.confirmed(),
-        *(h.scheduled(i, days_ago(sessions + 1 - i), sessions) for i in range(1, sessions + 1)),
+        facts.confirmed(),
+        *(facts.scheduled(i, days_ago(sessions + 1 - i), sessions) for i in range(1, sessions + 1)),
     )
     await h.barrier()
 
 
-async def test_a_pair_that_completes_earns_credits_and_a_certificate(h: Harness) -> None:
+async def test_a_pair_that_completes_earns_credits_and_a_certificate(
+    h: ServiceHarness, facts: Facts
+) -> None:
     async with h.running():
         await start_pair(h, sessions=3, progress={"credit_minutes": 50})
         await h.send(
-            h.goals(
+            facts.goals(
                 MENTEE,
                 [{"tag": "prompting", "note": "board papers"}, {"tag": "tiktok", "note": None}],
             ),
-            h.goals(MENTOR, [{"tag": "strategy", "note": None}]),
+            facts.goals(MENTOR, [{"tag": "strategy", "note": None}]),
         )
-        await h.send(h.completed(1, minutes=30), h.missed(2), h.completed(3, minutes=45))
         await h.send(
-            h.feedback(1, MENTEE, learned=["Prompting", "tiktok"]),
-            h.feedback(3, MENTEE, learned=["prompting"]),
-            h.feedback(1, MENTOR, learned=["strategy"]),
+            facts.completed(1, minutes=30), facts.missed(2), facts.completed(3, minutes=45)
+        )
+        await h.send(
+            facts.feedback(1, MENTEE, learned=["Prompting", "tiktok"]),
+            facts.feedback(3, MENTEE, learned=["prompting"]),
+            facts.feedback(1, MENTOR, learned=["strategy"]),
         )
         (completed,) = await h.wait("pair.completed", 1)
         credits = await h.wait("credit.awarded", 2)
@@ -94,19 +102,20 @@ async def test_a_pair_that_completes_earns_credits_and_a_certificate(h: Harness)
         assert (await h.get("/credits/nope/certificate.pdf")).status_code == 404
 
         # A replayed completion under a new event id changes nothing.
-        await h.send(h.completed(3, minutes=45))
+        await h.send(facts.completed(3, minutes=45))
         await h.barrier()
-        assert len(h.out("pair.completed")) == 1
-        assert len(h.out("credit.awarded")) == 2
+        assert len(h.events("pair.completed")) == 1
+        assert len(h.events("credit.awarded")) == 2
 
 
 async def test_not_a_fit_about_an_early_session_asks_for_a_rematch_without_saying_who(
-    h: Harness,
+    h: ServiceHarness,
+    facts: Facts,
 ) -> None:
     async with h.running():
         await start_pair(h, sessions=3)
-        await h.send(h.completed(1))
-        await h.send(h.feedback(1, MENTOR, fit="not_a_fit", rating=2))
+        await h.send(facts.completed(1))
+        await h.send(facts.feedback(1, MENTOR, fit="not_a_fit", rating=2))
         (rematch,) = await h.wait("pair.rematch_requested", 1)
         assert rematch == {
             "pair_id": PAIR,
@@ -116,29 +125,31 @@ async def test_not_a_fit_about_an_early_session_asks_for_a_rematch_without_sayin
             "reason": "not_a_fit",
         }
         # The other person says the same: still one request.
-        await h.send(h.feedback(1, MENTEE, fit="not_a_fit"))
+        await h.send(facts.feedback(1, MENTEE, fit="not_a_fit"))
         await h.barrier()
-        assert len(h.out("pair.rematch_requested")) == 1
-        await h.send(h.record("pair.ended", **h.pair_fields(), reason="not_a_fit"))
+        assert len(h.events("pair.rematch_requested")) == 1
+        await h.send(h.record("pair.ended", **facts.pair_fields(), reason="not_a_fit"))
         await h.barrier()
         progress = (await h.get(f"/pairs/{PAIR}/progress")).json()
         assert (progress["status"], progress["rematch_requested"]) == ("ended", "not_a_fit")
 
 
-async def test_health_changes_only_when_it_or_its_reasons_change(h: Harness) -> None:
+async def test_health_changes_only_when_it_or_its_reasons_change(
+    h: ServiceHarness, facts: Facts
+) -> None:
     async with h.running():
         await start_pair(h, sessions=3)
-        await h.send(h.missed(1), h.missed(2))
+        await h.send(facts.missed(1), facts.missed(2))
         (at_risk,) = await h.wait("pair.health_changed", 1)
         assert (at_risk["health"], at_risk["reasons"]) == ("at_risk", ["missed_in_a_row"])
         assert at_risk["sessions_missed"] == 2
-        await h.send(h.feedback(2, MENTEE, rating=1, fit="unsure"))
+        await h.send(facts.feedback(2, MENTEE, rating=1, fit="unsure"))
         changes = await h.wait("pair.health_changed", 2)
         assert changes[1]["reasons"] == ["missed_in_a_row", "low_rating", "fit_unsure"]
         # The same facts again: no new event.
-        await h.send(h.feedback(2, MENTEE, rating=1, fit="unsure"))
+        await h.send(facts.feedback(2, MENTEE, rating=1, fit="unsure"))
         await h.barrier()
-        assert len(h.out("pair.health_changed")) == 2
+        assert len(h.events("pair.health_changed")) == 2
         health = (await h.get("/programmes/RM/health")).json()
         assert health["pairs"]["at_risk"] == 1
         assert health["attention"][0]["reasons"] == ["missed_in_a_row", "low_rating", "fit_unsure"]
@@ -146,42 +157,44 @@ async def test_health_changes_only_when_it_or_its_reasons_change(h: Harness) -> 
 
 
 async def test_an_inactive_pair_is_warned_then_closed_by_timers_that_survive_a_restart(
-    h: Harness,
+    h: ServiceHarness,
+    facts: Facts,
 ) -> None:
     warning, close = 21, 42
     async with h.running():
         await start_pair(
             h, sessions=3, progress={"inactive_warning_days": warning, "inactive_close_days": close}
         )
-        await h.send(h.completed(1))
+        await h.send(facts.completed(1))
         await h.barrier()
         rows = await h.pool.fetch("SELECT next_check_at FROM progress.pairs")
         assert rows[0]["next_check_at"] is not None
     # Stopped; the clock moves past the warning while nothing runs.
-    h.clock.advance(timedelta(days=warning + 1))
+    h.advance(timedelta(days=warning + 1))
     async with h.running():
         (inactive,) = await h.wait("pair.health_changed", 1)
         assert (inactive["health"], inactive["reasons"]) == ("inactive", ["no_recent_session"])
         assert inactive["last_activity_at"] is not None
-        assert h.out("pair.rematch_requested") == []
-        h.clock.advance(timedelta(days=close - warning))
+        assert h.events("pair.rematch_requested") == []
+        h.advance(timedelta(days=close - warning))
         (closed,) = await h.wait("pair.rematch_requested", 1)
         assert closed["reason"] == "inactive"
-        await h.send(h.record("pair.ended", **h.pair_fields(), reason="inactive"))
+        await h.send(h.record("pair.ended", **facts.pair_fields(), reason="inactive"))
         await h.barrier()
         rows = await h.pool.fetch("SELECT status, next_check_at FROM progress.pairs")
         assert (rows[0]["status"], rows[0]["next_check_at"]) == ("ended", None)
 
 
 async def test_feedback_from_outside_the_pair_or_for_an_unknown_pair_is_dead_lettered(
-    h: Harness,
+    h: ServiceHarness,
+    facts: Facts,
 ) -> None:
     async with h.running():
         await start_pair(h, sessions=3)
         await h.send(
-            h.feedback(1, "STRANGER"),
-            h.feedback(1, MENTEE, pair_id="NO-SUCH-PAIR"),
-            h.goals("STRANGER", [{"tag": "x", "note": None}]),
+            facts.feedback(1, "STRANGER"),
+            facts.feedback(1, MENTEE, pair_id="NO-SUCH-PAIR"),
+            facts.goals("STRANGER", [{"tag": "x", "note": None}]),
         )
         letters = await h.wait_dead_letters(3)
         reasons = sorted(d.headers["x-twoway-error"].decode() for d in letters)
@@ -190,14 +203,16 @@ async def test_feedback_from_outside_the_pair_or_for_an_unknown_pair_is_dead_let
         assert all(d.headers["x-twoway-consumer"] == b"progress" for d in letters)
 
 
-async def test_erasure_removes_comments_goal_notes_and_feedback_text(h: Harness) -> None:
+async def test_erasure_removes_comments_goal_notes_and_feedback_text(
+    h: ServiceHarness, facts: Facts
+) -> None:
     async with h.running():
         await start_pair(h, sessions=3)
-        await h.send(h.completed(1), h.completed(2))
+        await h.send(facts.completed(1), facts.completed(2))
         await h.send(
-            h.goals(MENTEE, [{"tag": "prompting", "note": "secret goal note"}]),
-            h.feedback(1, MENTEE, learned=["prompting"], comment="secret comment"),
-            h.feedback(1, MENTOR, comment="the mentor's words"),
+            facts.goals(MENTEE, [{"tag": "prompting", "note": "secret goal note"}]),
+            facts.feedback(1, MENTEE, learned=["prompting"], comment="secret comment"),
+            facts.feedback(1, MENTOR, comment="the mentor's words"),
         )
         await h.barrier()
         await h.send(

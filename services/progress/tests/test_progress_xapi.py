@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from progress_support import MENTEE, MENTOR, PAIR, Harness, harness
-from twoway_dev.testing.infra import Infra
+from progress_support import MENTEE, MENTOR, PAIR, Facts, progress
 from twoway_dev.testing.kafka import eventually
 from twoway_dev.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
+from twoway_dev.testing.service import Sandbox, ServiceHarness
 from twoway_progress.domain.xapi import attended_statement_id, completed_statement_id
 from twoway_progress.handlers import credit_id_for
 
@@ -33,13 +33,9 @@ async def lrs(tmp_path: Path) -> AsyncIterator[RalphLrs]:
 
 
 @pytest.fixture
-async def h(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, lrs: RalphLrs
-) -> AsyncIterator[Harness]:
-    async with harness(
-        infra,
-        service_dsns["progress"],
-        topic_prefix,
+async def h(sandbox: Sandbox, lrs: RalphLrs) -> AsyncIterator[ServiceHarness]:
+    async with progress(
+        sandbox,
         xapi_endpoint=lrs.endpoint,
         xapi_username=USER,
         xapi_password=PASSWORD,
@@ -48,12 +44,17 @@ async def h(
         yield found
 
 
-async def pending(h: Harness) -> list[tuple[str, int]]:
+@pytest.fixture
+def facts(h: ServiceHarness) -> Facts:
+    return Facts(h)
+
+
+async def pending(h: ServiceHarness) -> list[tuple[str, int]]:
     rows = await h.pool.fetch("SELECT statement_id, attempts FROM progress.statements")
     return [(r["statement_id"], r["attempts"]) for r in rows]
 
 
-def lrs_sends(h: Harness, outcome: str) -> float:
+def lrs_sends(h: ServiceHarness, outcome: str) -> float:
     """LRS sends with this outcome, as /metrics reports them."""
     assert h.runtime is not None
     value = h.runtime.metrics.registry.get_sample_value(
@@ -63,7 +64,7 @@ def lrs_sends(h: Harness, outcome: str) -> float:
 
 
 async def test_an_lrs_outage_loses_nothing_blocks_nothing_and_duplicates_nothing(
-    h: Harness, lrs: RalphLrs
+    h: ServiceHarness, lrs: RalphLrs, facts: Facts
 ) -> None:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     expected = {
@@ -73,13 +74,17 @@ async def test_an_lrs_outage_loses_nothing_blocks_nothing_and_duplicates_nothing
     # The LRS is down from the start.
     async with h.running():
         await h.send(
-            h.programme(sessions=2), h.profile(MENTOR, "mentor"), h.profile(MENTEE, "mentee")
+            facts.programme(sessions=2),
+            facts.profile(MENTOR, "mentor"),
+            facts.profile(MENTEE, "mentee"),
         )
         await h.barrier()
         await h.send(
-            h.confirmed(), h.scheduled(1, start, 2), h.scheduled(2, start + timedelta(days=1), 2)
+            facts.confirmed(),
+            facts.scheduled(1, start, 2),
+            facts.scheduled(2, start + timedelta(days=1), 2),
         )
-        await h.send(h.completed(1), h.completed(2))
+        await h.send(facts.completed(1), facts.completed(2))
         # Consumption goes on: the pair completes while no statement can be sent.
         await h.wait("pair.completed", 1)
         await h.wait("credit.awarded", 2)
@@ -114,7 +119,7 @@ async def test_an_lrs_outage_loses_nothing_blocks_nothing_and_duplicates_nothing
 
         # A completion seen again (say, after a rewind) sends the same statements again:
         # the LRS keeps one of each.
-        await h.send(h.completed(2))
+        await h.send(facts.completed(2))
         await h.barrier()
         await eventually(lambda: pending(h), lambda rows: rows == [], what="resent")
         again = await lrs.statements()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import itertools
 import random
 import statistics
@@ -12,30 +11,22 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import icalendar
-import orjson
 import pytest
 import vobject
-from pydantic import BaseModel
 from twoway_dev.testing.calendar_client import expand
-from twoway_dev.testing.infra import Infra
-from twoway_dev.testing.kafka import Received, TopicReader, ToSend, publish, wait_until_consumed
+from twoway_dev.testing.kafka import ToSend
 from twoway_dev.testing.oidc import TestProvider
-from twoway_dev.testing.service import running_service, with_migration_url
+from twoway_dev.testing.service import Sandbox, ServiceHarness
 from twoway_scheduling.app import create_spec
 from twoway_scheduling.config import SchedulingSettings
 from twoway_scheduling.read_api import read_routes
 from twoway_shared.contract import (
-    EVENT_MODELS,
-    Topic,
     calendar_token,
 )
-from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.http import create_http_app
 from twoway_shared.platform.metrics import Metrics
-from twoway_shared.platform.runtime import Runtime, run_migrations
 
 pytestmark = pytest.mark.infra
 
@@ -46,87 +37,20 @@ WINDOW = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
 OFFICE_HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed")]
 
 
-class Harness:
-    """A running scheduling service, a reader of its output, and ways to feed it."""
-
-    def __init__(
-        self, runtime: Runtime, reader: TopicReader, bootstrap: str, token: str = ""
-    ) -> None:
-        self.runtime, self.reader, self.bootstrap = runtime, reader, bootstrap
-        self.token = token
-        self.sessions_topic = runtime.topic(Topic.SESSIONS)
-        self._counter = 0
-
-    def record(self, event_type: str, event_id: str | None = None, **data: Any) -> ToSend:
-        model: type[BaseModel] = EVENT_MODELS[event_type]
-        payload = model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **data})
-        self._counter += 1
-        return ToSend.event(
-            self.runtime.settings.topic_prefix,
-            payload,
-            source="/test",
-            event_id=event_id or f"in-{self._counter}",
-        )
-
-    async def send(self, *records: ToSend) -> None:
-        await publish(self.bootstrap, records)
-
-    def out(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        found = [orjson.loads(r.value or b"{}") for r in self.reader.on(self.sessions_topic)]
-        return [e for e in found if event_type is None or e["type"] == f"twoway.{event_type}.v1"]
-
-    async def wait(self, event_type: str, count: int) -> list[dict[str, Any]]:
-        def enough(records: list[Received]) -> bool:
-            return len(self.out(event_type)) >= count
-
-        await self.reader.wait_for(enough, what=f"{count} x {event_type}")
-        return [e["data"] for e in self.out(event_type)]
-
-    async def barrier(self) -> None:
-        """Wait until everything sent so far is processed (its offset is committed)."""
-        runtime = self.runtime
-        await wait_until_consumed(
-            self.bootstrap,
-            runtime.settings.consumer_group(runtime.spec.name),
-            [runtime.topic(t) for t in runtime.spec.consumes],
-        )
-
-    async def get(self, path: str, token: str | None = None) -> httpx.Response:
-        """The service's real HTTP server, with a `twoway.reader` token unless told otherwise."""
-        token = self.token if token is None else token
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        base_url = f"http://127.0.0.1:{self.runtime.http_port}"
-        async with httpx.AsyncClient(base_url=base_url) as client:
-            return await client.get(path, headers=headers)
-
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return list(await self.runtime.pool.fetch(sql, *args))
+Harness = ServiceHarness
 
 
 @pytest.fixture
-async def service(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, oidc: TestProvider
-) -> AsyncIterator[Harness]:
-    settings = SchedulingSettings(
-        **infra.kafka_settings("scheduling"),
-        database_url=service_dsns["scheduling"],
-        topic_prefix=topic_prefix,
-        topic_partitions=3,
-        http_port=0,
-        http_host="127.0.0.1",
+async def service(sandbox: Sandbox) -> AsyncIterator[Harness]:
+    """Scheduling on a fixed clock, with calendar links signed by two keys."""
+    async with sandbox.service(
+        create_spec(),
+        SchedulingSettings,
+        clock=lambda: NOW,
         calendar_keys=CALENDAR_KEYS,
         calendar_base_url="https://cal.example.test/",
-        **oidc.settings(),
-    )
-    spec = create_spec()
-    await run_migrations(spec, with_migration_url(settings))
-    runtime = Runtime(spec, settings, clock=lambda: NOW)
-    await runtime.start()
-    try:
-        async with TopicReader(infra.kafka_bootstrap, [runtime.topic(Topic.SESSIONS)]) as reader:
-            yield Harness(runtime, reader, infra.kafka_bootstrap, oidc.mint())
-    finally:
-        await runtime.stop()
+    ) as running:
+        yield running
 
 
 def profile(h: Harness, participant_id: str, role: str, **changes: Any) -> ToSend:
@@ -176,12 +100,12 @@ async def test_confirmed_pair_is_booked_once_even_when_replayed(service: Harness
         (3, 3, "2027-01-25T09:00:00Z"),
     ]
     assert {s["revision"] for s in booked} == {0}
-    events = h.out("session.scheduled")
+    events = h.events("session.scheduled")
     assert {e["causationid"] for e in events} == {"confirm-1"}
     # The same records again, and the same confirmation under a new event id: nothing new.
     await h.send(*records, pair(h))
     await h.barrier()
-    assert len(h.out("session.scheduled")) == 3
+    assert len(h.events("session.scheduled")) == 3
     assert len({e["id"] for e in events}) == 3
 
 
@@ -191,7 +115,7 @@ async def test_pair_confirmed_before_enrolments_waits_for_both(service: Harness)
     await h.barrier()  # the settings apply to the booking below
     await h.send(pair(h), profile(h, MENTOR, "mentor"))
     await h.barrier()
-    assert h.out("session.scheduled") == []
+    assert h.events("session.scheduled") == []
     await h.send(profile(h, MENTEE, "mentee"))
     booked = await h.wait("session.scheduled", 3)
     assert booked[0]["pair_id"] == PAIR
@@ -305,8 +229,8 @@ async def test_attendance_completes_or_misses_a_session(service: Harness) -> Non
     rejected = await h.wait("session.request_rejected", 1)
     assert rejected[0]["request"] == "attendance"
     await h.barrier()
-    assert len(h.out("session.completed")) == 1
-    assert len(h.out("session.missed")) == 1
+    assert len(h.events("session.completed")) == 1
+    assert len(h.events("session.missed")) == 1
 
 
 async def test_pair_ended_cancels_then_withdrawal_is_a_no_op(service: Harness) -> None:
@@ -320,7 +244,7 @@ async def test_pair_ended_cancels_then_withdrawal_is_a_no_op(service: Harness) -
         h.record("participant.withdrawn", participant_id=MENTEE, programme_id=PROGRAMME, erase=True)
     )
     await h.barrier()
-    assert len(h.out("session.cancelled")) == 3
+    assert len(h.events("session.cancelled")) == 3
     feed = await h.get(f"/participants/{MENTOR}/calendar.ics")
     assert feed.headers["content-type"].startswith("text/calendar")
     calendar = icalendar.Calendar.from_ical(feed.content)
@@ -330,7 +254,7 @@ async def test_pair_ended_cancels_then_withdrawal_is_a_no_op(service: Harness) -
     assert str(event["status"]) == "CANCELLED"
     assert str(event["X-TWOWAY-SESSION-ID"]) == booked[0]["session_id"]
     assert expand(feed.content, *WINDOW) == []
-    erased = await h.fetch(
+    erased = await h.rows(
         "SELECT timezone, availability FROM scheduling.participants WHERE participant_id = $1",
         MENTEE,
     )
@@ -345,7 +269,7 @@ async def test_withdrawal_cancels_and_late_pair_ended_is_a_no_op(service: Harnes
     assert {c["reason"] for c in cancelled} == {"participant_withdrawn"}
     await h.send(pair(h, "pair.ended", reason="withdrawn", withdrawn_by=MENTOR))
     await h.barrier()
-    assert len(h.out("session.cancelled")) == 3
+    assert len(h.events("session.cancelled")) == 3
 
 
 async def test_availability_change_moves_or_cancels_future_sessions(service: Harness) -> None:
@@ -380,23 +304,12 @@ async def test_availability_change_moves_or_cancels_future_sessions(service: Har
     assert {(c["reason"], c["revision"]) for c in cancelled} == {("no_slot", 2)}
 
 
-async def test_two_instances_never_double_book_a_mentor(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str
-) -> None:
+async def test_two_instances_never_double_book_a_mentor(sandbox: Sandbox) -> None:
     """Pairs of one mentor confirmed at once on two instances get non-overlapping series."""
-    settings = SchedulingSettings(
-        **infra.kafka_settings("scheduling"),
-        database_url=service_dsns["scheduling"],
-        topic_prefix=topic_prefix,
-        topic_partitions=4,
-        http_port=0,
-    )
     async with (
-        running_service(create_spec(), settings) as first,
-        running_service(create_spec(), settings),
-        TopicReader(infra.kafka_bootstrap, [settings.topic(Topic.SESSIONS)]) as reader,
+        sandbox.service(create_spec(), SchedulingSettings, topic_partitions=4) as h,
+        h.another_instance(),
     ):
-        h = Harness(first, reader, infra.kafka_bootstrap)
         mentees = [f"E{k}" for k in range(6)]
         await h.send(programme(h), profile(h, MENTOR, "mentor"))
         await h.send(*(profile(h, e, "mentee") for e in mentees))

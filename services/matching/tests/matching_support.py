@@ -1,0 +1,39 @@
+"""Matching's test people and programme settings, shared by its handler and service tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twoway_shared.contract import ParticipantEnrolled, ProgrammeConfigured
+
+PROGRAMME = "RM-TEST"
+
+
+def profile(pid: str, role: str, **changes: Any) -> dict[str, Any]:
+    """A mentor (junior, Digital) or a mentee (senior, Finance) who suit each other."""
+    base: dict[str, Any] = {
+        "participant_id": pid,
+        "programme_id": PROGRAMME,
+        "role": role,
+        "display_name": f"Person {pid}",
+        "email": f"{pid.lower()}@example.com",
+        "grade": 4 if role == "mentor" else 20,
+        "department": "Digital" if role == "mentor" else "Finance",
+        "timezone": "Europe/London",
+        "languages": ["en"],
+        "offers": ["generative ai", "social media"] if role == "mentor" else ["strategy"],
+        "wants": ["strategy"] if role == "mentor" else ["Generative AI"],
+        "availability": [{"day": d, "start": "09:00", "end": "12:00"} for d in ("mon", "tue")],
+    }
+    base.update(changes)
+    return base
+
+
+def enrolled(pid: str, role: str, **changes: Any) -> ParticipantEnrolled:
+    return ParticipantEnrolled.model_validate(profile(pid, role, **changes))
+
+
+def configure(**matching: Any) -> ProgrammeConfigured:
+    return ProgrammeConfigured.model_validate(
+        {"programme_id": PROGRAMME, "starts_on": "2027-01-04", "matching": matching}
+    )
