@@ -147,9 +147,7 @@ def test_an_idn_email_is_kept_in_its_sendable_ascii_form() -> None:
 
 @pytest.fixture
 async def matching(sandbox: Sandbox) -> AsyncIterator[ServiceHarness]:
-    async with sandbox.service(
-        create_spec(), MatchingServiceSettings, topic_partitions=2
-    ) as running:
+    async with sandbox.service(create_spec(), MatchingServiceSettings) as running:
         yield running
 
 

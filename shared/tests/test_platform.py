@@ -130,22 +130,19 @@ async def running(
         await runtime.stop()
 
 
-async def effects_from(dsn: str) -> list[str]:
+async def effects_from(dsn: str, column: str = "programme_id") -> list[str]:
+    """One column (`programme_id` or `event_id`) of the handled events' effects, in order."""
+    assert column in ("programme_id", "event_id")
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT programme_id FROM matching.effects ORDER BY handled_at")
-        return [r["programme_id"] for r in rows]
+        rows = await conn.fetch(f"SELECT {column} FROM matching.effects ORDER BY handled_at")
+        return [r[column] for r in rows]
     finally:
         await conn.close()
 
 
 async def effect_ids_from(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT event_id FROM matching.effects ORDER BY handled_at")
-        return [r["event_id"] for r in rows]
-    finally:
-        await conn.close()
+    return await effects_from(dsn, "event_id")
 
 
 async def effects(runtime: Runtime) -> list[str]:

@@ -38,10 +38,8 @@ Harness = ServiceHarness
 @pytest.fixture
 async def harness(sandbox: Sandbox) -> AsyncIterator[Harness]:
     """Matching on two partitions per topic, on a clock the test can move."""
-    async with sandbox.service(
-        create_spec(), MatchingServiceSettings, topic_partitions=2
-    ) as running:
-        yield running
+    async with sandbox.service(create_spec(), MatchingServiceSettings, topic_partitions=2) as h:
+        yield h
 
 
 async def configure_programme(h: Harness, **matching: Any) -> None:

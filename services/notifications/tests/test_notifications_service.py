@@ -112,12 +112,9 @@ Harness = ServiceHarness
 @pytest.fixture
 async def harness(sandbox: Sandbox, sink: Sink) -> AsyncIterator[Harness]:
     """Notifications with a fast sender, sending to the test's SMTP server."""
+    smtp: dict[str, Any] = {"smtp_host": "127.0.0.1", "smtp_port": sink.port}
     async with sandbox.service(
-        create_spec(FAST),
-        NotificationsSettings,
-        smtp_host="127.0.0.1",
-        smtp_port=sink.port,
-        portal_url="https://portal.example",
+        create_spec(FAST), NotificationsSettings, portal_url="https://portal.example", **smtp
     ) as running:
         yield running
 

@@ -20,16 +20,12 @@ async def h(sandbox: Sandbox) -> AsyncIterator[ServiceHarness]:
         yield found
 
 
-@pytest.fixture
-def facts(h: ServiceHarness) -> Facts:
-    return Facts(h)
-
-
 def days_ago(n: float) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(days=n)
 
 
-async def start_pair(h: ServiceHarness, sessions: int = 3, **programme: object) -> None:
+async def start_pair(h: ServiceHarness, sessions: int = 3, **programme: object) -> Facts:
+    """Settings, both profiles, the pair and its sessions, processed; the pair's facts."""
     facts = Facts(h)
     await h.send(
         facts.programme(sessions=sessions, **programme),
@@ -42,13 +38,12 @@ async def start_pair(h: ServiceHarness, sessions: int = 3, **programme: object) 
         *(facts.scheduled(i, days_ago(sessions + 1 - i), sessions) for i in range(1, sessions + 1)),
     )
     await h.barrier()
+    return facts
 
 
-async def test_a_pair_that_completes_earns_credits_and_a_certificate(
-    h: ServiceHarness, facts: Facts
-) -> None:
+async def test_a_pair_that_completes_earns_credits_and_a_certificate(h: ServiceHarness) -> None:
     async with h.running():
-        await start_pair(h, sessions=3, progress={"credit_minutes": 50})
+        facts = await start_pair(h, sessions=3, progress={"credit_minutes": 50})
         await h.send(
             facts.goals(
                 MENTEE,
@@ -110,10 +105,9 @@ async def test_a_pair_that_completes_earns_credits_and_a_certificate(
 
 async def test_not_a_fit_about_an_early_session_asks_for_a_rematch_without_saying_who(
     h: ServiceHarness,
-    facts: Facts,
 ) -> None:
     async with h.running():
-        await start_pair(h, sessions=3)
+        facts = await start_pair(h, sessions=3)
         await h.send(facts.completed(1))
         await h.send(facts.feedback(1, MENTOR, fit="not_a_fit", rating=2))
         (rematch,) = await h.wait("pair.rematch_requested", 1)
@@ -134,11 +128,9 @@ async def test_not_a_fit_about_an_early_session_asks_for_a_rematch_without_sayin
         assert (progress["status"], progress["rematch_requested"]) == ("ended", "not_a_fit")
 
 
-async def test_health_changes_only_when_it_or_its_reasons_change(
-    h: ServiceHarness, facts: Facts
-) -> None:
+async def test_health_changes_only_when_it_or_its_reasons_change(h: ServiceHarness) -> None:
     async with h.running():
-        await start_pair(h, sessions=3)
+        facts = await start_pair(h, sessions=3)
         await h.send(facts.missed(1), facts.missed(2))
         (at_risk,) = await h.wait("pair.health_changed", 1)
         assert (at_risk["health"], at_risk["reasons"]) == ("at_risk", ["missed_in_a_row"])
@@ -158,11 +150,10 @@ async def test_health_changes_only_when_it_or_its_reasons_change(
 
 async def test_an_inactive_pair_is_warned_then_closed_by_timers_that_survive_a_restart(
     h: ServiceHarness,
-    facts: Facts,
 ) -> None:
     warning, close = 21, 42
     async with h.running():
-        await start_pair(
+        facts = await start_pair(
             h, sessions=3, progress={"inactive_warning_days": warning, "inactive_close_days": close}
         )
         await h.send(facts.completed(1))
@@ -187,10 +178,9 @@ async def test_an_inactive_pair_is_warned_then_closed_by_timers_that_survive_a_r
 
 async def test_feedback_from_outside_the_pair_or_for_an_unknown_pair_is_dead_lettered(
     h: ServiceHarness,
-    facts: Facts,
 ) -> None:
     async with h.running():
-        await start_pair(h, sessions=3)
+        facts = await start_pair(h, sessions=3)
         await h.send(
             facts.feedback(1, "STRANGER"),
             facts.feedback(1, MENTEE, pair_id="NO-SUCH-PAIR"),
@@ -203,11 +193,9 @@ async def test_feedback_from_outside_the_pair_or_for_an_unknown_pair_is_dead_let
         assert all(d.headers["x-twoway-consumer"] == b"progress" for d in letters)
 
 
-async def test_erasure_removes_comments_goal_notes_and_feedback_text(
-    h: ServiceHarness, facts: Facts
-) -> None:
+async def test_erasure_removes_comments_goal_notes_and_feedback_text(h: ServiceHarness) -> None:
     async with h.running():
-        await start_pair(h, sessions=3)
+        facts = await start_pair(h, sessions=3)
         await h.send(facts.completed(1), facts.completed(2))
         await h.send(
             facts.goals(MENTEE, [{"tag": "prompting", "note": "secret goal note"}]),

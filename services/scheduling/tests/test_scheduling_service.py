@@ -43,14 +43,12 @@ Harness = ServiceHarness
 @pytest.fixture
 async def service(sandbox: Sandbox) -> AsyncIterator[Harness]:
     """Scheduling on a fixed clock, with calendar links signed by two keys."""
-    async with sandbox.service(
-        create_spec(),
-        SchedulingSettings,
-        clock=lambda: NOW,
-        calendar_keys=CALENDAR_KEYS,
-        calendar_base_url="https://cal.example.test/",
-    ) as running:
-        yield running
+    links: dict[str, Any] = {
+        "calendar_keys": CALENDAR_KEYS,
+        "calendar_base_url": "https://cal.example.test/",
+    }
+    async with sandbox.service(create_spec(), SchedulingSettings, clock=lambda: NOW, **links) as h:
+        yield h
 
 
 def profile(h: Harness, participant_id: str, role: str, **changes: Any) -> ToSend:
