@@ -153,18 +153,28 @@ async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]
     await stack.consumed(["progress"])
 
 
+async def paired(
+    stack: Stack, view: View, programme_id: str, sessions: int, mentee: str, *mentors: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The programme, the mentors and the mentee (named after the id) enrolled; the mentee's
+    pair and its booked sessions."""
+    people = [enrolled(m, programme_id, "mentor") for m in mentors]
+    name = NAMES.get(mentee)
+    people.append(enrolled(mentee, programme_id, "mentee", name=name))
+    await stack.send(programme(programme_id, sessions=sessions), *people)
+    pair = await view.pair_of(mentee)
+    return pair, await view.series(pair["pair_id"], sessions)
+
+
+NAMES = {"D-E1": "Ada Lovelace", "X-E1": "Zebulon Erasable"}
+
+
 async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_after_an_outage(
     stack: Stack, view: View, lrs: RalphLrs, oidc: TestProvider
 ) -> None:
     programme_id = "PG-DONE"
-    await stack.send(
-        programme(programme_id, sessions=2),
-        enrolled("D-M1", programme_id, "mentor"),
-        enrolled("D-E1", programme_id, "mentee", name="Ada Lovelace"),
-    )
-    pair = await view.pair_of("D-E1")
+    pair, sessions = await paired(stack, view, programme_id, 2, "D-E1", "D-M1")
     pair_id = pair["pair_id"]
-    sessions = await view.series(pair_id, 2)
     await stack.send(
         PairGoalsSet(
             pair_id=pair_id,
@@ -253,15 +263,8 @@ async def test_a_pair_that_is_not_a_fit_is_rematched_with_someone_else_without_n
     stack: Stack, view: View
 ) -> None:
     programme_id = "PG-FIT"
-    await stack.send(
-        programme(programme_id, sessions=3),
-        enrolled("F-M1", programme_id, "mentor"),
-        enrolled("F-M2", programme_id, "mentor"),
-        enrolled("F-E1", programme_id, "mentee"),
-    )
-    pair = await view.pair_of("F-E1")
+    pair, sessions = await paired(stack, view, programme_id, 3, "F-E1", "F-M1", "F-M2")
     first_mentor = pair["mentor_id"]
-    sessions = await view.series(pair["pair_id"], 3)
     await hold_sessions(stack, view, sessions[:1])
     await stack.send(
         SessionFeedbackSubmitted(
@@ -309,13 +312,7 @@ async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text
     stack: Stack, view: View
 ) -> None:
     programme_id = "PG-ERASE"
-    await stack.send(
-        programme(programme_id, sessions=2),
-        enrolled("X-M1", programme_id, "mentor"),
-        enrolled("X-E1", programme_id, "mentee", name="Zebulon Erasable"),
-    )
-    pair = await view.pair_of("X-E1")
-    sessions = await view.series(pair["pair_id"], 2)
+    pair, sessions = await paired(stack, view, programme_id, 2, "X-E1", "X-M1")
     await hold_sessions(stack, view, sessions[:1])
     await stack.send(
         PairGoalsSet(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, SecretStr
 from twoway_dev.testing.calendar_client import Meeting, expand
 from twoway_dev.testing.kafka import eventually
 from twoway_dev.testing.oidc import TestProvider
-from twoway_dev.testing.service import Sandbox, ServiceHarness
+from twoway_dev.testing.service import Sandbox, ServiceHarness, example
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
@@ -43,6 +43,7 @@ from twoway_shared.contract.events import (
 from twoway_shared.contract.examples import EXAMPLE_DATA
 
 pytestmark = pytest.mark.infra
+Harness = ServiceHarness
 
 FAST = SenderOptions(retry_base=timedelta(milliseconds=300), poll_seconds=0.2)
 
@@ -106,8 +107,6 @@ def sink() -> Iterator[Sink]:
 
 # ---------------------------------------------------------------- the service
 
-Harness = ServiceHarness
-
 
 @pytest.fixture
 async def harness(sandbox: Sandbox, sink: Sink) -> AsyncIterator[Harness]:
@@ -123,16 +122,11 @@ async def harness(sandbox: Sandbox, sink: Sink) -> AsyncIterator[Harness]:
 
 
 def person(pid: str, role: str, email: str, **changes: Any) -> ParticipantEnrolled:
-    data = {
-        **EXAMPLE_DATA["participant.enrolled"],
-        "participant_id": pid,
-        "role": role,
-        "email": email,
-        "display_name": f"Person {pid}",
-        "locale": "en",
-        **changes,
-    }
-    return ParticipantEnrolled.model_validate(data)
+    """The contract's example enrolment, for `pid` at `email`, in English."""
+    fields = dict(participant_id=pid, role=role, email=email, display_name=f"Person {pid}")
+    found = example("participant.enrolled", **(fields | {"locale": "en"} | changes))
+    assert isinstance(found, ParticipantEnrolled)
+    return found
 
 
 PAIR = {"pair_id": "pair-1", "programme_id": "RM-2027", "mentor_id": "M1", "mentee_id": "E1"}
@@ -280,19 +274,17 @@ async def test_booking_update_cancel_replay_and_read_api(
         lambda w: len(w) == 1,
         what="the marker email",
     )
-    await eventually(
-        lambda: harness.rows("SELECT 1 FROM notifications.inbox"),
-        lambda rows: len(rows) == 20,
+    await harness.until(
+        "SELECT 1 FROM notifications.inbox",
+        holds=lambda rows: len(rows) == 20,
         what="every replayed record processed",
     )
     # Nothing is left to send now (every due message was sent and recorded), so the sink
     # holds everything the replay could have caused.
-    await eventually(
-        lambda: harness.rows(
-            "SELECT template, status FROM notifications.messages"
-            " WHERE status = 'pending' AND due_at <= now()"
-        ),
-        lambda rows: rows == [],
+    await harness.until(
+        "SELECT template, status FROM notifications.messages"
+        " WHERE status = 'pending' AND due_at <= now()",
+        holds=lambda rows: rows == [],
         what="no due message left unsent",
     )
     assert _snapshot(sink) == [*before, (MENTEE, "partner_withdrew")]
@@ -375,11 +367,9 @@ async def test_reminder_fires_on_time_and_survives_a_restart(harness: Harness, s
     # The mentee opted out of reminders: nothing, and no failure.
     assert sink.to(MENTEE, "reminder") == []
     # The mentee's second reminder is due with the mentor's: wait until it is resolved too.
-    statuses = await eventually(
-        lambda: harness.rows(
-            "SELECT participant_id, status FROM notifications.messages WHERE template = 'reminder'"
-        ),
-        lambda rows: all(r["status"] != "pending" for r in rows),
+    statuses = await harness.until(
+        "SELECT participant_id, status FROM notifications.messages WHERE template = 'reminder'",
+        holds=lambda rows: all(r["status"] != "pending" for r in rows),
         what="every due reminder resolved",
     )
     assert sorted((r["participant_id"], r["status"]) for r in statuses) == [
@@ -424,11 +414,9 @@ async def test_messages_wait_for_contact_details_and_honour_opt_out(
 ) -> None:
     # The pair is confirmed before anyone's details arrive.
     await harness.send(PairConfirmed(**PAIR), person("M1", "mentor", MENTOR))
-    await eventually(
-        lambda: harness.rows(
-            "SELECT status FROM notifications.messages WHERE participant_id = 'M1'"
-        ),
-        lambda rows: [r["status"] for r in rows] == ["waiting"],
+    await harness.until(
+        "SELECT status FROM notifications.messages WHERE participant_id = 'M1'",
+        holds=lambda rows: [r["status"] for r in rows] == ["waiting"],
         what="the mentor's message waiting for the mentee's details",
     )
     other = {**PAIR, "pair_id": "pair-2", "mentee_id": "E2"}
@@ -440,11 +428,9 @@ async def test_messages_wait_for_contact_details_and_honour_opt_out(
     await eventually(lambda: _count(sink), lambda n: n >= 3, what="three introductions")
     assert len(sink.to(MENTOR, "pair_confirmed")) == 2
     assert len(sink.to(MENTEE, "pair_confirmed")) == 1
-    await eventually(
-        lambda: harness.rows(
-            "SELECT status FROM notifications.messages WHERE participant_id = 'E2'"
-        ),
-        lambda rows: [r["status"] for r in rows] == ["skipped"],
+    await harness.until(
+        "SELECT status FROM notifications.messages WHERE participant_id = 'E2'",
+        holds=lambda rows: [r["status"] for r in rows] == ["skipped"],
     )
     assert sink.to("e2@example.com") == []
 
@@ -481,11 +467,9 @@ async def test_erasure_forgets_details_and_partner_hears_nothing_of_why(
 ) -> None:
     # The introductions wait for the mentor's details; the mentor leaves, erased, instead.
     await harness.send(person("E1", "mentee", MENTEE), PairConfirmed(**PAIR))
-    await eventually(
-        lambda: harness.rows(
-            "SELECT status FROM notifications.messages WHERE template = 'pair_confirmed'"
-        ),
-        lambda rows: sorted(r["status"] for r in rows) == ["waiting", "waiting"],
+    await harness.until(
+        "SELECT status FROM notifications.messages WHERE template = 'pair_confirmed'",
+        holds=lambda rows: sorted(r["status"] for r in rows) == ["waiting", "waiting"],
     )
     await harness.send(
         ParticipantWithdrawn(participant_id="M1", programme_id="RM-2027", erase=True),
@@ -560,22 +544,18 @@ async def test_feedback_requests_and_no_reminder_after_an_outcome(
     await eventually(mails_to(sink, MENTEE, "reminder"), lambda m: len(m) == 1, timeout=30)
     # Every reminder of r1 was dropped with its outcome; only r2's went out.
     # (The status is recorded just after the SMTP reply, so wait for it too.)
-    await eventually(
-        lambda: harness.rows(
-            "SELECT session_id, status FROM notifications.messages WHERE template = 'reminder'"
-        ),
-        lambda rows: (
+    await harness.until(
+        "SELECT session_id, status FROM notifications.messages WHERE template = 'reminder'",
+        holds=lambda rows: (
             sorted((r["session_id"], r["status"]) for r in rows) == [("r2", "sent"), ("r2", "sent")]
         ),
         what="only r2's reminders, sent",
     )
     # f1's requests went out, f2's were dropped with its cancellation, r1's and r2's wait.
-    await eventually(
-        lambda: harness.rows(
-            "SELECT session_id, status, count(*) AS n FROM notifications.messages"
-            " WHERE template = 'feedback_request' GROUP BY 1, 2 ORDER BY 1, 2"
-        ),
-        lambda rows: (
+    await harness.until(
+        "SELECT session_id, status, count(*) AS n FROM notifications.messages"
+        " WHERE template = 'feedback_request' GROUP BY 1, 2 ORDER BY 1, 2",
+        holds=lambda rows: (
             [tuple(r) for r in rows]
             == [("f1", "sent", 2), ("r1", "pending", 2), ("r2", "pending", 2)]
         ),
@@ -591,9 +571,9 @@ async def test_pair_closed_at_risk_and_completion(harness: Harness, sink: Sink) 
         person("M1", "mentor", MENTOR, display_name="Sam Okafor"),
         person("E1", "mentee", MENTEE, display_name="Dana Whitfield"),
     )
-    await eventually(
-        lambda: harness.rows("SELECT 1 FROM notifications.participants"),
-        lambda rows: len(rows) == 2,
+    await harness.until(
+        "SELECT 1 FROM notifications.participants",
+        holds=lambda rows: len(rows) == 2,
         what="both profiles stored",
     )
     # The alert may be consumed before the programme's settings (topics have no mutual
@@ -653,12 +633,10 @@ async def test_pair_closed_at_risk_and_completion(harness: Harness, sink: Sink) 
     assert sink.to(MENTOR, "completion") == []
     # Exactly one alert: on_track sends nothing, and the coordinator-less programme's alert
     # is set aside once its settings say there is nobody to tell.
-    await eventually(
-        lambda: harness.rows(
-            "SELECT participant_id, status FROM notifications.messages"
-            " WHERE template = 'pair_at_risk' ORDER BY participant_id"
-        ),
-        lambda rows: (
+    await harness.until(
+        "SELECT participant_id, status FROM notifications.messages"
+        " WHERE template = 'pair_at_risk' ORDER BY participant_id",
+        holds=lambda rows: (
             [tuple(r) for r in rows]
             == [("coordinator:RM-2027", "sent"), ("coordinator:RM-OTHER", "skipped")]
         ),
@@ -697,9 +675,9 @@ async def test_a_dead_senders_messages_are_taken_over_in_seconds_never_resent(
         person("M1", "mentor", MENTOR), person("E1", "mentee", MENTEE), PairConfirmed(**PAIR)
     )
     await eventually(lambda: _count(sink), lambda n: n == 2, what="both pair_confirmed emails")
-    await eventually(
-        lambda: harness.rows("SELECT 1 FROM notifications.messages WHERE status = 'sent'"),
-        lambda rows: len(rows) == 2,
+    await harness.until(
+        "SELECT 1 FROM notifications.messages WHERE status = 'sent'",
+        holds=lambda rows: len(rows) == 2,
         what="both recorded",
     )
     # As a dead instance leaves them: one mid hand-over, one claimed and not yet sent.
@@ -717,12 +695,10 @@ async def test_a_dead_senders_messages_are_taken_over_in_seconds_never_resent(
     await eventually(lambda: _async(sink.to(MENTEE)), lambda m: len(m) == 2, timeout=15)
     taken_over = asyncio.get_running_loop().time() - started
     assert taken_over < 6, f"took {taken_over:.1f} s to take over"
-    rows = await eventually(
-        lambda: harness.rows(
-            "SELECT participant_id, status, lease_holder FROM notifications.messages"
-            " ORDER BY participant_id"
-        ),
-        lambda rows: all(r["status"] == "sent" for r in rows),
+    rows = await harness.until(
+        "SELECT participant_id, status, lease_holder FROM notifications.messages"
+        " ORDER BY participant_id",
+        holds=lambda rows: all(r["status"] == "sent" for r in rows),
         what="both recorded as sent",
     )
     assert [(r["participant_id"], r["lease_holder"]) for r in rows] == [("E1", None), ("M1", None)]
@@ -738,9 +714,9 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) ->
     assert harness.runtime is not None
     sender = Sender(harness.runtime, FAST)
     await harness.send(PairConfirmed(**PAIR))  # waits for details: nobody sends it
-    [row] = await eventually(
-        lambda: harness.rows("SELECT notification_id FROM notifications.messages LIMIT 1"),
-        lambda rows: len(rows) == 1,
+    [row] = await harness.until(
+        "SELECT notification_id FROM notifications.messages LIMIT 1",
+        holds=lambda rows: len(rows) == 1,
     )
     nid = row["notification_id"]
     await harness.rows(

@@ -29,15 +29,13 @@ from twoway_shared.platform.http import create_http_app
 from twoway_shared.platform.metrics import Metrics
 
 pytestmark = pytest.mark.infra
+Harness = ServiceHarness
 
 NOW = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
 MENTOR, MENTEE, PAIR, PROGRAMME = "M1", "E1", "P1", "RM"
 CALENDAR_KEYS = "new-calendar-key-0123456789abcdef,old-calendar-key-0123456789abcdef"
 WINDOW = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC))
 OFFICE_HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed")]
-
-
-Harness = ServiceHarness
 
 
 @pytest.fixture

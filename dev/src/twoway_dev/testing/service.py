@@ -87,6 +87,12 @@ async def running_service(
         await runtime.stop()
 
 
+def example(event_type: str, **changes: Any) -> BaseModel:
+    """The contract's example `data` of `event_type` with `changes`, as its model."""
+    model: type[BaseModel] = EVENT_MODELS[event_type]
+    return model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **changes})
+
+
 class ServiceHarness:
     """One service's app in the test process, a reader of what it produces, ways to feed it.
 
@@ -174,8 +180,7 @@ class ServiceHarness:
         `data` is a model, or an event type whose contract example is the base for `changes`.
         """
         if isinstance(data, str):
-            model: type[BaseModel] = EVENT_MODELS[data]
-            data = model.model_validate({**copy.deepcopy(EXAMPLE_DATA[data]), **changes})
+            data = example(data, **changes)
         elif changes:
             data = type(data).model_validate({**data.model_dump(mode="json"), **changes})
         self._counter += 1
@@ -259,7 +264,7 @@ class ServiceHarness:
         sql: str,
         *args: Any,
         holds: Callable[[list[asyncpg.Record]], bool],
-        what: str,
+        what: str = "the database state",
         timeout: float = 30.0,
     ) -> list[asyncpg.Record]:
         """Query until `holds(rows)`; the rows, or a failure showing the last ones."""
