@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,7 +28,14 @@ import orjson
 from pydantic import BaseModel
 from twoway_dev.localstack.mailsink import MailSink
 from twoway_dev.testing.infra import Infra, unique_name
-from twoway_dev.testing.kafka import Received, ToSend, eventually, publish, wait_until_consumed
+from twoway_dev.testing.kafka import (
+    Received,
+    TopicReader,
+    ToSend,
+    eventually,
+    publish,
+    wait_until_consumed,
+)
 from twoway_dev.testing.oidc import TestProvider
 from twoway_shared.contract import (
     WEEKDAYS,
@@ -36,20 +43,15 @@ from twoway_shared.contract import (
     Topic,
     topic_name,
 )
-from twoway_shared.contract.access import SERVICES, all_acls
+from twoway_shared.contract.access import SERVICES, all_acls, consumes
 from twoway_shared.platform.kafka_acls import grant, revoke
 from twoway_shared.platform.roles import migration_dsns, provision
 
 SOURCE = "/tests/e2e"
 CALENDAR_KEYS = "e2e-calendar-key-0123456789abcdef"
 
-CONSUMES: dict[str, tuple[Topic, ...]] = {
-    "matching": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIR_RESPONSES),
-    "scheduling": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSION_REQUESTS),
-    "notifications": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS),
-    "progress": (Topic.PROGRAMMES, Topic.ENROLMENTS, Topic.PAIRS, Topic.SESSIONS, Topic.FEEDBACK),
-}
-"""Each service's input topics (its `ServiceSpec.consumes`)."""
+CONSUMES: dict[str, tuple[Topic, ...]] = {service: consumes(service) for service in SERVICES}
+"""Each service's input topics, as the contract's access list gives them."""
 
 
 def free_port() -> int:
@@ -282,6 +284,55 @@ def events(
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class View:
+    """Shorthands over what a stack's services produced (a reader of their topics)."""
+
+    def __init__(self, stack: Stack, reader: TopicReader, timeout: float = 90) -> None:
+        self.stack, self.reader, self.timeout = stack, reader, timeout
+
+    def of(self, topic: Topic, kind: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        """The events on `topic` (of `kind`) whose data has the `match` values."""
+        found = events(self.reader.records, self.stack.topic(topic), kind)
+        return [e for e in found if all(e["data"].get(k) == v for k, v in match.items())]
+
+    def data(self, topic: Topic, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return [e["data"] for e in self.of(topic, kind, **match)]
+
+    def pairs(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return self.of(Topic.PAIRS, kind, **match)
+
+    def sessions(self, kind: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        return self.of(Topic.SESSIONS, kind, **match)
+
+    def sent(self, **match: Any) -> list[dict[str, Any]]:
+        return self.of(Topic.NOTIFICATIONS, "notification.sent", **match)
+
+    async def until(
+        self, condition: Callable[[], bool], what: str, timeout: float | None = None
+    ) -> None:
+        await self.reader.wait_for(
+            lambda _: condition(), timeout=timeout or self.timeout, what=what
+        )
+
+    async def pair_of(self, mentee: str) -> dict[str, Any]:
+        """The data of the first pair.confirmed of `mentee`, once there is one."""
+        await self.until(lambda: bool(self.pairs("pair.confirmed", mentee_id=mentee)), mentee)
+        return self.data(Topic.PAIRS, "pair.confirmed", mentee_id=mentee)[0]
+
+    async def series(self, pair_id: str, total: int) -> list[dict[str, Any]]:
+        """The data of a pair's `total` scheduled sessions, in order, once all are out."""
+        await self.until(
+            lambda: len(self.sessions("session.scheduled", pair_id=pair_id)) == total,
+            f"{total} sessions of {pair_id}",
+        )
+        scheduled = self.data(Topic.SESSIONS, "session.scheduled", pair_id=pair_id)
+        return sorted(scheduled, key=lambda s: s["sequence"])
+
+
+PRODUCED = (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS, Topic.PROGRESS, Topic.DEADLETTER)
+"""What the services write, all read by a stack's `View`."""
 
 
 # ---------------------------------------------------------------- people

@@ -6,7 +6,7 @@ import itertools
 import json
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +22,6 @@ from twoway_dev.testing.calendar_client import CalendarClient, expand
 from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import (
     Received,
-    TopicReader,
     ToSend,
     client_options,
     eventually,
@@ -30,24 +29,22 @@ from twoway_dev.testing.kafka import (
 )
 from twoway_dev.testing.oidc import TestProvider
 from twoway_dev.toolkit.generate import generate_cohort
+from twoway_shared import contract
 from twoway_shared.contract import (
     EVENT_MODELS,
     PairResponseSubmitted,
     ParticipantEnrolled,
-    ParticipantUpdated,
     ParticipantWithdrawn,
     ProgrammeConfigured,
-    ProgrammeMatchingRequested,
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
     Topic,
 )
-from twoway_shared.contract.access import SERVICES
+from twoway_shared.contract.access import SERVICES, consumes
 
 from tests.e2e_support import (
-    CONSUMES,
     Stack,
-    events,
+    View,
     mails,
     next_monday,
     parse_time,
@@ -94,42 +91,6 @@ async def stack(
     root = tmp_path_factory.mktemp("e2e")
     async with running_stack(infra, root, oidc=oidc) as stack:
         yield stack
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def reader(stack: Stack) -> AsyncIterator[TopicReader]:
-    """Everything the services produce, read from the beginning."""
-    topics = [Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS, Topic.DEADLETTER]
-    async with TopicReader(stack.kafka, [stack.topic(t) for t in topics]) as found:
-        yield found
-
-
-class View:
-    """Shorthands over the reader's records for one stack."""
-
-    def __init__(self, stack: Stack, reader: TopicReader) -> None:
-        self.stack, self.reader = stack, reader
-
-    def of(self, topic: Topic, kind: str | None = None, **match: Any) -> list[dict[str, Any]]:
-        found = events(self.reader.records, self.stack.topic(topic), kind)
-        return [e for e in found if all(e["data"].get(k) == v for k, v in match.items())]
-
-    def pairs(self, kind: str, **match: Any) -> list[dict[str, Any]]:
-        return self.of(Topic.PAIRS, kind, **match)
-
-    def sessions(self, kind: str | None = None, **match: Any) -> list[dict[str, Any]]:
-        return self.of(Topic.SESSIONS, kind, **match)
-
-    def sent(self, **match: Any) -> list[dict[str, Any]]:
-        return self.of(Topic.NOTIFICATIONS, "notification.sent", **match)
-
-    async def until(self, condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-        await self.reader.wait_for(lambda _: condition(), timeout=timeout, what=what)
-
-
-@pytest.fixture
-def view(stack: Stack, reader: TopicReader) -> View:
-    return View(stack, reader)
 
 
 def session_state(view: View, pair_id: str) -> dict[str, dict[str, Any]]:
@@ -187,7 +148,7 @@ async def test_cohort_flows_to_pairs_sessions_and_booking_emails(stack: Stack, v
 
     await stack.send(programme(programme_id, mode="batch"), *(enrolled(p) for p in cohort))
     await stack.consumed(["matching"])
-    await stack.send(ProgrammeMatchingRequested(programme_id=programme_id))
+    await stack.send(contract.ProgrammeMatchingRequested(programme_id=programme_id))
     summary = await eventually(
         lambda: stack.get("matching", f"/programmes/{programme_id}/pairs"),
         lambda body: body is not None and body["last_round"] is not None,
@@ -571,7 +532,7 @@ async def all_dead_lettered(
 
 
 def consumers_of(topic: Topic) -> set[str]:
-    return {service for service, topics in CONSUMES.items() if topic in topics}
+    return {service for service in SERVICES if topic in consumes(service)}
 
 
 def dead_letters_of(view: View, record: ToSend) -> dict[str, dict[str, bytes]]:
@@ -603,7 +564,7 @@ async def test_invalid_records_are_dead_lettered_and_good_ones_flow(
         return ToSend.event(stack.prefix, data, source="/tests/e2e")
 
     changed_role = dict(m1, role="mentee", revision=1)
-    role_change = good(ParticipantUpdated.model_validate(changed_role))
+    role_change = good(contract.ParticipantUpdated.model_validate(changed_role))
     # Contract 1.1: responses the pair cannot take get pair.response_rejected, no dead letter.
     refused = [
         PairResponseSubmitted(pair_id="no-such-pair", participant_id="D-E1", response="accept"),
@@ -875,7 +836,7 @@ async def quiescent(stack: Stack) -> None:
 async def rewind(stack: Stack, service: str) -> None:
     """Commit offset 0 for every input partition of a stopped service's consumer group."""
     group = f"{stack.prefix}{service}"
-    topics = [stack.topic(t) for t in CONSUMES[service]]
+    topics = [stack.topic(t) for t in consumes(service)]
     admin = AIOKafkaAdminClient(**client_options(stack.kafka))
     await admin.start()
     consumer = AIOKafkaConsumer(

@@ -6,7 +6,7 @@ in-process with a movable clock (services/progress/tests)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest_asyncio
 from rich.console import Console
 from twoway_dev.demo.progress import health_section, play_progress, programme_health
 from twoway_dev.testing.infra import Infra
-from twoway_dev.testing.kafka import TopicReader, eventually
+from twoway_dev.testing.kafka import eventually
 from twoway_dev.testing.lrs import PASSWORD, USER, RalphLrs, ralph_installed
 from twoway_dev.testing.oidc import TestProvider
 from twoway_dev.toolkit.generate import generate_cohort
@@ -31,7 +31,7 @@ from twoway_shared.contract import (
 )
 from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
 
-from tests.e2e_support import Stack, events, person, running_stack
+from tests.e2e_support import Stack, View, person, running_stack
 
 pytestmark = [
     pytest.mark.infra,
@@ -89,47 +89,6 @@ async def stack(
         yield stack
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def reader(stack: Stack) -> AsyncIterator[TopicReader]:
-    topics = [Topic.PAIRS, Topic.SESSIONS, Topic.PROGRESS, Topic.DEADLETTER]
-    async with TopicReader(stack.kafka, [stack.topic(t) for t in topics]) as found:
-        yield found
-
-
-class View:
-    def __init__(self, stack: Stack, reader: TopicReader) -> None:
-        self.stack, self.reader = stack, reader
-
-    def of(self, topic: Topic, kind: str, **match: Any) -> list[dict[str, Any]]:
-        found = events(self.reader.records, self.stack.topic(topic), kind)
-        return [e["data"] for e in found if all(e["data"].get(k) == v for k, v in match.items())]
-
-    async def until(self, condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
-        await self.reader.wait_for(lambda _: condition(), timeout=timeout, what=what)
-
-    async def pair_of(self, mentee: str) -> dict[str, Any]:
-        await self.until(
-            lambda: bool(self.of(Topic.PAIRS, "pair.confirmed", mentee_id=mentee)),
-            f"a pair for {mentee}",
-        )
-        return self.of(Topic.PAIRS, "pair.confirmed", mentee_id=mentee)[0]
-
-    async def series(self, pair_id: str, total: int) -> list[dict[str, Any]]:
-        await self.until(
-            lambda: len(self.of(Topic.SESSIONS, "session.scheduled", pair_id=pair_id)) == total,
-            f"{total} sessions of {pair_id}",
-        )
-        return sorted(
-            self.of(Topic.SESSIONS, "session.scheduled", pair_id=pair_id),
-            key=lambda s: s["sequence"],
-        )
-
-
-@pytest.fixture
-def view(stack: Stack, reader: TopicReader) -> View:
-    return View(stack, reader)
-
-
 def attended(session: dict[str, Any], who: str) -> SessionAttendanceRecorded:
     return SessionAttendanceRecorded(
         session_id=session["session_id"],
@@ -140,6 +99,13 @@ def attended(session: dict[str, Any], who: str) -> SessionAttendanceRecorded:
     )
 
 
+def feedback(session: dict[str, Any], who: str, **more: Any) -> SessionFeedbackSubmitted:
+    """`who`'s feedback on one of their sessions."""
+    return SessionFeedbackSubmitted(
+        session_id=session["session_id"], pair_id=session["pair_id"], participant_id=who, **more
+    )
+
+
 async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]) -> None:
     """Both people attend each session; scheduling completes them; progress has seen it."""
     await stack.send(
@@ -147,7 +113,7 @@ async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]
     )
     ids = {s["session_id"] for s in sessions}
     await view.until(
-        lambda: ids <= {c["session_id"] for c in view.of(Topic.SESSIONS, "session.completed")},
+        lambda: ids <= {c["session_id"] for c in view.data(Topic.SESSIONS, "session.completed")},
         "the sessions completed",
     )
     await stack.consumed(["progress"])
@@ -184,36 +150,23 @@ async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_afte
     )
     await hold_sessions(stack, view, sessions[:1])
     await stack.send(
-        SessionFeedbackSubmitted(
-            session_id=sessions[0]["session_id"],
-            pair_id=pair_id,
-            participant_id="D-E1",
-            learned=["Python"],
-            rating=5,
-            fit="good",
-            comment="very kind",
+        feedback(
+            sessions[0], "D-E1", learned=["Python"], rating=5, fit="good", comment="very kind"
         ),
-        SessionFeedbackSubmitted(
-            session_id=sessions[0]["session_id"],
-            pair_id=pair_id,
-            participant_id="D-M1",
-            learned=["leadership"],
-            rating=4,
-            fit="good",
-        ),
+        feedback(sessions[0], "D-M1", learned=["leadership"], rating=4, fit="good"),
     )
     await stack.consumed(["progress"])
     await hold_sessions(stack, view, sessions[1:])
 
     await view.until(
-        lambda: len(view.of(Topic.PROGRESS, "credit.awarded", pair_id=pair_id)) == 2, "credits"
+        lambda: len(view.data(Topic.PROGRESS, "credit.awarded", pair_id=pair_id)) == 2, "credits"
     )
-    (completed,) = view.of(Topic.PROGRESS, "pair.completed", pair_id=pair_id)
+    (completed,) = view.data(Topic.PROGRESS, "pair.completed", pair_id=pair_id)
     assert (completed["sessions_completed"], completed["minutes"]) == (2, 60)
     assert completed["mentee_learned"] == ["python"]
     assert completed["mentor_learned"] == ["leadership"]
     credits = {
-        c["participant_id"]: c for c in view.of(Topic.PROGRESS, "credit.awarded", pair_id=pair_id)
+        c["participant_id"]: c for c in view.data(Topic.PROGRESS, "credit.awarded", pair_id=pair_id)
     }
     assert {p: c["credits"] for p, c in credits.items()} == {"D-M1": 1.2, "D-E1": 1.2}
     assert credits["D-E1"]["credit_id"] == credit_id_for(pair_id, "D-E1")
@@ -267,20 +220,13 @@ async def test_a_pair_that_is_not_a_fit_is_rematched_with_someone_else_without_n
     first_mentor = pair["mentor_id"]
     await hold_sessions(stack, view, sessions[:1])
     await stack.send(
-        SessionFeedbackSubmitted(
-            session_id=sessions[0]["session_id"],
-            pair_id=pair["pair_id"],
-            participant_id=first_mentor,
-            rating=2,
-            fit="not_a_fit",
-            comment="we do not click",
-        )
+        feedback(sessions[0], first_mentor, rating=2, fit="not_a_fit", comment="we do not click")
     )
     await view.until(
-        lambda: bool(view.of(Topic.PROGRESS, "pair.rematch_requested", pair_id=pair["pair_id"])),
+        lambda: bool(view.data(Topic.PROGRESS, "pair.rematch_requested", pair_id=pair["pair_id"])),
         "pair.rematch_requested",
     )
-    (request,) = view.of(Topic.PROGRESS, "pair.rematch_requested", pair_id=pair["pair_id"])
+    (request,) = view.data(Topic.PROGRESS, "pair.rematch_requested", pair_id=pair["pair_id"])
     assert request == {
         "pair_id": pair["pair_id"],
         "programme_id": programme_id,
@@ -290,16 +236,16 @@ async def test_a_pair_that_is_not_a_fit_is_rematched_with_someone_else_without_n
     }
     # Matching ends the pair and pairs the mentee with the other mentor (never the same two).
     await view.until(
-        lambda: len(view.of(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")) == 2,
+        lambda: len(view.data(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")) == 2,
         "a new pair for F-E1",
     )
-    (ended,) = view.of(Topic.PAIRS, "pair.ended", pair_id=pair["pair_id"])
+    (ended,) = view.data(Topic.PAIRS, "pair.ended", pair_id=pair["pair_id"])
     assert (ended["reason"], ended["withdrawn_by"]) == ("not_a_fit", None)
-    again = view.of(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")[1]
+    again = view.data(Topic.PAIRS, "pair.confirmed", mentee_id="F-E1")[1]
     assert again["mentor_id"] == ({"F-M1", "F-M2"} - {first_mentor}).pop()
     # Scheduling cancels what was left of the first series.
     await view.until(
-        lambda: len(view.of(Topic.SESSIONS, "session.cancelled", pair_id=pair["pair_id"])) == 2,
+        lambda: len(view.data(Topic.SESSIONS, "session.cancelled", pair_id=pair["pair_id"])) == 2,
         "the rest of the first series cancelled",
     )
     await stack.consumed(["progress"])
@@ -320,14 +266,7 @@ async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text
             participant_id="X-E1",
             goals=[{"tag": "python", "note": "zq-goal-note"}],
         ),
-        SessionFeedbackSubmitted(
-            session_id=sessions[0]["session_id"],
-            pair_id=pair["pair_id"],
-            participant_id="X-E1",
-            learned=["python"],
-            rating=4,
-            comment="zq-private-comment",
-        ),
+        feedback(sessions[0], "X-E1", learned=["python"], rating=4, comment="zq-private-comment"),
     )
     await stack.consumed(["progress"])
 
@@ -375,11 +314,12 @@ async def test_the_demo_plays_the_weeks_and_the_report_shows_pair_health(
 
     def booked() -> bool:
         pairs = {
-            c["pair_id"] for c in view.of(Topic.PAIRS, "pair.confirmed", programme_id=programme_id)
+            c["pair_id"]
+            for c in view.data(Topic.PAIRS, "pair.confirmed", programme_id=programme_id)
         }
-        failed = {f["pair_id"] for f in view.of(Topic.SESSIONS, "session.booking_failed")}
+        failed = {f["pair_id"] for f in view.data(Topic.SESSIONS, "session.booking_failed")}
         return len(pairs) >= 10 and all(
-            p in failed or len(view.of(Topic.SESSIONS, "session.scheduled", pair_id=p)) == 6
+            p in failed or len(view.data(Topic.SESSIONS, "session.scheduled", pair_id=p)) == 6
             for p in pairs
         )
 

@@ -27,15 +27,9 @@ from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import Clock
 
+from twoway_dev.testing import kafka
 from twoway_dev.testing.infra import Infra
-from twoway_dev.testing.kafka import (
-    Received,
-    TopicReader,
-    ToSend,
-    eventually,
-    publish,
-    wait_until_consumed,
-)
+from twoway_dev.testing.kafka import Received, TopicReader, ToSend
 from twoway_dev.testing.oidc import TestProvider
 
 S = TypeVar("S", bound=Settings)
@@ -191,12 +185,12 @@ class ServiceHarness:
         """Publish in order (models become records) and wait until the broker has them all."""
         records = [i if isinstance(i, ToSend) else self.record(i) for i in items]
         self.sent.extend(records)
-        await publish(self.infra.kafka_bootstrap, records)
+        await kafka.publish(self.infra.kafka_bootstrap, records)
         return records
 
     async def replay(self) -> None:
         """Publish every record sent so far again, as they were (same event ids)."""
-        await publish(self.infra.kafka_bootstrap, list(self.sent))
+        await kafka.publish(self.infra.kafka_bootstrap, list(self.sent))
 
     async def barrier(self, timeout: float = 30.0) -> None:
         """Wait until the service has committed every record now on its input topics.
@@ -204,7 +198,7 @@ class ServiceHarness:
         Offsets are committed only after a record's effects are, so everything sent so far
         is processed; topics have no mutual order, and this is how a test orders them.
         """
-        await wait_until_consumed(
+        await kafka.wait_until_consumed(
             self.infra.kafka_bootstrap,
             self.settings.consumer_group(self.spec.name),
             [self.topic(t) for t in self.spec.consumes],
@@ -268,7 +262,9 @@ class ServiceHarness:
         timeout: float = 30.0,
     ) -> list[asyncpg.Record]:
         """Query until `holds(rows)`; the rows, or a failure showing the last ones."""
-        return await eventually(lambda: self.rows(sql, *args), holds, timeout=timeout, what=what)
+        return await kafka.eventually(
+            lambda: self.rows(sql, *args), holds, timeout=timeout, what=what
+        )
 
     # ------------------------------------------------------------ the read API
 
