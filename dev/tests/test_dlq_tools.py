@@ -48,11 +48,11 @@ def letter_headers(
     ]
 
 
-async def dead_letter(
-    infra: Infra,
-    prefix: str,
-    letters: list[tuple[bytes, bytes, list[tuple[str, bytes]], int | None]],
-) -> None:
+Letter = tuple[bytes, bytes, list[tuple[str, bytes]], int | None]
+"""A dead letter to write: key, value, headers, timestamp (ms, or None for now)."""
+
+
+async def dead_letter(infra: Infra, prefix: str, letters: list[Letter]) -> None:
     """Write dead letters (key, value, headers, timestamp) to partition 0 of the topic, in order."""
     settings = Settings()
     await ensure_topics(settings, [settings.topic(t) for t in Topic])
@@ -89,14 +89,12 @@ async def test_replay_one_by_offset_restores_key_value_and_headers_once(
     infra: Infra, kafka_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prefix = kafka_env
-    await dead_letter(
-        infra,
-        prefix,
-        [
-            (b"K0", b'{"bad": 0}', letter_headers(prefix, "scheduling", Topic.PAIRS, 10), None),
-            (b"K1", b'{"bad": 1}', letter_headers(prefix, "scheduling", Topic.PAIRS, 11), None),
-        ],
-    )
+    headers = [letter_headers(prefix, "scheduling", Topic.PAIRS, 10 + n) for n in range(2)]
+    # K0 and K1, each with its own original offset (10 and 11).
+    letters: list[Letter] = [
+        (f"K{n}".encode(), f'{{"bad": {n}}}'.encode(), headers[n], None) for n in range(2)
+    ]
+    await dead_letter(infra, prefix, letters)
     assert await twoway("dlq", "replay", "--offset", "1") == 0
     assert "replayed 0:1 to" in capsys.readouterr().out
     assert await twoway("dlq", "replay", "--offset", "1") == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,25 @@ async def effect_ids_from(dsn: str) -> list[str]:
     return await effects_from(dsn, "event_id")
 
 
+@asynccontextmanager
+async def kafka_admin(infra: Infra) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A Kafka admin client of the super-user."""
+    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def to_programmes(runtime: Runtime, *records: tuple[bytes, bytes]) -> str:
+    """Publish (value, key) records on the programmes topic, in order; the topic's name."""
+    topic = runtime.topic(Topic.PROGRAMMES)
+    sends = [ToSend(topic, value, key) for value, key in records]
+    await publish(runtime.settings.kafka_bootstrap_servers, sends)
+    return topic
+
+
 async def effects(runtime: Runtime) -> list[str]:
     return await effects_from(runtime.settings.database_url)
 
@@ -153,11 +173,8 @@ async def test_duplicate_record_has_no_effect(
     running: tuple[Runtime, Recorder], infra: Infra
 ) -> None:
     runtime, _ = running
-    topic = runtime.topic(Topic.PROGRAMMES)
     same = record("p-dup", event_id="fixed-id")
-    await publish(
-        infra.kafka_bootstrap, [ToSend(topic, same, b"p-dup"), ToSend(topic, same, b"p-dup")]
-    )
+    topic = await to_programmes(runtime, (same, b"p-dup"), (same, b"p-dup"))
 
     async def duplicates() -> float:
         return float(runtime.metrics.duplicates.labels(topic)._value.get())
@@ -177,8 +194,7 @@ async def test_failed_handler_is_retried_and_commits_once(
 ) -> None:
     runtime, recorder = running
     recorder.fail_times["p-flaky"] = 2
-    topic = runtime.topic(Topic.PROGRAMMES)
-    await publish(infra.kafka_bootstrap, [ToSend(topic, record("p-flaky"), b"p-flaky")])
+    await to_programmes(runtime, (record("p-flaky"), b"p-flaky"))
     await eventually(lambda: effects(runtime), lambda e: "p-flaky" in e, what="p-flaky handled")
     # Two failed attempts rolled back their writes; the third committed once.
     assert recorder.calls.count("p-flaky") == 3
@@ -259,12 +275,8 @@ async def test_a_failed_dead_letter_send_keeps_the_record_uncommitted(
 
     await eventually(failures, lambda n: n >= 2, timeout=60, what="two failed dead-letter sends")
     group = runtime.settings.consumer_group("matching")
-    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
-    await admin.start()
-    try:
+    async with kafka_admin(infra) as admin:
         committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     assert all(meta.offset <= 0 for tp, meta in committed.items() if tp.topic == topic)
     assert after not in await effects(runtime)
 
@@ -334,9 +346,7 @@ async def test_handler_effects_carry_causation(
     running: tuple[Runtime, Recorder], infra: Infra
 ) -> None:
     runtime, _ = running
-    topic = runtime.topic(Topic.PROGRAMMES)
-    cause = record("p-cause", event_id="cause-1")
-    await publish(infra.kafka_bootstrap, [ToSend(topic, cause, b"p-cause")])
+    topic = await to_programmes(runtime, (record("p-cause", event_id="cause-1"), b"p-cause"))
     async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
         seen = await reader.wait_for(
             lambda r: any(x.key == b"p-cause-echo" for x in r), what="the echo event"
@@ -374,12 +384,8 @@ async def test_topics_are_created_with_configured_partitions(
     names = [settings.topic(Topic.PAIRS), settings.topic(Topic.SESSIONS)]
     await ensure_topics(settings, names)
     await ensure_topics(settings, names)  # idempotent
-    admin = AIOKafkaAdminClient(**infra.kafka_admin_options())
-    await admin.start()
-    try:
+    async with kafka_admin(infra) as admin:
         described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
     assert {d["topic"]: len(d["partitions"]) for d in described} == dict.fromkeys(names, 4)
 
 
@@ -387,9 +393,8 @@ async def test_ignored_event_types_are_counted_and_committed(
     running: tuple[Runtime, Recorder], infra: Infra
 ) -> None:
     runtime, recorder = running
-    topic = runtime.topic(Topic.PROGRAMMES)
     configured = encode(new_event(ProgrammeConfigured(programme_id="p-ign"), source="/test"))
-    await publish(infra.kafka_bootstrap, [ToSend(topic, configured, b"p-ign")])
+    topic = await to_programmes(runtime, (configured, b"p-ign"))
     await wait_until_consumed(
         infra.kafka_bootstrap, runtime.settings.consumer_group("matching"), [topic]
     )

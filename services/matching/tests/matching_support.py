@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twoway_matching.domain.model import Participant
 from twoway_shared.contract import ParticipantEnrolled, ProgrammeConfigured
 
 PROGRAMME = "RM-TEST"
@@ -37,3 +38,17 @@ def configure(**matching: Any) -> ProgrammeConfigured:
     return ProgrammeConfigured.model_validate(
         {"programme_id": PROGRAMME, "starts_on": "2027-01-04", "matching": matching}
     )
+
+
+def participant(pid: str, role: str, **changes: Any) -> Participant:
+    """The domain's view of a person: a junior IT mentor or a senior Finance mentee, in London,
+    speaking English, free when `availability` says (nowhere by default)."""
+    mentor = role == "mentor"
+    fields: dict[str, Any] = {
+        "grade": 3 if mentor else 12,
+        "department": "IT" if mentor else "Finance",
+        "timezone": "Europe/London",
+        "languages": frozenset({"en"}),
+        "availability": (),
+    }
+    return Participant(participant_id=pid, role=role, **(fields | changes))  # type: ignore[arg-type]

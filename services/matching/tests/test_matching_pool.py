@@ -6,7 +6,8 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from twoway_matching.domain.model import MatchingRules, Participant
+from matching_support import participant
+from twoway_matching.domain.model import MatchingRules
 from twoway_matching.domain.pool import (
     PastPair,
     round_follows_change,
@@ -16,16 +17,7 @@ from twoway_matching.domain.pool import (
 from twoway_shared.wallclock import Window
 
 RULES = MatchingRules(starts_on=date(2027, 1, 4))
-MENTOR = Participant(
-    participant_id="m1",
-    role="mentor",
-    grade=3,
-    department="IT",
-    timezone="Europe/London",
-    languages=frozenset({"en"}),
-    availability=(Window(0, 540, 720),),
-    capacity=2,
-)
+MENTOR = participant("m1", "mentor", availability=(Window(0, 540, 720),), capacity=2)
 MENTEE = replace(MENTOR, participant_id="e1", role="mentee", grade=12, capacity=1)
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from matching_support import participant
 from twoway_matching.domain.availability import first_week_intervals
 from twoway_matching.domain.model import MatchingRules, Participant, RoundInput
 from twoway_matching.domain.rules import BELOW_MIN_SCORE, evaluate, reasons
@@ -24,23 +25,16 @@ def window(day: int, start: str, end: str) -> Window:
     return Window(day, hm(start), hm(end))
 
 
-MENTOR = Participant(
-    participant_id="m1",
-    role="mentor",
-    grade=3,
-    department="IT",
-    timezone="Europe/London",
-    languages=frozenset({"en"}),
+MENTOR = participant(
+    "m1",
+    "mentor",
     availability=(window(MON, "13:00", "15:00"),),
     offers=frozenset({"generative-ai", "social-media"}),
     wants=frozenset({"strategy", "finance"}),
 )
-MENTEE = Participant(
-    participant_id="e1",
-    role="mentee",
-    grade=12,
-    department="Finance",
-    timezone="Europe/London",
+MENTEE = participant(
+    "e1",
+    "mentee",
     languages=frozenset({"en", "fr"}),
     availability=(window(MON, "14:00", "16:00"),),
     offers=frozenset({"strategy"}),
