@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import murmur2
 from prometheus_client import generate_latest
+from pydantic import BaseModel
 from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import (
     TopicReader,
@@ -34,7 +35,7 @@ from twoway_shared.contract import (
     encode,
     new_event,
 )
-from twoway_shared.platform.consumer import Rejected
+from twoway_shared.platform.consumer import Handler, Rejected
 from twoway_shared.platform.kafka import ensure_topics
 from twoway_shared.platform.migrations import MigrationError, migrate
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
@@ -407,23 +408,14 @@ async def test_ignored_event_types_are_counted_and_committed(
 
 
 def test_a_spec_must_handle_or_ignore_every_event_type_it_consumes(tmp_path: Path) -> None:
+    def handling(**ignores: Any) -> ServiceSpec:
+        handlers: dict[type[BaseModel], Handler] = {ProgrammeMatchingRequested: Recorder().handle}
+        return ServiceSpec("matching", (Topic.PROGRAMMES,), (), handlers, tmp_path, **ignores)
+
     with pytest.raises(ValueError, match=r"no handler for \['programme.configured'\]"):
-        ServiceSpec(
-            name="matching",
-            consumes=(Topic.PROGRAMMES,),
-            produces=(),
-            handlers={ProgrammeMatchingRequested: Recorder().handle},
-            migrations_dir=tmp_path,
-        )
+        handling()
     with pytest.raises(ValueError, match="not on the topics it consumes"):
-        ServiceSpec(
-            name="matching",
-            consumes=(Topic.PROGRAMMES,),
-            produces=(),
-            handlers={ProgrammeMatchingRequested: Recorder().handle},
-            migrations_dir=tmp_path,
-            ignores=(ProgrammeConfigured, ParticipantWithdrawn),
-        )
+        handling(ignores=(ProgrammeConfigured, ParticipantWithdrawn))
     spec = make_spec(tmp_path, Recorder())
     assert spec.dispatch["programme.configured"] is None
     assert spec.dispatch["programme.matching_requested"] is not None
