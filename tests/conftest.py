@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from twoway_dev.testing.kafka import TopicReader
-
-from tests.e2e_support import PRODUCED, Stack, View
+from twoway_dev.testing.stack import PRODUCED, Stack, View
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -147,7 +147,7 @@ async def test_cohort_flows_to_pairs_sessions_and_booking_emails(stack: Stack, v
     by_email = {p["email"]: p["participant_id"] for p in cohort}
 
     await stack.send(programme(programme_id, mode="batch"), *(enrolled(p) for p in cohort))
-    await stack.consumed(["matching"])
+    await stack.barrier(["matching"])
     await stack.send(contract.ProgrammeMatchingRequested(programme_id=programme_id))
     summary = await eventually(
         lambda: stack.get("matching", f"/programmes/{programme_id}/pairs"),
@@ -318,7 +318,7 @@ async def test_withdrawal_cancels_tells_the_partner_repairs_and_erases(
     await stack.send(enrolled(newcomer))
     repaired = await confirmed_pair(view, "W-M1", "W-E2")
     await booked(view, repaired["pair_id"])
-    await stack.consumed()
+    await stack.barrier()
     assert await personal_data_hits(stack, [leaver["display_name"], leaver["email"]]) == []
     assert await personal_data_hits(stack, [mentor["email"]]), "the partner's data stays"
 
@@ -457,7 +457,7 @@ async def test_erasure_leaves_no_value_of_the_profile_in_any_schema(
     await view.until(
         lambda: bool(view.pairs("pair.ended", pair_id=pair["pair_id"])), "the pair ended"
     )
-    await stack.consumed()
+    await stack.barrier()
     after = await every_column_hits(stack, [*values, *shared, f"leaving {tag}", leaver_id])
     kept = {n: where for n, where in after.items() if where and n not in (leaver_id, *shared)}
     assert kept == {}, kept
@@ -799,7 +799,7 @@ async def test_acceptance_accept_and_decline(stack: Stack, view: View) -> None:
     (declined,) = view.pairs("pair.declined", pair_id=two)
     assert declined["data"]["reason"] == "declined"
     assert declined["data"]["declined_by"] == "A-E2"
-    await stack.consumed(["matching"])
+    await stack.barrier(["matching"])
     assert not view.pairs("pair.confirmed", pair_id=two)
     assert not view.sessions(pair_id=two)
     assert len(view.pairs("pair.proposed", programme_id=programme_id)) == 2, "never repeated"
@@ -829,7 +829,7 @@ async def quiescent(stack: Stack) -> None:
         return total
 
     for _ in range(2):
-        await stack.consumed(timeout=90)
+        await stack.barrier(timeout=90)
         await eventually(backlog, lambda n: n == 0, timeout=60, what="empty outboxes")
 
 

@@ -66,9 +66,9 @@ async def test_killed_service_sends_a_pending_reminder_once(stack: Stack) -> Non
     await stack.send(
         ProgrammeConfigured(programme_id=PROGRAMME, reminder_minutes=[1]), mentor, mentee
     )
-    await stack.consumed(["notifications"])
+    await stack.barrier(["notifications"])
     await stack.send(session)
-    await stack.consumed(["notifications"])
+    await stack.barrier(["notifications"])
 
     # The reminders are stored; kill the process before they are due, with no chance to drain.
     conn = await asyncpg.connect(stack.admin_dsn)

@@ -116,7 +116,7 @@ async def hold_sessions(stack: Stack, view: View, sessions: list[dict[str, Any]]
         lambda: ids <= {c["session_id"] for c in view.data(Topic.SESSIONS, "session.completed")},
         "the sessions completed",
     )
-    await stack.consumed(["progress"])
+    await stack.barrier(["progress"])
 
 
 async def paired(
@@ -155,7 +155,7 @@ async def test_a_pair_completes_earns_credits_and_its_records_reach_the_lrs_afte
         ),
         feedback(sessions[0], "D-M1", learned=["leadership"], rating=4, fit="good"),
     )
-    await stack.consumed(["progress"])
+    await stack.barrier(["progress"])
     await hold_sessions(stack, view, sessions[1:])
 
     await view.until(
@@ -248,7 +248,7 @@ async def test_a_pair_that_is_not_a_fit_is_rematched_with_someone_else_without_n
         lambda: len(view.data(Topic.SESSIONS, "session.cancelled", pair_id=pair["pair_id"])) == 2,
         "the rest of the first series cancelled",
     )
-    await stack.consumed(["progress"])
+    await stack.barrier(["progress"])
     progress = await stack.get("progress", f"/pairs/{pair['pair_id']}/progress")
     assert (progress["status"], progress["rematch_requested"]) == ("ended", "not_a_fit")
     assert "we do not click" not in str(progress)
@@ -268,7 +268,7 @@ async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text
         ),
         feedback(sessions[0], "X-E1", learned=["python"], rating=4, comment="zq-private-comment"),
     )
-    await stack.consumed(["progress"])
+    await stack.barrier(["progress"])
 
     async def hits() -> list[str]:
         conn = await asyncpg.connect(stack.admin_dsn)
@@ -295,7 +295,7 @@ async def test_erasure_removes_the_persons_comments_goal_notes_and_feedback_text
     await stack.send(
         ParticipantWithdrawn(participant_id="X-E1", programme_id=programme_id, erase=True)
     )
-    await stack.consumed(["progress"])
+    await stack.barrier(["progress"])
     assert await hits() == []
 
 

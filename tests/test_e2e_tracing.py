@@ -142,7 +142,7 @@ async def test_an_enrolments_trace_reaches_the_booking_emails_smtp_send(
         )
         first = traced(Topic.PROGRAMMES, programme, "00f067aa0ba902b7")
         await publish(stack.kafka, [ToSend(stack.topic(Topic.PROGRAMMES), first.value, first.key)])
-        await stack.consumed()
+        await stack.barrier()
         people = [
             traced(
                 Topic.ENROLMENTS,
