@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from twoway_dev.testing.handlers import HandlerBench
+from twoway_dev.testing.service import example
 from twoway_notifications.app import create_spec
 from twoway_notifications.storage import Storage
 from twoway_shared.contract import (
@@ -17,7 +17,6 @@ from twoway_shared.contract import (
     ParticipantEnrolled,
     ParticipantWithdrawn,
 )
-from twoway_shared.contract.examples import EXAMPLE_DATA
 
 pytestmark = pytest.mark.infra
 
@@ -26,10 +25,9 @@ PAIR = {"pair_id": "P1", "programme_id": "RM", "mentor_id": "M1", "mentee_id": "
 
 
 def person(participant_id: str, role: str, **changes: Any) -> ParticipantEnrolled:
-    data: dict[str, Any] = copy.deepcopy(EXAMPLE_DATA["participant.enrolled"])
-    data.update(participant_id=participant_id, programme_id="RM", role=role, manager_id=None)
-    data.update(email=f"{participant_id.lower()}@example.com", **changes)
-    return ParticipantEnrolled.model_validate(data)
+    email = f"{participant_id.lower()}@example.com"
+    fields = dict(participant_id=participant_id, programme_id="RM", role=role, email=email)
+    return example(ParticipantEnrolled, **(fields | {"manager_id": None} | changes))
 
 
 @pytest.fixture

@@ -124,9 +124,7 @@ async def harness(sandbox: Sandbox, sink: Sink) -> AsyncIterator[Harness]:
 def person(pid: str, role: str, email: str, **changes: Any) -> ParticipantEnrolled:
     """The contract's example enrolment, for `pid` at `email`, in English."""
     fields = dict(participant_id=pid, role=role, email=email, display_name=f"Person {pid}")
-    found = example("participant.enrolled", **(fields | {"locale": "en"} | changes))
-    assert isinstance(found, ParticipantEnrolled)
-    return found
+    return example(ParticipantEnrolled, **(fields | {"locale": "en"} | changes))
 
 
 PAIR = {"pair_id": "pair-1", "programme_id": "RM-2027", "mentor_id": "M1", "mentee_id": "E1"}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from twoway_dev.testing.handlers import HandlerBench
+from twoway_dev.testing.service import example
 from twoway_scheduling.app import create_spec
 from twoway_shared.contract import (
     PairConfirmed,
@@ -17,7 +17,6 @@ from twoway_shared.contract import (
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
 )
-from twoway_shared.contract.examples import EXAMPLE_DATA
 
 pytestmark = pytest.mark.infra
 
@@ -26,12 +25,10 @@ HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "w
 
 
 def person(participant_id: str, role: str) -> ParticipantEnrolled:
-    data: dict[str, Any] = copy.deepcopy(EXAMPLE_DATA["participant.enrolled"])
-    data.update(
-        participant_id=participant_id, programme_id="RM", role=role, manager_id=None,
-        timezone="Europe/London", availability=HOURS,
+    return example(
+        ParticipantEnrolled, participant_id=participant_id, programme_id="RM", role=role,
+        manager_id=None, timezone="Europe/London", availability=HOURS,
     )  # fmt: skip
-    return ParticipantEnrolled.model_validate(data)
 
 
 @pytest.fixture

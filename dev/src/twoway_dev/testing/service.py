@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import orjson
 from pydantic import BaseModel
-from twoway_shared.contract import EVENT_MODELS, Topic
+from twoway_shared.contract import EVENT_MODELS, Topic, event_type_of
 from twoway_shared.contract.examples import EXAMPLE_DATA
 from twoway_shared.platform.kafka import ensure_topics
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
@@ -33,6 +33,7 @@ from twoway_dev.testing.kafka import Received, TopicReader, ToSend
 from twoway_dev.testing.oidc import TestProvider
 
 S = TypeVar("S", bound=Settings)
+M = TypeVar("M", bound=BaseModel)
 
 SOURCE = "/test"
 """The `source` of the events a test publishes."""
@@ -81,10 +82,10 @@ async def running_service(
         await runtime.stop()
 
 
-def example(event_type: str, **changes: Any) -> BaseModel:
-    """The contract's example `data` of `event_type` with `changes`, as its model."""
-    model: type[BaseModel] = EVENT_MODELS[event_type]
-    return model.model_validate({**copy.deepcopy(EXAMPLE_DATA[event_type]), **changes})
+def example(model: type[M], **changes: Any) -> M:
+    """The contract's example data of `model`'s event type, with `changes`."""
+    data = copy.deepcopy(EXAMPLE_DATA[event_type_of(model)])
+    return model.model_validate({**data, **changes})
 
 
 class ServiceHarness:
@@ -174,7 +175,7 @@ class ServiceHarness:
         `data` is a model, or an event type whose contract example is the base for `changes`.
         """
         if isinstance(data, str):
-            data = example(data, **changes)
+            data = example(EVENT_MODELS[data], **changes)
         elif changes:
             data = type(data).model_validate({**data.model_dump(mode="json"), **changes})
         self._counter += 1
