@@ -104,6 +104,10 @@ run: install
 demo: install
 	$(UV) run twoway-dev demo $(ARGS)
 
+# On the tests' infrastructure: TWOWAY_TEST_STACK_DIR, TWOWAY_TEST_* endpoints, or its own stack.
+bench: install
+	$(UV) run python bench/run_all.py $(ARGS)
+
 .PHONY: help install system-deps lrs deploy-tools chart-inputs k8s-manifest lint fmt test test-reliability test-all test-fast contract stack-up stack-down run demo shim openapi bench clean
 
 clean:

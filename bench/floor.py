@@ -5,42 +5,44 @@ the loop commits the PostgreSQL transaction and the Kafka offset: once per recor
 per batch of what the consumer has (up to 500). No framework, no parsing, no handler: what
 the services are compared with.
 
-Usage (real Kafka and PostgreSQL, e.g. the shared test stack):
-    TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 \
-    TWOWAY_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:35432/postgres \
-    uv run python bench/floor.py --records 20000
+Usage (the tests' infrastructure, bench/bench_support.py, e.g. a shared project stack):
+    TWOWAY_TEST_STACK_DIR=/path/to/stack uv run python bench/floor.py --records 20000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from bench_support import bench_infra
+from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import ToSend, publish
 
 BATCH = 500
 
 
-async def loop(bootstrap: str, dsn: str, source: str, sink: str, count: int, batch: int) -> float:
+async def loop(
+    kafka: dict[str, Any], dsn: str, source: str, sink: str, count: int, batch: int
+) -> float:
     """Consume `count` records; records/s from the first record to the last commit."""
     conn = await asyncpg.connect(dsn)
     table = f"floor_{uuid.uuid4().hex[:8]}"
     await conn.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, kafka_offset bigint)")
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=bootstrap,
+        **kafka,
         group_id=f"floor-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=batch,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka, enable_idempotence=True, linger_ms=5)
     await consumer.start()
     await producer.start()
     insert = f"INSERT INTO {table} (id, kafka_offset) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -79,12 +81,12 @@ async def loop(bootstrap: str, dsn: str, source: str, sink: str, count: int, bat
         await conn.close()
 
 
-async def main(records: int) -> None:
-    bootstrap = os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"]
-    dsn = os.environ["TWOWAY_TEST_DATABASE_URL"]
+async def run(infra: Infra, records: int) -> tuple[float, float]:
+    """(per-record, batched) records/s; the loops run as the Kafka super-user."""
+    bootstrap, dsn, kafka = infra.kafka_bootstrap, infra.admin_dsn, infra.kafka_admin_options()
     prefix = f"floor{uuid.uuid4().hex[:8]}"
     topics = [f"{prefix}.in", f"{prefix}.out"]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         await admin.create_topics(
@@ -98,16 +100,18 @@ async def main(records: int) -> None:
             ],
         )
         # The per-record loop is slow: a tenth of the records is enough for its rate.
-        per_record = await loop(bootstrap, dsn, topics[0], topics[1], max(500, records // 10), 1)
-        batched = await loop(bootstrap, dsn, topics[0], topics[1], records, BATCH)
+        per_record = await loop(kafka, dsn, topics[0], topics[1], max(500, records // 10), 1)
+        batched = await loop(kafka, dsn, topics[0], topics[1], records, BATCH)
     finally:
         await admin.delete_topics(topics)
         await admin.close()
     print(f"floor per record: {per_record:,.0f} records/s")
     print(f"floor batched (<= {BATCH}): {batched:,.0f} records/s")
+    return per_record, batched
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().records))
+    with bench_infra() as found:
+        asyncio.run(run(found, parser.parse_args().records))

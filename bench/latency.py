@@ -5,10 +5,11 @@ handler writes one row and emits one event per input. Inputs are published at `-
 events/s for `--seconds`; the latency of each is the time from its publication to the
 arrival of its output event at a reader.
 
-Usage (real Kafka and PostgreSQL, e.g. the shared test stack):
-    TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 \
-    TWOWAY_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:35432/postgres \
-    uv run python bench/latency.py --rate 500 --seconds 20
+The service runs as matching's principal with matching's ACLs: it reads
+`programme.matching_requested` and answers each with a `pair.confirmed` on the pairs topic.
+
+Usage (the tests' infrastructure, bench/bench_support.py, e.g. a shared project stack):
+    TWOWAY_TEST_STACK_DIR=/path/to/stack uv run python bench/latency.py --rate 500 --seconds 20
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from twoway_dev.testing.infra import unique_name
+from bench_support import bench_infra, fresh_place
+from twoway_dev.testing.infra import Infra
 from twoway_shared.contract import (
     Event,
+    PairConfirmed,
     ProgrammeConfigured,
     ProgrammeMatchingRequested,
     Topic,
     encode,
     new_event,
 )
-from twoway_shared.platform.roles import provision
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import UnitOfWork
@@ -43,37 +44,34 @@ EFFECTS_SQL = "CREATE TABLE matching.effects (event_id text PRIMARY KEY, program
 
 async def echo(event: Event[Any], uow: UnitOfWork) -> None:
     programme_id = event.data.programme_id
-    if programme_id.endswith("-out"):
-        return
     await uow.conn.execute(
         "INSERT INTO matching.effects (event_id, programme_id) VALUES ($1, $2)",
         event.envelope.id,
         programme_id,
     )
-    uow.emit(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=f"{programme_id}-out"))
+    answer = PairConfirmed(
+        pair_id=programme_id, programme_id=programme_id, mentor_id="m", mentee_id="e"
+    )
+    uow.emit(Topic.PAIRS, answer)
 
 
-async def main(rate: int, seconds: int) -> None:
-    bootstrap = os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"]
-    admin_dsn = os.environ["TWOWAY_TEST_DATABASE_URL"]
-    database = unique_name("bench_")
-    dsns = await provision(admin_dsn, database, role_prefix=f"{database}_")
+async def run(infra: Infra, rate: int, seconds: int) -> float:
+    """The p99 latency in seconds."""
+    async with fresh_place(infra) as place:
+        return await _measure(infra, place.settings(Settings, "matching"), rate, seconds)
+
+
+async def _measure(infra: Infra, settings: Settings, rate: int, seconds: int) -> float:
     migrations = Path(tempfile.mkdtemp()) / "migrations"
     migrations.mkdir()
     (migrations / "0001_effects.sql").write_text(EFFECTS_SQL)
     spec = ServiceSpec(
         name="matching",
         consumes=(Topic.PROGRAMMES,),
-        produces=(Topic.PROGRAMMES,),
+        produces=(Topic.PAIRS,),
         handlers={ProgrammeMatchingRequested: echo},
         ignores=(ProgrammeConfigured,),
         migrations_dir=migrations,
-    )
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap,
-        database_url=dsns["matching"],
-        topic_prefix=f"{unique_name('b')}.",
-        http_port=0,
     )
     await run_migrations(spec, settings)
     runtime = Runtime(spec, settings)
@@ -81,8 +79,9 @@ async def main(rate: int, seconds: int) -> None:
     topic = runtime.topic(Topic.PROGRAMMES)
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    kafka = infra.kafka_admin_options()
+    producer = AIOKafkaProducer(**kafka, linger_ms=0)
+    consumer = AIOKafkaConsumer(runtime.topic(Topic.PAIRS), **kafka, auto_offset_reset="latest")
     await producer.start()
     await consumer.start()
     total = rate * seconds
@@ -108,12 +107,13 @@ async def main(rate: int, seconds: int) -> None:
         await consumer.stop()
         await runtime.stop()
     latencies.sort()
-    print(f"inputs: {rate * seconds} at {rate}/s; outputs seen: {len(latencies)}")
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(
-        f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms, "
+        f"latency: {rate * seconds} inputs at {rate}/s, {len(latencies)} outputs: "
+        f"p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
         f"max {latencies[-1] * 1000:.1f} ms"
     )
+    return p99
 
 
 async def _read(
@@ -125,9 +125,8 @@ async def _read(
         now = time.perf_counter()
         for records in fetched.values():
             for record in records:
-                programme_id = json.loads(record.value or b"{}")["data"]["programme_id"]
-                if programme_id.endswith("-out"):
-                    latencies.append(now - sent_at[programme_id.removesuffix("-out")])
+                pair_id = json.loads(record.value or b"{}")["data"]["pair_id"]
+                latencies.append(now - sent_at[pair_id])
 
 
 if __name__ == "__main__":
@@ -135,4 +134,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds))
+    with bench_infra() as found:
+        asyncio.run(run(found, args.rate, args.seconds))

@@ -1,37 +1,26 @@
-"""Benchmark: reminder lateness (sent_at - due_at, p50/p99) with many pending reminders."""
+"""Benchmark: reminder lateness (sent_at - due_at, p50/p99) with many pending reminders.
+
+Usage (the tests' infrastructure, e.g. a shared project stack):
+    TWOWAY_TEST_STACK_DIR=/path/to/stack uv run python bench/notifications_reminder_lateness.py
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-from notifications_support import (
-    fresh_service,
-    percentile,
-    seed_messages,
-    seed_people,
-    sent_count,
-    start_sink,
-)
-from twoway_notifications.sender import SenderOptions
+from bench_support import bench_infra
+from notifications_support import notifications_bench, percentile, seed_messages, sent_count
+from twoway_dev.testing.infra import Infra
 
 
-async def main(pending: int, due_now: int, window: float) -> None:
-    sink, port = start_sink()
-    runtime, dsn = await fresh_service(port, SenderOptions())
-    conn = await asyncpg.connect(dsn)
-    try:
-        await seed_people(conn, 1000)
-        now = datetime.now(UTC)
-        await conn.execute(
-            """INSERT INTO notifications.sessions VALUES ('s1', 'p1', 'P', 'u1', 'u0', 1, 1,
-               $1, $2, 0, 'scheduled', 'bench')""",
-            now + timedelta(days=3),
-            now + timedelta(days=3, minutes=30),
-        )
+async def run(infra: Infra, pending: int, due_now: int, window: float) -> float:
+    """The p99 lateness in seconds of `due_now` reminders falling due over `window` s."""
+    now = datetime.now(UTC)
+    async with notifications_bench(infra, now + timedelta(days=3)) as (runtime, conn):
         start = now + timedelta(seconds=5)
         # Most reminders lie ahead over the next day; `due_now` fall due during the window.
         later = [
@@ -54,29 +43,30 @@ async def main(pending: int, due_now: int, window: float) -> None:
         ]
         await seed_messages(conn, later + soon, "reminder")
         await runtime.start()
-        while await sent_count(conn) < due_now:  # noqa: ASYNC110 (polling another process)
+        deadline = time.perf_counter() + window + 120
+        while (sent := await sent_count(conn)) < due_now:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"only {sent} of {due_now} reminders sent in time")
             await asyncio.sleep(0.1)
         rows = await conn.fetch(
             """SELECT extract(epoch FROM sent_at - due_at) AS late FROM notifications.messages
                WHERE status = 'sent'"""
         )
-        lateness = [float(r["late"]) for r in rows]
-        print(
-            f"{pending} pending reminders ahead, {len(lateness)} fired over {window:.0f} s: "
-            f"lateness p50 {percentile(lateness, 50) * 1000:.0f} ms, "
-            f"p99 {percentile(lateness, 99) * 1000:.0f} ms, "
-            f"max {max(lateness) * 1000:.0f} ms, early {sum(x < 0 for x in lateness)}"
-        )
-    finally:
-        await runtime.stop()
-        await conn.close()
-        sink.terminate()
+    lateness = [float(r["late"]) for r in rows]
+    print(
+        f"reminders: {pending} pending ahead, {len(lateness)} fired over {window:.0f} s: "
+        f"lateness p50 {percentile(lateness, 50) * 1000:.0f} ms, "
+        f"p99 {percentile(lateness, 99) * 1000:.0f} ms, "
+        f"max {max(lateness) * 1000:.0f} ms, early {sum(x < 0 for x in lateness)}"
+    )
+    return percentile(lateness, 99)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=100_000)
     parser.add_argument("--due-now", type=int, default=1000)
     parser.add_argument("--window", type=float, default=20.0)
     args = parser.parse_args()
-    asyncio.run(main(args.pending, args.due_now, args.window))
+    with bench_infra() as found:
+        asyncio.run(run(found, args.pending, args.due_now, args.window))

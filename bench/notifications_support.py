@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
 import time
-import uuid
-from datetime import datetime
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import asyncpg
+from bench_support import Place, fresh_place
+from twoway_dev.testing.infra import Infra
 from twoway_notifications.app import create_spec
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.sender import SenderOptions
-from twoway_shared.platform.roles import migration_dsns, provision
 from twoway_shared.platform.runtime import Runtime, run_migrations
-
-KAFKA = os.environ.get("TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-ADMIN = os.environ.get("TWOWAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:15432/postgres")
 
 
 def free_port() -> int:
@@ -58,23 +55,20 @@ async def sent_count(conn: asyncpg.Connection) -> int:
     )
 
 
-async def fresh_service(smtp_port: int, options: SenderOptions) -> tuple[Runtime, str]:
-    """A migrated notifications schema in a new database, and a runtime not yet started."""
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    dsn = (await provision(ADMIN, name, role_prefix=f"{name}_"))["notifications"]
-    settings = NotificationsSettings(
-        kafka_bootstrap_servers=KAFKA,
-        database_url=dsn,
-        database_migration_url=migration_dsns(ADMIN, name, role_prefix=f"{name}_")["notifications"],
-        topic_prefix=f"{name}.",
+async def fresh_service(
+    place: Place, smtp_port: int, options: SenderOptions
+) -> tuple[Runtime, str]:
+    """A migrated notifications schema in the place's database, a runtime not yet started."""
+    settings = place.settings(
+        NotificationsSettings,
+        "notifications",
         topic_partitions=1,
-        http_port=0,
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
     )
     spec = create_spec(options)
     await run_migrations(spec, settings)
-    return Runtime(spec, settings), dsn
+    return Runtime(spec, settings), place.dsns["notifications"]
 
 
 async def seed_people(conn: asyncpg.Connection, n: int) -> None:
@@ -119,5 +113,28 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def now_monotonic() -> float:
-    return time.perf_counter()
+@contextlib.asynccontextmanager
+async def notifications_bench(
+    infra: Infra, session_starts: datetime
+) -> AsyncIterator[tuple[Runtime, asyncpg.Connection]]:
+    """A notifications service (not yet started) on a fresh database with 1,000 people and
+    one session of theirs, a discarding SMTP sink, and a connection to seed and watch it."""
+    sink, port = start_sink()
+    try:
+        async with fresh_place(infra) as place:
+            runtime, dsn = await fresh_service(place, port, SenderOptions())
+            conn = await asyncpg.connect(dsn)
+            try:
+                await seed_people(conn, 1000)
+                await conn.execute(
+                    """INSERT INTO notifications.sessions VALUES ('s1', 'p1', 'P', 'u1', 'u0',
+                       1, 1, $1, $2, 0, 'scheduled', 'bench')""",
+                    session_starts,
+                    session_starts + timedelta(minutes=30),
+                )
+                yield runtime, conn
+            finally:
+                await runtime.stop()
+                await conn.close()
+    finally:
+        sink.terminate()

@@ -6,48 +6,46 @@ matching round, every pair booked, every pair_confirmed and booking email delive
 local SMTP server. Reports the time from the first enrolment to the last email, and from
 the matching request to the last email.
 
-Usage (real Kafka and PostgreSQL, e.g. the shared test stack):
-    TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:39092 \
-    TWOWAY_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:35432/postgres \
-    uv run python bench/programme.py --people 10000
+The services run as their own Kafka principals when the broker is the project's stack.
+
+Usage (the tests' infrastructure, bench/bench_support.py, e.g. a shared project stack):
+    TWOWAY_TEST_STACK_DIR=/path/to/stack uv run python bench/programme.py --people 10000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_support import bench_infra
 from twoway_dev.testing.infra import Infra
 
 from tests.reliability.support import Run
 
 
-async def main(people: int) -> None:
-    infra = Infra(
-        os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"],
-        os.environ["TWOWAY_TEST_DATABASE_URL"],
-        "external",
-    )
-    run = Run(infra, Path(tempfile.mkdtemp(prefix="twoway-bench-")), people=people)
-    outcome, seconds, _ = await run.execute(None, timeout=1800)
+async def run(infra: Infra, people: int) -> float:
+    """Seconds from the first enrolment to the last email."""
+    programme = Run(infra, Path(tempfile.mkdtemp(prefix="twoway-bench-")), people=people)
+    outcome, seconds, _ = await programme.execute(None, timeout=1800)
     emails = sum(outcome.emails.values())
     print(
-        f"{people} people: {len(outcome.pairs)} pairs, {len(outcome.sessions)} sessions, "
-        f"{emails} emails, {outcome.events} events"
+        f"programme: {people} people: {len(outcome.pairs)} pairs, "
+        f"{len(outcome.sessions)} sessions, {emails} emails, {outcome.events} events"
     )
-    print(f"first enrolment to last email: {run.from_first_enrolment:.1f} s")
-    print(f"matching requested to last email: {seconds:.1f} s")
-    if run.unsettled:
-        print("left in flight:", *run.unsettled[:10], sep="\n  ")
+    print(f"programme: first enrolment to last email: {programme.from_first_enrolment:.1f} s")
+    print(f"programme: matching requested to last email: {seconds:.1f} s")
+    if programme.unsettled:
+        print("left in flight:", *programme.unsettled[:10], sep="\n  ")
+    return programme.from_first_enrolment
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=10_000)
-    asyncio.run(main(parser.parse_args().people))
+    with bench_infra() as found:
+        asyncio.run(run(found, parser.parse_args().people))

@@ -7,9 +7,8 @@ then a progress instance starts and drains them. The same backlog drained by the
 handlers that do nothing (inbox, transaction, offset commit only) is the raw floor of the
 platform, and scheduling's own booking rate (docs/benchmarks.md) is the rate to keep up with.
 
-Usage (real Kafka and PostgreSQL, e.g. the shared test stack):
-    TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
-    TWOWAY_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:15432/postgres \
+Usage (the tests' infrastructure, bench/bench_support.py, e.g. a shared project stack):
+    TWOWAY_TEST_STACK_DIR=/path/to/stack \
     uv run python bench/progress_throughput.py --people 10000 --outcomes
 """
 
@@ -17,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bench_support import bench_infra, fresh_place
 from pydantic import BaseModel
-from twoway_dev.testing.infra import unique_name
+from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import ToSend, publish, wait_until_consumed
 from twoway_progress.app import create_spec
 from twoway_progress.config import ProgressSettings
@@ -36,7 +35,6 @@ from twoway_shared.contract import (
     SessionScheduled,
 )
 from twoway_shared.platform.consumer import Handler
-from twoway_shared.platform.roles import provision
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, run_migrations
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -99,17 +97,16 @@ def floor_spec() -> ServiceSpec:
     return replace(spec, handlers=handlers, workers=())
 
 
-async def drain(spec: ServiceSpec, people: int, outcomes: bool) -> tuple[int, float]:
-    bootstrap = os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"]
-    admin = os.environ["TWOWAY_TEST_DATABASE_URL"]
-    database = unique_name("bench_")
-    dsns = await provision(admin, database, role_prefix=f"{database}_")
-    settings = ProgressSettings(
-        kafka_bootstrap_servers=bootstrap,
-        database_url=dsns["progress"],
-        topic_prefix=f"{unique_name('bench')}.",
-        http_port=0,
-    )
+async def drain(infra: Infra, spec: ServiceSpec, people: int, outcomes: bool) -> tuple[int, float]:
+    async with fresh_place(infra) as place:
+        bootstrap = infra.kafka_bootstrap
+        settings = place.settings(ProgressSettings, "progress")
+        return await _drain(bootstrap, settings, spec, people, outcomes)
+
+
+async def _drain(
+    bootstrap: str, settings: ProgressSettings, spec: ServiceSpec, people: int, outcomes: bool
+) -> tuple[int, float]:
     await run_migrations(spec, settings)
     records = stream(settings.topic_prefix, people, outcomes)
     runtime = Runtime(spec, settings, clock=lambda: START - timedelta(days=1))
@@ -137,14 +134,17 @@ async def drain(spec: ServiceSpec, people: int, outcomes: bool) -> tuple[int, fl
     return len(records), elapsed
 
 
-async def main(people: int, outcomes: bool, floor: bool) -> None:
+async def run(infra: Infra, people: int, outcomes: bool, floor: bool) -> float:
+    """Progress's events/s (the platform's no-op floor printed too with `floor`)."""
     what = "scheduled + outcomes" if outcomes else "scheduled"
-    print(f"{people} people, {people // 2} pairs x {SESSIONS} sessions ({what})")
-    count, elapsed = await drain(create_spec(), people, outcomes)
-    print(f"progress:   {count} records in {elapsed:.1f} s = {count / elapsed:.0f} events/s")
+    print(f"progress: {people} people, {people // 2} pairs x {SESSIONS} sessions ({what})")
+    count, elapsed = await drain(infra, create_spec(), people, outcomes)
+    rate = count / elapsed
+    print(f"progress:   {count} records in {elapsed:.1f} s = {rate:.0f} events/s")
     if floor:
-        count, elapsed = await drain(floor_spec(), people, outcomes)
+        count, elapsed = await drain(infra, floor_spec(), people, outcomes)
         print(f"raw floor:  {count} records in {elapsed:.1f} s = {count / elapsed:.0f} events/s")
+    return rate
 
 
 if __name__ == "__main__":
@@ -153,4 +153,5 @@ if __name__ == "__main__":
     parser.add_argument("--outcomes", action="store_true", help="also every session's outcome")
     parser.add_argument("--floor", action="store_true", help="also the no-op platform floor")
     args = parser.parse_args()
-    asyncio.run(main(args.people, args.outcomes, args.floor))
+    with bench_infra() as found:
+        asyncio.run(run(found, args.people, args.outcomes, args.floor))

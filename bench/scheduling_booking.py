@@ -1,21 +1,19 @@
 """Benchmark: book N confirmed pairs x 12 sessions through the real scheduling service.
 
-Usage (real Kafka and PostgreSQL, e.g. the shared test stack):
-    TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
-    TWOWAY_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:15432/postgres \
-    uv run python bench/scheduling_booking.py --pairs 10000
+Usage (the tests' infrastructure, bench/bench_support.py, e.g. a shared project stack):
+    TWOWAY_TEST_STACK_DIR=/path/to/stack uv run python bench/scheduling_booking.py --pairs 10000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import time
 from datetime import UTC, datetime
 
-from twoway_dev.testing.infra import unique_name
+from bench_support import Place, bench_infra, fresh_place
+from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import TopicReader, ToSend, publish
 from twoway_scheduling.app import create_spec
 from twoway_scheduling.config import SchedulingSettings
@@ -25,7 +23,6 @@ from twoway_shared.contract import (
     ProgrammeConfigured,
     Topic,
 )
-from twoway_shared.platform.roles import migration_dsns, provision
 from twoway_shared.platform.runtime import Runtime, run_migrations
 
 NOW = datetime(2027, 1, 1, 9, tzinfo=UTC)
@@ -63,20 +60,15 @@ def to_send(
     return ToSend.event(settings.topic_prefix, data, source="/bench")
 
 
-async def main(pairs: int) -> None:
-    bootstrap = os.environ["TWOWAY_TEST_KAFKA_BOOTSTRAP_SERVERS"]
-    admin = os.environ["TWOWAY_TEST_DATABASE_URL"]
-    database = unique_name("bench_")
-    dsns = await provision(admin, database, role_prefix=f"{database}_")
-    settings = SchedulingSettings(
-        kafka_bootstrap_servers=bootstrap,
-        database_url=dsns["scheduling"],
-        database_migration_url=migration_dsns(admin, database, role_prefix=f"{database}_")[
-            "scheduling"
-        ],
-        topic_prefix=f"{unique_name('bench')}.",
-        http_port=0,
-    )
+async def run(infra: Infra, pairs: int) -> float:
+    """Confirmed pairs booked per second."""
+    async with fresh_place(infra) as place:
+        return await _book(place, pairs)
+
+
+async def _book(place: Place, pairs: int) -> float:
+    bootstrap = place.infra.kafka_bootstrap
+    settings = place.settings(SchedulingSettings, "scheduling")
     spec = create_spec()
     await run_migrations(spec, settings)
     runtime = Runtime(spec, settings, clock=lambda: NOW)
@@ -131,17 +123,18 @@ async def main(pairs: int) -> None:
                 lambda records: len(records) >= events, timeout=3600, what="all events"
             )
             elapsed = time.perf_counter() - started
-        print(f"pairs booked:        {pairs} ({failed} with booking_failed)")
-        print(f"sessions booked:     {booked}")
-        print(f"events produced:     {events} (session.scheduled + session.booking_failed)")
-        print(f"elapsed:             {elapsed:.1f} s (confirmations published -> last event read)")
-        print(f"pairs per second:    {pairs / elapsed:.0f}")
-        print(f"events per second:   {events / elapsed:.0f}")
     finally:
         await runtime.stop()
+    print(
+        f"scheduling: {pairs} pairs ({failed} with booking_failed), {booked} sessions, "
+        f"{events} events in {elapsed:.1f} s (confirmations published -> last event read) = "
+        f"{pairs / elapsed:.0f} pairs/s, {events / elapsed:.0f} events/s"
+    )
+    return pairs / elapsed
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000)
-    asyncio.run(main(parser.parse_args().pairs))
+    with bench_infra() as found:
+        asyncio.run(run(found, parser.parse_args().pairs))
