@@ -39,7 +39,7 @@ from twoway_scheduling.domain.slots import (
     plan_series,
     refit_session,
 )
-from twoway_scheduling.storage import Pair, Participant, Session, Storage
+from twoway_scheduling.storage import BookingContext, Pair, Participant, Session, Storage
 
 CancelReason = Literal["pair_ended", "participant_withdrawn", "no_slot"]
 MoveReason = Literal["requested", "availability_changed"]
@@ -90,7 +90,7 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
         await _refit_future_sessions(store, uow, data.participant_id)
     for pair in await store.active_pairs_of(data.participant_id):
         if pair.status == "waiting":
-            await _book(store, uow, pair)
+            await _book(store, uow, pair, await store.booking_context(pair))
 
 
 def _enrolment(p: Participant) -> Enrolment:
@@ -118,8 +118,9 @@ async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> N
 async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
     data, store = event.data, Storage(uow.conn)
     pair = Pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id, "waiting")
-    if await store.add_pair(pair):
-        await _book(store, uow, pair)
+    context = await store.add_pair_for_booking(pair)
+    if context is not None:
+        await _book(store, uow, pair, context)
 
 
 async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
@@ -133,9 +134,13 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
         await _end_pair(store, uow, pair, "pair_ended")
 
 
-async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
-    """Book the series of a waiting pair once both profiles are known."""
-    people = await store.lock_participants([pair.mentor_id, pair.mentee_id])
+async def _book(store: Storage, uow: UnitOfWork, pair: Pair, context: BookingContext) -> None:
+    """Book the series of a waiting pair once both profiles are known.
+
+    Three round trips for a pair, whatever its length: the people (locked) and the rules in
+    `context`, then the people's busy times, then the sessions and the pair's new status.
+    """
+    people = context.people
     mentor, mentee = people.get(pair.mentor_id), people.get(pair.mentee_id)
     if mentor is None or mentee is None:
         return  # kept waiting: the other profile arrives on another topic
@@ -144,7 +149,7 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
         return
     if mentor.person is None or mentee.person is None:
         return
-    rules = await store.programme_rules(pair.programme_id)
+    rules = context.rules
     busy = await store.busy([pair.mentor_id, pair.mentee_id], uow.now)
     plan = plan_series(mentor.person, mentee.person, rules, uow.now, busy)
     length = timedelta(minutes=rules.session_minutes)
@@ -161,7 +166,7 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
         )
         for sequence, start in enumerate(plan.starts, start=1)
     ]
-    await store.add_sessions(sessions)
+    await store.book_series(pair.pair_id, sessions)
     for session in sessions:
         uow.emit(
             Topic.SESSIONS,
@@ -179,7 +184,6 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
             ),
             event_id=stable_id(pair.pair_id, "booking_failed"),
         )
-    await store.set_pair_status(pair.pair_id, "booked")
 
 
 async def _end_pair(store: Storage, uow: UnitOfWork, pair: Pair, reason: CancelReason) -> None:

@@ -104,6 +104,66 @@ def _person(row: asyncpg.Record) -> Person | None:
     return Person(row["timezone"], tuple(sorted(Window(*w) for w in raw)))
 
 
+@dataclass(frozen=True)
+class BookingContext:
+    """What booking a pair's series reads first, in one statement: both people (locked)
+    and the programme's rules."""
+
+    people: dict[str, Participant]
+    rules: SeriesRules
+
+
+_BOOKING_CONTEXT = (
+    " people AS ("
+    "  SELECT participant_id, programme_id, role, revision, withdrawn, timezone, availability"
+    "  FROM scheduling.participants WHERE participant_id = ANY(ARRAY[$2, $3]::text[])"
+    "  ORDER BY participant_id FOR UPDATE)"
+    " SELECT (SELECT added FROM added) AS added, p.*,"
+    " g.session_minutes, g.cadence, g.sessions, g.starts_on, g.min_notice_hours"
+    " FROM people p LEFT JOIN scheduling.programmes g ON g.programme_id = $1"
+    " ORDER BY p.participant_id"
+)
+"""Booking's first reads, after a CTE `added`; $1 programme, $2 mentor, $3 mentee.
+
+The people's busy times are read by a statement of their own once their rows are locked: a
+statement's snapshot is taken before it waits for a lock, so it would miss the sessions that
+the instance holding the lock was committing (two instances booking one mentor)."""
+
+
+_INSERT_SESSIONS = (
+    "INSERT INTO scheduling.sessions (session_id, pair_id, programme_id, mentor_id,"
+    " mentee_id, sequence, total, starts_at, ends_at, revision, status,"
+    " first_starts_at, series_zone, series_weeks)"
+    " SELECT n.*, n.starts_at,"
+    " (SELECT p.timezone FROM scheduling.participants p"
+    "  WHERE p.participant_id = n.mentee_id),"
+    " (SELECT CASE g.cadence WHEN 'fortnightly' THEN 2 ELSE 1 END"
+    "  FROM scheduling.programmes g WHERE g.programme_id = n.programme_id)"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::int[], $7::int[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[])"
+    " AS n(session_id, pair_id, programme_id, mentor_id, mentee_id, sequence, total,"
+    " starts_at, ends_at, revision, status)"
+    " ON CONFLICT DO NOTHING RETURNING session_id"
+)
+"""Sessions from eleven parallel arrays ($1-$11, see `_columns`); new ones' ids returned."""
+
+
+def _booking_context(rows: Sequence[asyncpg.Record]) -> BookingContext:
+    first = rows[0] if rows else None
+    rules = (
+        SeriesRules()
+        if first is None or first["session_minutes"] is None
+        else SeriesRules(
+            session_minutes=first["session_minutes"],
+            cadence=first["cadence"],
+            sessions=first["sessions"],
+            starts_on=first["starts_on"],
+            min_notice_hours=first["min_notice_hours"],
+        )
+    )
+    return BookingContext({r["participant_id"]: _participant(r) for r in rows}, rules)
+
+
 def _participant(row: asyncpg.Record) -> Participant:
     return from_row(Participant, row, person=_person(row))
 
@@ -232,6 +292,33 @@ class Storage:
         )
         return bool(added)
 
+    async def add_pair_for_booking(self, pair: Pair) -> BookingContext | None:
+        """`add_pair` and `booking_context` in one round trip; None when the pair was known."""
+        rows = await self._conn.fetch(
+            "WITH added AS ("
+            " INSERT INTO scheduling.pairs (pair_id, programme_id, mentor_id, mentee_id, status)"
+            " VALUES ($4, $1, $2, $3, $5) ON CONFLICT (pair_id) DO NOTHING"
+            " RETURNING true AS added)," + _BOOKING_CONTEXT,
+            pair.programme_id,
+            pair.mentor_id,
+            pair.mentee_id,
+            pair.pair_id,
+            pair.status,
+        )
+        if rows and not rows[0]["added"]:
+            return None
+        return _booking_context(rows)
+
+    async def booking_context(self, pair: Pair) -> BookingContext:
+        """Both people of the pair locked (in id order) and the programme's rules."""
+        rows = await self._conn.fetch(
+            "WITH added AS (SELECT true AS added)," + _BOOKING_CONTEXT,
+            pair.programme_id,
+            pair.mentor_id,
+            pair.mentee_id,
+        )
+        return _booking_context(rows)
+
     async def lock_pair(self, pair_id: str) -> Pair | None:
         row = await self._conn.fetchrow(
             "SELECT pair_id, programme_id, mentor_id, mentee_id, status"
@@ -274,25 +361,15 @@ class Storage:
         )
         return [(r["starts_at"], r["ends_at"]) for r in rows]
 
-    async def add_sessions(self, sessions: Sequence[Session]) -> int:
-        """Insert new sessions; returns how many were new (a replay inserts none)."""
-        if not sessions:
-            return 0
+    async def book_series(self, pair_id: str, sessions: Sequence[Session]) -> int:
+        """Insert a pair's new sessions (a replay inserts none) and mark the pair booked, in one
+        round trip; returns how many sessions were new."""
         rows = await self._conn.fetch(
-            "INSERT INTO scheduling.sessions (session_id, pair_id, programme_id, mentor_id,"
-            " mentee_id, sequence, total, starts_at, ends_at, revision, status,"
-            " first_starts_at, series_zone, series_weeks)"
-            " SELECT n.*, n.starts_at,"
-            " (SELECT p.timezone FROM scheduling.participants p"
-            "  WHERE p.participant_id = n.mentee_id),"
-            " (SELECT CASE g.cadence WHEN 'fortnightly' THEN 2 ELSE 1 END"
-            "  FROM scheduling.programmes g WHERE g.programme_id = n.programme_id)"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-            " $6::int[], $7::int[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[])"
-            " AS n(session_id, pair_id, programme_id, mentor_id, mentee_id, sequence, total,"
-            " starts_at, ends_at, revision, status)"
-            " ON CONFLICT DO NOTHING RETURNING session_id",
+            "WITH new AS (" + _INSERT_SESSIONS + "),"
+            " booked AS (UPDATE scheduling.pairs SET status = 'booked' WHERE pair_id = $12)"
+            " SELECT session_id FROM new",
             *_columns(sessions),
+            pair_id,
         )
         return len(rows)
 
