@@ -333,3 +333,42 @@ def test_session_ids_are_pinned() -> None:
     from twoway_scheduling.handlers import session_id_for
 
     assert session_id_for("P1", 3) == "8ac38473-a449-54a9-85c4-7f02cc7ff381"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    mentor=people,
+    mentee=people,
+    minutes=st.sampled_from([15, 30, 60, 90]),
+    day=st.dates(date(2027, 1, 1), date(2027, 12, 20)),
+    busy_starts=st.lists(st.integers(0, 7 * 96), max_size=6),
+    probes=st.lists(st.integers(0, 7 * 96), min_size=1, max_size=30),
+)
+def test_a_single_start_is_valid_exactly_when_the_free_times_hold_it(
+    mentor: Person,
+    mentee: Person,
+    minutes: int,
+    day: date,
+    busy_starts: list[int],
+    probes: list[int],
+) -> None:
+    """`is_valid` checks one start against each list on its own; `earliest_in_week` walks
+    the free times (both availabilities intersected, the busy times taken out): they agree."""
+    base = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    busy = [
+        (base + timedelta(minutes=15 * b), base + timedelta(minutes=15 * b + 45))
+        for b in busy_starts
+    ]
+    finder = SlotFinder(mentor, mentee, minutes, busy)
+    for probe in probes:
+        start = base + timedelta(minutes=15 * probe)
+        minute = int(start.timestamp()) // 60
+        free = finder._free(finder.week_of(start))
+        held = any(lo <= minute and minute + minutes <= hi for lo, hi in free)
+        if finder.is_valid(start):
+            assert held
+        elif held:  # not valid although free: only because it is off the mentee's grid
+            zone = ZoneInfo(mentee.timezone)
+            local_start = start.astimezone(zone)
+            off_grid = local_start.minute % 15 != 0 or local_start.fold == 1
+            assert off_grid or local_start.replace(fold=0).astimezone(UTC) != start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -46,6 +46,7 @@ class SlotFinder:
         self.mentee = mentee
         self.minutes = session_minutes
         self._busy: list[Interval] = merge((to_minute(s), to_minute(e)) for s, e in busy)
+        self._both: dict[date, list[Interval]] = {}
 
     def reserve(self, start: datetime) -> None:
         """Count a newly booked session as busy for the searches that follow."""
@@ -57,13 +58,19 @@ class SlotFinder:
         """The Monday of the mentee's local week holding `instant`."""
         return monday_of(local_date(to_minute(instant), self.mentee.timezone))
 
-    def _free(self, monday: date) -> list[Interval]:
+    def _available(self, person: Person, monday: date) -> tuple[Interval, ...]:
         # Local dates two days either side cover any pair of UTC offsets.
         first, last = monday - timedelta(days=2), monday + timedelta(days=9)
-        both = intersect(
-            available(self.mentor.timezone, self.mentor.windows, first, last),
-            available(self.mentee.timezone, self.mentee.windows, first, last),
-        )
+        return available(person.timezone, person.windows, first, last)
+
+    def _free(self, monday: date) -> list[Interval]:
+        both = self._both.get(monday)
+        if both is None:
+            both = intersect(
+                self._available(self.mentor, monday), self._available(self.mentee, monday)
+            )
+            self._both[monday] = both
+        first, last = monday - timedelta(days=2), monday + timedelta(days=9)
         lo, hi = day_minute(first) - 1440, day_minute(last) + 2 * 1440
         busy = self._busy[max(0, bisect_left(self._busy, (lo, lo)) - 1) :]
         return subtract(both, [b for b in busy if b[0] < hi])
@@ -76,9 +83,17 @@ class SlotFinder:
         g = bisect_left(grid, minute)
         if g == len(grid) or grid[g] != minute:
             return False
-        free = self._free(monday)
-        i = bisect_right(free, (minute, 1 << 62)) - 1
-        return i >= 0 and free[i][0] <= minute and minute + self.minutes <= free[i][1]
+        # One start is checked against each merged list on its own (the same answer as looking
+        # it up in their intersection minus the busy times, without building those lists).
+        end = minute + self.minutes
+        if not (
+            _covers(self._available(self.mentor, monday), minute, end)
+            and _covers(self._available(self.mentee, monday), minute, end)
+        ):
+            return False
+        # The busy times are merged: only the last one starting before `end` can overlap.
+        i = bisect_left(self._busy, (end, end)) - 1
+        return i < 0 or self._busy[i][1] <= minute
 
     def earliest_in_week(
         self,
@@ -120,6 +135,12 @@ class SlotFinder:
                     return from_minute(found)
             monday += timedelta(weeks=1)
         return None
+
+
+def _covers(intervals: Sequence[Interval], start: int, end: int) -> bool:
+    """Whether one interval of the merged list holds all of [start, end)."""
+    i = bisect_right(intervals, (start, 1 << 62)) - 1
+    return i >= 0 and intervals[i][1] >= end
 
 
 def series_start(rules: SeriesRules, mentee: Person, now: datetime) -> datetime:
