@@ -98,10 +98,9 @@ async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> N
 
 async def _pair_of(store: Storage, data: Any) -> Pair:
     """The pair an event names, added from the event's own fields when new, locked."""
-    await store.add_pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id)
-    pair = await store.lock_pair(data.pair_id)
-    assert pair is not None
-    return pair
+    return await store.lock_or_add_pair(
+        data.pair_id, data.programme_id, data.mentor_id, data.mentee_id
+    )
 
 
 async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
@@ -121,11 +120,11 @@ async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) 
     """`session.scheduled` and `session.rescheduled`: the session's current time."""
     data, store = event.data, Storage(uow.conn)
     pair = await _pair_of(store, data)
-    await store.set_series(pair.pair_id, total=data.total, booked=None)
+    pair = await store.set_series(pair.pair_id, total=data.total, booked=None)
     await store.save_session_time(
         data.session_id, data.pair_id, data.sequence, data.starts_at, data.ends_at
     )
-    await reassess(store, uow, await _fresh(store, pair))
+    await reassess(store, uow, pair)
 
 
 async def on_session_status(
@@ -142,36 +141,32 @@ async def on_session_status(
 async def on_session_completed(event: Event[SessionCompleted], uow: UnitOfWork) -> None:
     data, store = event.data, Storage(uow.conn)
     pair = await _pair_of(store, data)
-    await store.save_session_status(
+    ends_at = await store.save_session_status(
         data.session_id, data.pair_id, data.sequence, "completed", data.minutes
     )
-    found = await store.session(data.session_id)
-    ended_at = found[1].ends_at if found is not None and found[1].ends_at else uow.now
-    for participant_id in (data.mentor_id, data.mentee_id):
-        fact = Attended(
+    facts = [
+        Attended(
             participant_id=participant_id,
             session_id=data.session_id,
             pair_id=data.pair_id,
             programme_id=data.programme_id,
             sequence=data.sequence,
             minutes=data.minutes,
-            ended_at=ended_at,
+            ended_at=ends_at or uow.now,
         )
-        await store.enqueue_statement(fact.statement_id, "attended", _fact_json(fact), uow.now)
+        for participant_id in (data.mentor_id, data.mentee_id)
+    ]
+    await store.enqueue_statements(
+        "attended", [(f.statement_id, _fact_json(f)) for f in facts], uow.now
+    )
     await reassess(store, uow, pair)
 
 
 async def on_booking_failed(event: Event[SessionBookingFailed], uow: UnitOfWork) -> None:
     data, store = event.data, Storage(uow.conn)
     pair = await _pair_of(store, data)
-    await store.set_series(pair.pair_id, total=data.total, booked=data.booked)
-    await reassess(store, uow, await _fresh(store, pair))
-
-
-async def _fresh(store: Storage, pair: Pair) -> Pair:
-    found = await store.pair(pair.pair_id)
-    assert found is not None
-    return found
+    pair = await store.set_series(pair.pair_id, total=data.total, booked=data.booked)
+    await reassess(store, uow, pair)
 
 
 # ---------------------------------------------------------------- feedback and goals
@@ -236,8 +231,7 @@ async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
     """Apply every rule to the pair as it is now: health, fit check, close, completion, timer."""
     if not pair.active or pair.completed_at is not None:
         return
-    rules = await store.programme_rules(pair.programme_id)
-    state = await store.pair_state(pair)
+    rules, state = await store.assessment_inputs(pair)
     now = uow.now
     health = r.assess(state, rules, now)
     if (health.health, health.reasons) != (pair.health, pair.reasons):
@@ -274,6 +268,13 @@ async def reassess(store: Storage, uow: UnitOfWork, pair: Pair) -> None:
     done = rematch is not None or completed_at is not None
     timer = None if done else r.next_check(state, rules, now)
     earlier = timer is not None and (pair.next_check_at is None or timer < pair.next_check_at)
+    unchanged = (health.health, health.reasons, timer) == (
+        pair.health,
+        pair.reasons,
+        pair.next_check_at,
+    )
+    if unchanged and rematch is None and completed_at is None:
+        return  # nothing to store: one statement less for most records
     await store.save_assessment(
         pair.pair_id,
         health=health.health,
@@ -352,7 +353,9 @@ async def _complete(
             credits=credit.credits,
             issued_at=credit.issued_at,
         )
-        await store.enqueue_statement(fact.statement_id, "completed", _fact_json(fact), uow.now)
+        await store.enqueue_statements(
+            "completed", [(fact.statement_id, _fact_json(fact))], uow.now
+        )
 
 
 def _fact_json(fact: Attended | CompletedCredit) -> dict[str, Any]:

@@ -212,17 +212,24 @@ class Storage:
 
     # ------------------------------------------------------------ pairs
 
-    async def add_pair(
+    async def lock_or_add_pair(
         self, pair_id: str, programme_id: str, mentor_id: str, mentee_id: str
-    ) -> None:
-        await self._conn.execute(
-            """INSERT INTO progress.pairs (pair_id, programme_id, mentor_id, mentee_id)
-               VALUES ($1, $2, $3, $4) ON CONFLICT (pair_id) DO NOTHING""",
+    ) -> Pair:
+        """The pair, locked; added from these fields first when new (one round trip).
+
+        The no-op update on a conflict is what locks the existing row and returns it.
+        """
+        row = await self._conn.fetchrow(
+            f"""INSERT INTO progress.pairs (pair_id, programme_id, mentor_id, mentee_id)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (pair_id) DO UPDATE SET pair_id = EXCLUDED.pair_id
+                RETURNING {_PAIR_COLUMNS}""",
             pair_id,
             programme_id,
             mentor_id,
             mentee_id,
         )
+        return Pair.from_row(row)
 
     async def lock_pair(self, pair_id: str) -> Pair | None:
         row = await self._conn.fetchrow(
@@ -252,14 +259,16 @@ class Storage:
             reason,
         )
 
-    async def set_series(self, pair_id: str, *, total: int | None, booked: int | None) -> None:
-        await self._conn.execute(
-            """UPDATE progress.pairs SET total = COALESCE($2, total), booked = COALESCE($3, booked)
-               WHERE pair_id = $1""",
+    async def set_series(self, pair_id: str, *, total: int | None, booked: int | None) -> Pair:
+        """Note the series' length (and how many were booked); the pair as it is now."""
+        row = await self._conn.fetchrow(
+            f"""UPDATE progress.pairs SET total = COALESCE($2, total), booked = COALESCE($3, booked)
+                WHERE pair_id = $1 RETURNING {_PAIR_COLUMNS}""",
             pair_id,
             total,
             booked,
         )
+        return Pair.from_row(row)
 
     async def save_assessment(
         self,
@@ -329,17 +338,20 @@ class Storage:
 
     async def save_session_status(
         self, session_id: str, pair_id: str, sequence: int, status: str, minutes: int = 0
-    ) -> None:
-        await self._conn.execute(
+    ) -> datetime | None:
+        """Record a session's outcome; returns when it was scheduled to end, if known."""
+        ends_at: datetime | None = await self._conn.fetchval(
             """INSERT INTO progress.sessions (session_id, pair_id, sequence, status, minutes)
                VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (session_id) DO UPDATE SET status = $4, minutes = $5""",
+               ON CONFLICT (session_id) DO UPDATE SET status = $4, minutes = $5
+               RETURNING ends_at""",
             session_id,
             pair_id,
             sequence,
             status,
             minutes,
         )
+        return ends_at
 
     async def session(self, session_id: str) -> tuple[str, SessionState] | None:
         row = await self._conn.fetchrow(
@@ -428,6 +440,46 @@ class Storage:
             found.setdefault(r["participant_id"], []).append((r["tag"], r["note"]))
         return found
 
+    async def assessment_inputs(self, pair: Pair) -> tuple[Rules, PairState]:
+        """The programme's rules and the pair's sessions and feedback, in one round trip."""
+        row = await self._conn.fetchrow(
+            """SELECT
+                 (SELECT ROW(fit_check, inactive_warning_days, inactive_close_days,
+                             credit_minutes)
+                  FROM progress.programmes WHERE programme_id = $2) AS rules,
+                 (SELECT array_agg(ROW(session_id, sequence, status, starts_at, ends_at, minutes)
+                                   ORDER BY sequence)
+                  FROM progress.sessions WHERE pair_id = $1) AS sessions,
+                 (SELECT array_agg(ROW(session_id, participant_id, role, sequence, rating,
+                                       learned, fit) ORDER BY sequence, submitted_at)
+                  FROM progress.feedback WHERE pair_id = $1) AS feedback""",
+            pair.pair_id,
+            pair.programme_id,
+        )
+        found = row["rules"]
+        rules = Rules() if found is None else Rules(*found)
+        state = PairState(
+            pair_id=pair.pair_id,
+            mentor_id=pair.mentor_id,
+            mentee_id=pair.mentee_id,
+            sessions=tuple(SessionState(*s) for s in row["sessions"] or ()),
+            feedback=tuple(
+                Feedback(
+                    session_id=f[0],
+                    participant_id=f[1],
+                    role=cast(Role, f[2]),
+                    sequence=f[3],
+                    rating=f[4],
+                    learned=tuple(f[5]),
+                    fit=cast(Fit | None, f[6]),
+                )
+                for f in row["feedback"] or ()
+            ),
+            total=pair.total,
+            booked=pair.booked,
+        )
+        return rules, state
+
     async def pair_state(self, pair: Pair) -> PairState:
         return PairState(
             pair_id=pair.pair_id,
@@ -478,16 +530,19 @@ class Storage:
 
     # ------------------------------------------------------------ statements (xAPI queue)
 
-    async def enqueue_statement(
-        self, statement_id: str, kind: str, fact: dict[str, Any], now: datetime
+    async def enqueue_statements(
+        self, kind: str, facts: Sequence[tuple[str, dict[str, Any]]], now: datetime
     ) -> None:
+        """Queue (statement id, fact) pairs of one kind for the LRS, in one statement."""
         await self._conn.execute(
             """INSERT INTO progress.statements (statement_id, kind, fact, next_attempt_at)
-               VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT (statement_id) DO NOTHING""",
-            statement_id,
+               SELECT s.id, $1, s.fact::jsonb, $3
+               FROM unnest($2::text[], $4::text[]) AS s(id, fact)
+               ON CONFLICT (statement_id) DO NOTHING""",
             kind,
-            json.dumps(fact),
+            [statement_id for statement_id, _ in facts],
             now,
+            [json.dumps(fact) for _, fact in facts],
         )
 
     async def claim_statements(
