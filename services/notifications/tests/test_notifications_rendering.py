@@ -13,7 +13,14 @@ import pytest
 import vobject
 from icalendar import Calendar
 from twoway_dev.testing.calendar_client import CalendarClient, Meeting
-from twoway_notifications.compose import MailSettings, compose
+from twoway_notifications.compose import (
+    Draft,
+    MailSettings,
+    NotComposed,
+    compose,
+    compose_drafts,
+    compose_off_loop,
+)
 from twoway_notifications.domain.ids import notification_id
 from twoway_notifications.domain.model import Contact, Message, Session, Template
 from twoway_notifications.domain.rules import (
@@ -448,3 +455,25 @@ def test_notification_ids_are_pinned() -> None:
     nid = notification_id(Template.BOOKING, "E1", "P1", 0)
     assert nid == "3929f697-c4ca-52ac-9a74-577d20f6ccd2"
     assert outcome_event_id(nid, "sent") == "4a8fa781-944f-5dd2-9047-8f17a7167e13"
+
+
+async def test_emails_built_in_worker_processes_are_the_ones_built_here_in_order() -> None:
+    sessions = (session(1), session(2), session(3))
+    drafts = [
+        Draft(message(Template.BOOKING, notification_id=f"n{i}"), DANA, SAM, sessions)
+        for i in range(20)
+    ]
+    # A recipient without an address cannot be written to: that draft fails alone.
+    drafts[7] = replace(drafts[7], recipient=replace(DANA, email=None))
+    away = await compose_off_loop(drafts, SETTINGS, NOW)
+    here = compose_drafts(drafts, SETTINGS, NOW)
+    assert len(away) == len(here) == 20
+    assert away[7] == here[7] == NotComposed("AssertionError")
+    for i, (a, h) in enumerate(zip(away, here, strict=True)):
+        if i == 7:
+            continue
+        assert isinstance(a, EmailMessage)
+        assert isinstance(h, EmailMessage)
+        assert a["Message-ID"] == h["Message-ID"] == f"<n{i}@twoway>"
+        assert bodies(parsed(a)) == bodies(parsed(h))
+        assert calendar_of(parsed(a)).to_ical() == calendar_of(parsed(h)).to_ical()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache
 from pathlib import Path
@@ -291,3 +298,109 @@ def one_line(name: str) -> str:
 def _address_of(mail_from: str) -> str:
     address = parseaddr(mail_from)[1]
     return address or str(Address(addr_spec="no-reply@twoway.local"))
+
+
+# ---------------------------------------------------------------- off the event loop
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What `compose` needs for one message, sent to a worker process as it is."""
+
+    message: Message
+    recipient: Contact
+    partner: Contact | None
+    pair_sessions: tuple[Session, ...]
+    people: Mapping[str, Contact] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotComposed:
+    """A message whose email could not be built: the kind of error only (its text may quote
+    personal data)."""
+
+    error: str
+
+
+Composed = EmailMessage | None | NotComposed
+
+
+def compose_drafts(
+    drafts: Sequence[Draft], settings: MailSettings, now: datetime
+) -> list[Composed]:
+    """`compose` for each draft; a draft that fails does not stop the others."""
+    built: list[Composed] = []
+    for d in drafts:
+        try:
+            built.append(
+                compose(d.message, d.recipient, d.partner, d.pair_sessions, settings, now, d.people)
+            )
+        except Exception as exc:
+            built.append(NotComposed(type(exc).__name__))
+    return built
+
+
+def _with_plain_headers(mail: EmailMessage) -> EmailMessage:
+    parsed = BytesParser(EmailMessage, policy=compat32).parsebytes(mail.as_bytes())
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def _composed_for_transfer(
+    drafts: Sequence[Draft], settings: MailSettings, now: datetime
+) -> list[Composed]:
+    """`compose_drafts` as run in a worker: each email flattened and parsed back with plain
+    string headers, the same message that is cheap to carry across (unpickling the email
+    package's header objects would cost the event loop nearly what building them does)."""
+    return [
+        _with_plain_headers(b) if isinstance(b, EmailMessage) else b
+        for b in compose_drafts(drafts, settings, now)
+    ]
+
+
+COMPOSE_PROCESSES = min(2, os.cpu_count() or 1)
+"""Worker processes that build emails: building one (templates, iCalendar, the email
+package's header handling) costs milliseconds of CPU, which on the event loop would hold up
+every SMTP exchange and consumed record of the instance; threads would share one core."""
+
+_MIN_PER_WORKER = 8  # smaller batches are not worth the trip to another process
+_pool: ProcessPoolExecutor | None = None
+
+
+def _compose_pool() -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        # Spawned, not forked: a fork of a process running an event loop and threads may
+        # inherit a lock some other thread held.
+        _pool = ProcessPoolExecutor(
+            COMPOSE_PROCESSES, mp_context=multiprocessing.get_context("spawn")
+        )
+    return _pool
+
+
+async def compose_off_loop(
+    drafts: Sequence[Draft], settings: MailSettings, now: datetime
+) -> list[Composed]:
+    """`compose_drafts` in the worker processes, split evenly among them, in draft order."""
+    if len(drafts) < _MIN_PER_WORKER or COMPOSE_PROCESSES < 2:
+        chunks = [drafts] if drafts else []
+    else:
+        n = min(COMPOSE_PROCESSES, len(drafts) // _MIN_PER_WORKER)
+        size = -(-len(drafts) // n)
+        chunks = [drafts[i : i + size] for i in range(0, len(drafts), size)]
+    if not chunks:
+        return []
+    global _pool
+    loop = asyncio.get_running_loop()
+    pool = _compose_pool()
+    try:
+        parts = await asyncio.gather(
+            *(loop.run_in_executor(pool, _composed_for_transfer, c, settings, now) for c in chunks)
+        )
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): a new pool next time, this batch built here.
+        if _pool is pool:
+            _pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+        parts = [compose_drafts(drafts, settings, now)]
+    return [built for part in parts for built in part]

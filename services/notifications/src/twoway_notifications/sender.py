@@ -21,7 +21,7 @@ from twoway_shared.platform.poller import Listener, Poller
 from twoway_shared.platform.runtime import Runtime, Worker
 from twoway_shared.platform.tracing import delivery_span, failed
 
-from twoway_notifications.compose import MailSettings, compose
+from twoway_notifications.compose import Draft, MailSettings, NotComposed, compose_off_loop
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.domain.ids import outcome_event_id
 from twoway_notifications.domain.model import Message
@@ -207,30 +207,27 @@ class Sender:
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
         done: list[Outcome] = []
         ready: list[tuple[Message, EmailMessage]] = []
+        drafts: list[Draft] = []
         for message in batch:
             partner = contacts.get(message.partner_id) if message.partner_id else None
             decision = decide(message, contacts.get(message.participant_id), partner)
             if decision.verdict is not Verdict.SEND:
                 done.append(Outcome(message, decision.verdict.value, decision.why))
                 continue
-            try:
-                mail = compose(
-                    message,
-                    contacts[message.participant_id],
-                    partner,
-                    sessions.get(message.pair_id or "", []),
-                    self._mail,
-                    self._runtime.clock(),
-                    contacts,
-                )
-            except Exception as exc:
+            named = {p: contacts[p] for p in message.people if p in contacts}
+            pair_sessions = tuple(sessions.get(message.pair_id or "", []))
+            recipient = contacts[message.participant_id]
+            drafts.append(Draft(message, recipient, partner, pair_sessions, named))
+        # Built in worker processes (CPU-bound), so the loop keeps serving SMTP and records.
+        built = await compose_off_loop(drafts, self._mail, self._runtime.clock())
+        for message, mail in ((d.message, b) for d, b in zip(drafts, built, strict=True)):
+            if isinstance(mail, NotComposed):
                 # One message that cannot be built must not stop the others; the error names
                 # the kind of problem only (its text may quote personal data).
-                log.exception("could not compose a message", extra={"id": message.notification_id})
-                error = f"message could not be composed ({type(exc).__name__})"
+                log.error("could not compose a message", extra={"id": message.notification_id})
+                error = f"message could not be composed ({mail.error})"
                 done.append(Outcome(message, Delivery.PERMANENT.value, error))
-                continue
-            if mail is None:
+            elif mail is None:
                 done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
             else:
                 ready.append((message, mail))
