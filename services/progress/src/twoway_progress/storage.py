@@ -90,6 +90,11 @@ _PAIR_COLUMNS = (
 )
 
 
+_SESSION_FIELDS = ("session_id", "sequence", "status", "starts_at", "ends_at", "minutes")
+_FEEDBACK_FIELDS = ("session_id", "participant_id", "role", "sequence", "rating", "learned", "fit")
+"""The fields of the anonymous records `assessment_inputs` reads, in their order there."""
+
+
 class Storage:
     """Progress's tables, on one connection (inside the caller's transaction when there is one)."""
 
@@ -462,17 +467,12 @@ class Storage:
             pair_id=pair.pair_id,
             mentor_id=pair.mentor_id,
             mentee_id=pair.mentee_id,
-            sessions=tuple(SessionState(*s) for s in row["sessions"] or ()),
+            sessions=tuple(
+                from_row(SessionState, dict(zip(_SESSION_FIELDS, s, strict=True)))
+                for s in row["sessions"] or ()
+            ),
             feedback=tuple(
-                Feedback(
-                    session_id=f[0],
-                    participant_id=f[1],
-                    role=cast(Role, f[2]),
-                    sequence=f[3],
-                    rating=f[4],
-                    learned=tuple(f[5]),
-                    fit=cast(Fit | None, f[6]),
-                )
+                from_row(Feedback, dict(zip(_FEEDBACK_FIELDS, f, strict=True)), learned=tuple(f[5]))
                 for f in row["feedback"] or ()
             ),
             total=pair.total,
