@@ -13,7 +13,7 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.policy import compat32
+from email.policy import SMTP, compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache
 from pathlib import Path
@@ -340,8 +340,15 @@ def compose_drafts(
     return built
 
 
+_SEVEN_BIT = SMTP.clone(cte_type="7bit")
+
+
 def _with_plain_headers(mail: EmailMessage) -> EmailMessage:
-    parsed = BytesParser(EmailMessage, policy=compat32).parsebytes(mail.as_bytes())
+    """The same message, flattened 7-bit clean as SMTP sends it and read back headers only:
+    its headers are plain strings and its body one string written out again as it is, cheap
+    to unpickle and to flatten on the event loop (any 8-bit text part becomes base64)."""
+    raw = mail.as_bytes(policy=_SEVEN_BIT)
+    parsed = BytesParser(EmailMessage, policy=compat32).parsebytes(raw, headersonly=True)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -349,9 +356,9 @@ def _with_plain_headers(mail: EmailMessage) -> EmailMessage:
 def _composed_for_transfer(
     drafts: Sequence[Draft], settings: MailSettings, now: datetime
 ) -> list[Composed]:
-    """`compose_drafts` as run in a worker: each email flattened and parsed back with plain
-    string headers, the same message that is cheap to carry across (unpickling the email
-    package's header objects would cost the event loop nearly what building them does)."""
+    """`compose_drafts` as run in a worker: each email with plain string headers and body
+    (unpickling the email package's header objects, then flattening them for SMTP, would cost
+    the event loop about what building the email does)."""
     return [
         _with_plain_headers(b) if isinstance(b, EmailMessage) else b
         for b in compose_drafts(drafts, settings, now)
