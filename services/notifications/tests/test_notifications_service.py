@@ -723,13 +723,13 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) ->
         nid,
     )
     with pytest.raises(HandOverRefused):
-        await sender.hand_over(nid)
+        await sender.hand_over(nid, lambda: lambda: None)
     mailer = Mailer(SmtpConfig("127.0.0.1", sink.port))
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = "a@example.com", MENTOR, "x"
     mail.set_content("hello")
 
-    async def refuse() -> None:
+    async def refuse(end_of_data: Callable[[], Callable[[], None]]) -> None:
         raise HandOverRefused("lost")
 
     assert (await mailer.send(mail, refuse)).delivery is Delivery.ABANDONED
@@ -738,7 +738,9 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) ->
         nid,
         sender.holder,
     )
-    result = await mailer.send(mail, lambda: sender.hand_over(nid))
+    result = await mailer.send(
+        mail, lambda end_of_data: sender.hand_over(nid, end_of_data)
+    )
     await mailer.close()
     assert result.delivery is Delivery.SENT
     assert [str(m["Subject"]) for m in sink.mails] == ["x"]

@@ -3,11 +3,13 @@
 TLS: STARTTLS whenever the server offers it (or required, or implicit TLS), certificates
 always verified; the login is only ever sent over TLS.
 
-A send can be given a hook awaited just before the end-of-data mark (the lone "." that makes
-the server take the message). The sender uses it to commit that the message is being
-handed over: if the process dies after that commit the message counts as delivered and is
-never sent again; if it dies before, the server never got a complete message and another
-instance sends it.
+A send goes through MAIL, RCPT, DATA (the server's 354) and the message text before the
+sender is asked to hand the message over. The hand-over commits that the message is being
+sent and then, in the same step of the event loop, calls `end_of_data`, which writes the
+end-of-data mark (the lone "." that makes the server take the message). If the process dies
+before that commit, the server never got a complete message and another instance sends it;
+after it, the message counts as delivered and is never sent again. The time between the two
+is the one window a crash loses a message in (docs/reliability.md measures it).
 """
 
 from __future__ import annotations
@@ -19,28 +21,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
-from aiosmtplib.typing import Default, SMTPStatus
+from aiosmtplib.typing import SMTPStatus
 
 from twoway_notifications.domain.rules import smtp_error
 
 log = logging.getLogger(__name__)
 
-BeforeEndOfData = Callable[[], Awaitable[None]]
+EndOfData = Callable[[], None]
+"""Writes the end-of-data mark; never raises (a failure is kept for the send to report)."""
+
+HandOver = Callable[[EndOfData], Awaitable[None]]
+"""Commits the hand-over, then calls `end_of_data` at once; raises HandOverRefused (or does
+not call it) when the message must not go."""
 
 
 class Delivery(StrEnum):
     SENT = "sent"
     TEMPORARY = "temporary"  # 4xx or no connection: try again later
     PERMANENT = "permanent"  # 5xx: report notification.failed at once
-    ABANDONED = "abandoned"  # the hook refused (the claim was lost): not handed over
+    ABANDONED = "abandoned"  # the hand-over was refused (the claim was lost): not sent
 
 
 class HandOverRefused(Exception):
-    """Raised by a hook to abandon a message before the server takes it."""
+    """Raised by a hand-over to abandon a message before the server takes it."""
 
 
 @dataclass(frozen=True)
@@ -64,51 +72,66 @@ class CleartextLogin(aiosmtplib.SMTPException):
     """A login was configured but the connection is not encrypted: it is not sent."""
 
 
+class _NotEnded(Exception):
+    """The end-of-data mark could not be written: the server has no complete message."""
+
+
 def _classify(code: int | None, text: str) -> Result:
     if code is not None and 500 <= code < 600:
         return Result(Delivery.PERMANENT, smtp_error(code, text))
     return Result(Delivery.TEMPORARY, smtp_error(code, text))
 
 
-class _Client(aiosmtplib.SMTP):
-    """aiosmtplib's client with a hook between the message text and the end-of-data mark."""
-
-    before_end_of_data: BeforeEndOfData | None = None
-    handed_over = False
-
-    async def data(self, message: str | bytes, /, *, timeout: Any = Default.token) -> Any:
-        hook, protocol = self.before_end_of_data, self.protocol
-        if hook is None or protocol is None:
-            return await super().data(message, timeout=timeout)
-        if timeout is Default.token:
-            timeout = self.timeout
-        if isinstance(message, str):
-            message = message.encode("ascii")
-        text = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
-        # The same steps as aiosmtplib's execute_data_command (version pinned in uv.lock),
-        # with the end-of-data mark written only after the hook returned.
-        lock = protocol._command_lock
-        if lock is None:
-            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+async def _start_transaction(client: aiosmtplib.SMTP, mail: EmailMessage) -> None:
+    """MAIL, RCPT, DATA and the message text, leaving the end-of-data mark unwritten: the
+    envelope steps of aiosmtplib's `send_message` with its public commands."""
+    sender, recipients = extract_sender(mail), extract_recipients(mail)
+    if sender is None or not recipients:
+        raise ValueError("a message needs From and To")
+    if client.is_ehlo_or_helo_needed:
         try:
-            async with lock:
-                protocol._response_pending = True
-                protocol.write(b"DATA\r\n")
-                start = await protocol.read_response(timeout=timeout)
-                if start.code != SMTPStatus.start_input:
-                    raise aiosmtplib.SMTPDataError(start.code, start.message)
-                protocol.write(text)
-                await hook()
-                protocol._response_pending = True
-                protocol.write(b".\r\n")
-                self.handed_over = True
-                response = await protocol.read_response(timeout=timeout)
-                if response.code != SMTPStatus.completed:
-                    raise aiosmtplib.SMTPDataError(response.code, response.message)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            self.close()
-            raise
-        return response
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
+    options = []
+    utf8 = not (sender + "".join(recipients)).isascii()
+    if utf8:
+        options.append("SMTPUTF8")
+    cte_type = "7bit"
+    if client.supports_extension("8BITMIME"):
+        options.append("BODY=8BITMIME")
+        cte_type = "8bit"
+    text = PERIOD_REGEX.sub(
+        b"..", normalize_message_line_endings(flatten_message(mail, utf8=utf8, cte_type=cte_type))
+    )
+    if client.supports_extension("size"):
+        options.insert(0, f"size={len(text)}")
+    encoding = "utf-8" if utf8 else "ascii"
+    await client.mail(sender, options=options, encoding=encoding)
+    refused = []
+    for recipient in recipients:
+        try:
+            await client.rcpt(recipient, encoding=encoding)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            refused.append(exc)
+    if len(refused) == len(recipients):
+        raise aiosmtplib.SMTPRecipientsRefused(refused)
+    start = await client.execute_command(b"DATA")
+    if start.code != SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    assert client.protocol is not None
+    client.protocol.write(text)
+
+
+def _end_of_data(client: aiosmtplib.SMTP) -> None:
+    """Write the end-of-data mark. The one step below aiosmtplib's public API: its protocol
+    is told a reply is due before the write (what its own `execute_data_command` does), since
+    the reply may arrive before the send awaits it and would otherwise be dropped."""
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    protocol._response_pending = True
+    protocol.write(b".\r\n")
 
 
 class Mailer:
@@ -116,16 +139,16 @@ class Mailer:
 
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
-        self._client: _Client | None = None
+        self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
 
-    async def _connected(self) -> _Client:
+    async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is not None and self._client.is_connected:
             return self._client
         c = self._config
         # start_tls None is aiosmtplib's opportunistic mode: STARTTLS if the EHLO offers it.
         start_tls = {"opportunistic": None, "starttls": True}.get(c.tls, False)
-        client = _Client(
+        client = aiosmtplib.SMTP(
             hostname=c.host,
             port=c.port,
             use_tls=c.tls == "implicit",
@@ -147,28 +170,50 @@ class Mailer:
         self._client = client
         return client
 
-    async def send(
-        self, mail: EmailMessage, before_end_of_data: BeforeEndOfData | None = None
-    ) -> Result:
-        """Hand one message to the server; never raises for a delivery problem."""
+    async def send(self, mail: EmailMessage, hand_over: HandOver | None = None) -> Result:
+        """Hand one message to the server; never raises for a delivery problem (a hand-over
+        that fails for another reason, the database away, is re-raised: not sent)."""
         self._last_used = time.monotonic()
-        client: _Client | None = None
+        ended = False
+        not_ended: Exception | None = None
         try:
             client = await self._connected()
-            client.before_end_of_data, client.handed_over = before_end_of_data, False
             try:
-                await client.send_message(mail)
+                await _start_transaction(client, mail)
             except aiosmtplib.SMTPServerDisconnected:
-                if client.handed_over:
-                    raise
                 # A reused connection the server closed while idle: one fresh attempt.
                 await self.close()
                 client = await self._connected()
-                client.before_end_of_data, client.handed_over = before_end_of_data, False
-                await client.send_message(mail)
+                await _start_transaction(client, mail)
+
+            def end_of_data() -> None:
+                nonlocal ended, not_ended
+                try:
+                    _end_of_data(client)
+                    ended = True
+                except Exception as exc:
+                    not_ended = exc
+
+            if hand_over is None:
+                end_of_data()
+            else:
+                await hand_over(end_of_data)
+            if not_ended is not None:
+                raise _NotEnded(type(not_ended).__name__)
+            if not ended:
+                raise HandOverRefused("the hand-over did not end the message")
+            assert client.protocol is not None
+            reply = await client.protocol.read_response(timeout=self._config.timeout)
+            if reply.code != SMTPStatus.completed:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
         except HandOverRefused as exc:
             self.abort()  # the server drops the unfinished message
             return Result(Delivery.ABANDONED, str(exc))
+        except _NotEnded as exc:
+            self.abort()
+            return Result(
+                Delivery.TEMPORARY, f"SMTP connection lost before the end of data ({exc})"
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             await self.close()
             refused = exc.recipients[0] if exc.recipients else None
@@ -182,7 +227,7 @@ class Mailer:
             self.abort()
             return Result(Delivery.TEMPORARY, f"SMTP connection failed ({type(exc).__name__})")
         except Exception:
-            # The hook failed (the database is away): the message was not handed over.
+            # The hand-over failed (the database is away): the message was not handed over.
             self.abort()
             raise
         return Result(Delivery.SENT)

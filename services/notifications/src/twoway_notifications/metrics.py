@@ -30,6 +30,22 @@ class SenderMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
         )
 
+        self.handover = Histogram(
+            "twoway_smtp_handover_seconds",
+            "Each 'sending' commit of the SMTP hand-over, in two parts: the statement's round"
+            " trip (commit), and from its result to the last end-of-data mark written"
+            " (after_commit). A crash between the commit and the mark loses the message.",
+            ["part"],
+            registry=registry,
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1),
+        )
+        self.unconfirmed = Counter(
+            "twoway_smtp_handovers_unconfirmed",
+            "Messages found 'sending' after their sender stopped, recorded as sent without the"
+            " server's reply (docs/reliability.md: the hand-over window).",
+            registry=registry,
+        )
+
     def observe(self, outcomes: Sequence[Any], now: datetime) -> None:
         """Count one batch's outcomes (sender.Outcome: message, verdict, error)."""
         for outcome in outcomes:

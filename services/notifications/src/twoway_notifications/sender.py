@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from twoway_notifications.domain.model import Message
 from twoway_notifications.domain.rules import Verdict, backoff, decide, gives_up
 from twoway_notifications.mailer import (
     Delivery,
+    EndOfData,
     HandOverRefused,
     Mailer,
     Result,
@@ -162,7 +164,12 @@ class Sender:
             store = Storage(uow.conn)
             settled = await store.settle_abandoned_sends(uow.now)
             for m in settled:
-                log.info("a dead sender's hand-over recorded as sent", extra=_ids(m))
+                # Which side of the end-of-data mark its sender died on cannot be known
+                # (SMTP has no way to ask); after the 'sending' commit the mark follows within
+                # microseconds while the reply and its record take a round trip each, so
+                # "sent" is by far the likelier, and sending again would risk a duplicate.
+                log.warning("a stopped sender's hand-over recorded as sent", extra=_ids(m))
+                self._metrics.unconfirmed.inc()
                 uow.emit(
                     Topic.NOTIFICATIONS,
                     NotificationSent(**_reported(m)),
@@ -172,9 +179,10 @@ class Sender:
         if not batch:
             return len(settled)
         renewer = asyncio.create_task(self._renew([m.notification_id for m in batch]))
+        recorder = _Recorder(self, stopping)
         try:
-            outcomes = await self._deliver(batch)
-            await self._record_until_done(outcomes, stopping)
+            await self._deliver(batch, recorder)
+            await recorder.drain()
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,13 +202,13 @@ class Sender:
             except Exception as exc:
                 log.warning("could not renew the claims", extra={"error": type(exc).__name__})
 
-    async def hand_over(self, notification_id: str) -> None:
-        """Commit 'sending' for a message whose text is with the SMTP server, before the
-        end-of-data mark; refuse when this instance no longer holds the claim."""
-        if not await self._handover.mark(notification_id):
+    async def hand_over(self, notification_id: str, end_of_data: EndOfData) -> None:
+        """Commit 'sending' for a message whose text is with the SMTP server, then write its
+        end-of-data mark at once; refuse when this instance no longer holds the claim."""
+        if not await self._handover.mark(notification_id, end_of_data):
             raise HandOverRefused("the claim on this message was lost")
 
-    async def _deliver(self, batch: list[Message]) -> list[Outcome]:
+    async def _deliver(self, batch: list[Message], recorder: _Recorder) -> None:
         async with self._runtime.pool.acquire() as conn:
             store = Storage(conn)
             contacts = await store.contacts(p for m in batch for p in m.people)
@@ -231,20 +239,26 @@ class Sender:
                 done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
             else:
                 ready.append((message, mail))
-        # Every message is built before any is sent: the lanes then do nothing but I/O, so a
-        # lane whose 'sending' mark is committed writes its end-of-data mark at once (a lane
-        # building a message meanwhile would widen the one window in which a crash loses it).
-        # Each lane keeps its own connection open across the burst.
+        # Every message is built before any is sent: the lanes then do nothing but I/O, and
+        # no lane computes while another waits for its end-of-data mark to be written.
+        # Each lane keeps its own connection open across the burst, and each result is
+        # recorded as soon as the server's reply arrives.
+        for outcome in done:
+            recorder.add(outcome)
         lanes = [ready[i :: len(self._mailers)] for i in range(len(self._mailers))]
-        for sent in await asyncio.gather(
+        await asyncio.gather(
             *(
-                _send_lane(mailer, lane, self.hand_over, self._runtime.metrics, self._runtime.clock)
+                _send_lane(
+                    mailer,
+                    lane,
+                    self.hand_over,
+                    self._runtime.metrics,
+                    self._runtime.clock,
+                    recorder.add,
+                )
                 for mailer, lane in zip(self._mailers, lanes, strict=True)
             )
-        ):
-            self._metrics.observe(sent, self._runtime.clock())
-            done.extend(sent)
-        return done
+        )
 
     async def _record_until_done(
         self, outcomes: Sequence[Outcome], stopping: asyncio.Event | None
@@ -313,25 +327,55 @@ class Sender:
                     await store.mark(m.notification_id, "skipped", o.error, holder)
 
 
+class _Recorder:
+    """Records outcomes as they arrive; outcomes that arrive while a transaction is being
+    committed share the next one (a group commit), so a delivered message is recorded within
+    about one commit of the server's reply rather than when its whole batch is done."""
+
+    def __init__(self, sender: Sender, stopping: asyncio.Event | None) -> None:
+        self._sender = sender
+        self._stopping = stopping
+        self._waiting: list[Outcome] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self._sender._metrics.observe([outcome], self._sender._runtime.clock())
+        self._waiting.append(outcome)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            await self._sender._record_until_done(batch, self._stopping)
+
+    async def drain(self) -> None:
+        """Until everything added so far is recorded."""
+        while self._flushing is not None and not self._flushing.done():
+            await self._flushing
+
+
 class _HandOver:
-    """Marks messages 'sending' for the SMTP lanes; lanes that reach the end of data while a
+    """Marks messages 'sending' for the SMTP lanes and writes their end-of-data marks in the
+    same step of the event loop as the commit returns; lanes that reach the hand-over while a
     mark is being committed share the next statement (a group commit).
 
     The time from that commit to the end-of-data mark is the one window in which a crash
-    loses a message (recorded as handed over, never completed), so it is kept short: a
-    connection of its own (no pool release before the lanes go on) and the lanes are woken
-    as soon as the statement returns.
+    loses a message (recorded as handed over, never completed), so nothing stands between
+    them but asyncpg handing the statement's result to this task: a connection of its own
+    (no pool release), and no lane to wake before the marks are written. Each commit's
+    window is measured (twoway_smtp_handover_seconds).
     """
 
     def __init__(self, sender: Sender) -> None:
         self._sender = sender
-        self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[str, EndOfData, asyncio.Future[bool]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
 
-    async def mark(self, notification_id: str) -> bool:
+    async def mark(self, notification_id: str, end_of_data: EndOfData) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((notification_id, future))
+        self._waiting.append((notification_id, end_of_data, future))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         return await future
@@ -350,22 +394,32 @@ class _HandOver:
     async def _flush(self) -> None:
         sender = self._sender
         runtime = sender._runtime
+        window = sender._metrics.handover
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
                 conn = await self._connection()
+                sent_at = time.perf_counter()
                 marked = await Storage(conn).mark_sending(
-                    [n for n, _ in batch],
+                    [n for n, _, _ in batch],
                     sender.holder,
                     runtime.clock() + sender._options.lease,
                 )
             except Exception as exc:
                 await self.close()
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for notification_id, future in batch:
+            # Nothing may await between the commit above and these writes.
+            returned = time.perf_counter()
+            for notification_id, end_of_data, _ in batch:
+                if notification_id in marked:
+                    end_of_data()
+            written = time.perf_counter()
+            window.labels("commit").observe(returned - sent_at)
+            window.labels("after_commit").observe(written - returned)
+            for notification_id, _, future in batch:
                 if not future.done():
                     future.set_result(notification_id in marked)
 
@@ -373,15 +427,15 @@ class _HandOver:
 async def _send_lane(
     mailer: Mailer,
     lane: Sequence[tuple[Message, EmailMessage]],
-    hand_over: Callable[[str], Awaitable[None]],
+    hand_over: Callable[[str, EndOfData], Awaitable[None]],
     metrics: Metrics,
     clock: Callable[[], datetime],
-) -> list[Outcome]:
-    outcomes = []
+    record: Callable[[Outcome], None],
+) -> None:
     for message, mail in lane:
 
-        async def before_end_of_data(notification_id: str = message.notification_id) -> None:
-            await hand_over(notification_id)
+        async def handed_over(end_of_data: EndOfData, nid: str = message.notification_id) -> None:
+            await hand_over(nid, end_of_data)
 
         kind = message.template.value
         if message.due_at is not None:
@@ -391,15 +445,14 @@ async def _send_lane(
             "smtp", "send", parent=message.traceparent, template=kind, id=message.notification_id
         ) as span:
             try:
-                result: Result = await mailer.send(mail, before_end_of_data)
+                result: Result = await mailer.send(mail, handed_over)
             except Exception as exc:
                 # The hand-over could not be recorded (database away): not sent, claim released.
                 result = Result(Delivery.ABANDONED, f"not handed over ({type(exc).__name__})")
             if result.delivery is not Delivery.SENT:
                 failed(span, result.error)
         metrics.deliveries.labels("smtp", result.delivery.value).inc()
-        outcomes.append(Outcome(message, result.delivery.value, result.error))
-    return outcomes
+        record(Outcome(message, result.delivery.value, result.error))
 
 
 def sender_worker(options: SenderOptions | None = None) -> Worker:

@@ -542,11 +542,13 @@ class Storage:
 
     async def settle_abandoned_sends(self, now: datetime) -> list[Message]:
         """Messages a dead sender was handing over (status 'sending', lease expired): the
-        server has them, so they are recorded as sent and never sent again."""
+        server most probably has them (docs/reliability.md: the hand-over window), so they
+        are recorded as sent, with a note saying no reply was seen, and never sent again."""
         rows = await self._conn.fetch(
             """UPDATE notifications.messages m SET status = 'sent', sent_at = $1,
                    lease_until = NULL, lease_holder = NULL, attempts = attempts + 1,
-                   first_attempt_at = COALESCE(first_attempt_at, $1), error = NULL
+                   first_attempt_at = COALESCE(first_attempt_at, $1),
+                   error = 'no reply recorded: its sender stopped mid hand-over'
                WHERE notification_id IN (
                    SELECT notification_id FROM notifications.messages
                    WHERE status = 'sending' AND lease_until < $1 FOR UPDATE SKIP LOCKED)
@@ -639,11 +641,14 @@ class Storage:
         )
 
     async def release(self, ids: list[str], holder: str) -> None:
-        """Give up claims on messages not handed over, so they are sent again soon."""
+        """Give up claims on messages not handed over, so they are sent again soon; one whose
+        'sending' mark was committed though the hand-over then failed (its end of data never
+        written) goes back to 'pending'."""
         await self._conn.execute(
-            """UPDATE notifications.messages SET lease_until = NULL, lease_holder = NULL
+            """UPDATE notifications.messages SET lease_until = NULL, lease_holder = NULL,
+                   status = 'pending'
                WHERE notification_id = ANY($1::text[]) AND lease_holder = $2
-                 AND status = 'pending'""",
+                 AND status IN ('pending', 'sending')""",
             ids,
             holder,
         )
