@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from twoway_dev.localstack.stack import LocalStack
-from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import authenticate
 
-from tests.reliability.support import FIGURES, Figures, Outcome, Run
+from tests.reliability.support import FIGURES, Figures, Outcome, Run, infra_of
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +35,6 @@ def own_stack() -> Iterator[LocalStack]:
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def infra_of(stack: LocalStack) -> Infra:
-    info = stack.info
-    return Infra(info.kafka_bootstrap, info.admin_dsn, "reliability stack", info.kafka_passwords)
 
 
 @pytest.fixture(scope="session")

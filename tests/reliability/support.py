@@ -14,11 +14,12 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
 from twoway_dev.localstack.mailsink import MailSink
+from twoway_dev.localstack.stack import LocalStack
 from twoway_dev.testing.infra import Infra, unique_name
 from twoway_dev.testing.kafka import TopicReader, eventually, wait_until_consumed
 from twoway_dev.toolkit.generate import generate_cohort
@@ -40,6 +41,12 @@ SERVICES = ("matching", "scheduling", "notifications")
 PROGRAMME = "RM-FAULTS"
 PEOPLE = 120
 OUTPUTS = (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS)
+
+
+def infra_of(stack: LocalStack) -> Infra:
+    """The suite's own stack as the test helpers address it."""
+    info = stack.info
+    return Infra(info.kafka_bootstrap, info.admin_dsn, "reliability stack", info.kafka_passwords)
 
 
 # ---------------------------------------------------------------- mail
@@ -83,6 +90,10 @@ class Mailboxes:
 # ---------------------------------------------------------------- services
 
 
+class SmtpServer(Protocol):
+    port: int
+
+
 @dataclass
 class Cluster:
     """Every service as `instances[service]` processes of `twoway-<svc> run`."""
@@ -92,8 +103,9 @@ class Cluster:
     owner_dsns: dict[str, str]
     prefix: str
     log_dir: Path
-    mail: Mailboxes
+    mail: SmtpServer
     instances: dict[str, int]
+    services: tuple[str, ...] = SERVICES
     processes: dict[tuple[str, int], asyncio.subprocess.Process] = field(default_factory=dict)
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
     killed: set[int] = field(default_factory=set)  # pids this test killed on purpose
@@ -128,11 +140,11 @@ class Cluster:
                 )
                 assert await process.wait() == 0, f"twoway-{service} migrate failed"
 
-        await asyncio.gather(*(migrate(service) for service in SERVICES))
+        await asyncio.gather(*(migrate(service) for service in self.services))
         await asyncio.gather(
             *(
                 self.start_instance(service, i)
-                for service in SERVICES
+                for service in self.services
                 for i in range(self.instances.get(service, 1))
             )
         )

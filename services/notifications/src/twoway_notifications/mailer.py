@@ -14,14 +14,16 @@ is the one window a crash loses a message in (docs/reliability.md measures it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
@@ -32,12 +34,27 @@ from twoway_notifications.domain.rules import smtp_error
 
 log = logging.getLogger(__name__)
 
-EndOfData = Callable[[], None]
-"""Writes the end-of-data mark; never raises (a failure is kept for the send to report)."""
+Push = Callable[[], None]
+
+EndOfData = Callable[[], Push]
+"""Writes the end-of-data mark into the kernel with the socket corked (held there, but sent
+even if the process dies now) and returns what lets it go at once; never raises (a failure
+is kept for the send to report)."""
 
 HandOver = Callable[[EndOfData], Awaitable[None]]
-"""Commits the hand-over, then calls `end_of_data` at once; raises HandOverRefused (or does
-not call it) when the message must not go."""
+"""Commits the hand-over, calling `end_of_data` right behind the COMMIT; raises
+HandOverRefused (or does not call it) when the message must not go."""
+
+
+def cork(sock: Any, on: bool) -> None:
+    """TCP_CORK on a TCP socket (Linux): what is written stays in the kernel, no packet and
+    no wake-up of the peer, until uncorked or closed (a process that dies closes it, which
+    sends what is held). Elsewhere, or on another kind of socket, nothing."""
+    option = getattr(socket, "TCP_CORK", None)
+    if sock is None or option is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, 1 if on else 0)
 
 
 class Delivery(StrEnum):
@@ -123,15 +140,29 @@ async def _start_transaction(client: aiosmtplib.SMTP, mail: EmailMessage) -> Non
     client.protocol.write(text)
 
 
-def _end_of_data(client: aiosmtplib.SMTP) -> None:
-    """Write the end-of-data mark. The one step below aiosmtplib's public API: its protocol
-    is told a reply is due before the write (what its own `execute_data_command` does), since
-    the reply may arrive before the send awaits it and would otherwise be dropped."""
+def _end_of_data(client: aiosmtplib.SMTP) -> Push:
+    """Write the end-of-data mark, corked. The one step below aiosmtplib's public API: its
+    protocol is told a reply is due before the write (what its own `execute_data_command`
+    does), since the reply may arrive before the send awaits it and would otherwise be
+    dropped."""
     protocol = client.protocol
-    if protocol is None:
+    if protocol is None or protocol.transport is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    sock = client.get_transport_info("socket")
+    cork(sock, True)
     protocol._response_pending = True
     protocol.write(b".\r\n")
+    return lambda: cork(sock, False)
+
+
+async def _flushed(client: aiosmtplib.SMTP) -> None:
+    """Until the message text has left the process (is in the kernel): what is still in the
+    event loop's buffer when the process dies is never sent."""
+    transport = client.protocol.transport if client.protocol is not None else None
+    while isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        if transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        await asyncio.sleep(0.001)
 
 
 class Mailer:
@@ -186,16 +217,20 @@ class Mailer:
                 client = await self._connected()
                 await _start_transaction(client, mail)
 
-            def end_of_data() -> None:
+            await _flushed(client)
+
+            def end_of_data() -> Push:
                 nonlocal ended, not_ended
                 try:
-                    _end_of_data(client)
+                    push = _end_of_data(client)
                     ended = True
+                    return push
                 except Exception as exc:
                     not_ended = exc
+                    return lambda: None
 
             if hand_over is None:
-                end_of_data()
+                end_of_data()()
             else:
                 await hand_over(end_of_data)
             if not_ended is not None:

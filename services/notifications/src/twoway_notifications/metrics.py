@@ -32,9 +32,9 @@ class SenderMetrics:
 
         self.handover = Histogram(
             "twoway_smtp_handover_seconds",
-            "Each 'sending' commit of the SMTP hand-over, in two parts: the statement's round"
+            "Each 'sending' commit of the SMTP hand-over, in two parts: the COMMIT's round"
             " trip (commit), and from its result to the last end-of-data mark written"
-            " (after_commit). A crash between the commit and the mark loses the message.",
+            " (after_commit). A crash in either part loses the messages of that commit.",
             ["part"],
             registry=registry,
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1),

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import logging
 import os
 import socket
 import time
+import types
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from twoway_shared.contract import NotificationFailed, NotificationSent, Topic
@@ -34,11 +37,14 @@ from twoway_notifications.mailer import (
     Mailer,
     Result,
     SmtpConfig,
+    cork,
 )
 from twoway_notifications.metrics import sender_metrics
 from twoway_notifications.storage import DUE_CHANNEL, Storage
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -356,15 +362,23 @@ class _Recorder:
 
 
 class _HandOver:
-    """Marks messages 'sending' for the SMTP lanes and writes their end-of-data marks in the
-    same step of the event loop as the commit returns; lanes that reach the hand-over while a
-    mark is being committed share the next statement (a group commit).
+    """Marks messages 'sending' for the SMTP lanes and writes their end-of-data marks right
+    behind the COMMIT; lanes that reach the hand-over while a mark is being made share the
+    next transaction (a group commit).
 
-    The time from that commit to the end-of-data mark is the one window in which a crash
-    loses a message (recorded as handed over, never completed), so nothing stands between
-    them but asyncpg handing the statement's result to this task: a connection of its own
-    (no pool release), and no lane to wake before the marks are written. Each commit's
-    window is measured (twoway_smtp_handover_seconds).
+    The order of events is: the `UPDATE ... SET status = 'sending'` in a transaction, its
+    result (which claims this instance still holds), the COMMIT written to PostgreSQL's
+    socket, the end-of-data marks written to the SMTP sockets in the same step of the event
+    loop, and only then the COMMIT's reply awaited. A process killed before the COMMIT is
+    written leaves the messages 'pending' and the server with unfinished ones (sent again
+    later); killed after the end-of-data marks, the server has them and the kernel still
+    delivers the COMMIT (recorded as sent, never sent again). The one window in which a kill
+    loses a message is between those writes: a few system calls, no await (measured:
+    twoway_smtp_handover_seconds). A statement still waiting (for a row lock, say) when the
+    process dies is rolled back, since its COMMIT was never sent.
+
+    If the COMMIT itself fails (the database went away at that moment) the messages were
+    handed over anyway: the server's reply is recorded as usual once the database is back.
     """
 
     def __init__(self, sender: Sender) -> None:
@@ -399,7 +413,7 @@ class _HandOver:
             batch, self._waiting = self._waiting, []
             try:
                 conn = await self._connection()
-                sent_at = time.perf_counter()
+                await conn.execute("BEGIN")
                 marked = await Storage(conn).mark_sending(
                     [n for n, _, _ in batch],
                     sender.holder,
@@ -411,17 +425,40 @@ class _HandOver:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            # Nothing may await between the commit above and these writes.
-            returned = time.perf_counter()
-            for notification_id, end_of_data, _ in batch:
-                if notification_id in marked:
-                    end_of_data()
-            written = time.perf_counter()
-            window.labels("commit").observe(returned - sent_at)
-            window.labels("after_commit").observe(written - returned)
-            for notification_id, _, future in batch:
-                if not future.done():
-                    future.set_result(notification_id in marked)
+            timings: list[float] = []
+            # The COMMIT and the end-of-data marks are written corked: none leaves the kernel,
+            # so no peer wakes up and takes this process's core, until all are written.
+            database = _socket_of(conn)
+            cork(database, True)
+            # Nor may a garbage collection run between the COMMIT and the last mark.
+            gc_enabled = gc.isenabled()
+            gc.disable()
+            committing = time.perf_counter()
+            try:
+                try:
+                    await after_first_step(
+                        conn.execute("COMMIT"),
+                        functools.partial(
+                            _end_marked, batch, marked, database, gc_enabled, timings
+                        ),
+                    )
+                finally:
+                    if gc_enabled:
+                        gc.enable()
+            except Exception as exc:
+                await self.close()
+                if not timings:  # failed before the COMMIT was written: nothing went
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                log.warning(
+                    "the hand-over marks were not committed; the messages went all the same",
+                    extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                )
+            if timings:
+                window.labels("exposed").observe(timings[0] - committing)
+                window.labels("commit").observe(time.perf_counter() - committing)
 
 
 async def _send_lane(
@@ -453,6 +490,66 @@ async def _send_lane(
                 failed(span, result.error)
         metrics.deliveries.labels("smtp", result.delivery.value).inc()
         record(Outcome(message, result.delivery.value, result.error))
+
+
+def _end_marked(
+    batch: list[tuple[str, EndOfData, asyncio.Future[bool]]],
+    marked: set[str],
+    database: Any,
+    gc_enabled: bool,
+    at: list[float],
+) -> None:
+    """Write the end-of-data marks of the marked messages, then let them and the COMMIT go;
+    tell the lanes (the others are refused). Called in the step that wrote the COMMIT."""
+    pushes = [end_of_data() for n, end_of_data, _ in batch if n in marked]
+    at.append(time.perf_counter())
+    cork(database, False)
+    for push in pushes:
+        push()
+    if gc_enabled:
+        gc.enable()
+    for notification_id, _, future in batch:
+        if not future.done():
+            future.set_result(notification_id in marked)
+
+
+def _socket_of(conn: asyncpg.Connection) -> Any:
+    """The connection's socket, for TCP_CORK: asyncpg offers no public way to it, so its
+    transport is read (asyncpg pinned in uv.lock); None if that ever changes."""
+    transport = getattr(conn, "_transport", None)
+    return transport.get_extra_info("socket") if transport is not None else None
+
+
+@types.coroutine
+def after_first_step(
+    coro: Coroutine[Any, Any, T], then: Callable[[], None]
+) -> Generator[Any, Any, T]:
+    """Await `coro`, calling `then` as soon as `coro` first suspends, in the same step (no
+    other task runs in between). For `conn.execute("COMMIT")` that first suspension comes
+    after the COMMIT was written to the socket (asyncpg writes a simple query, then awaits
+    its reply)."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as done:
+        then()
+        return cast(T, done.value)
+    then()
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as done:
+                return cast(T, done.value)
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as done:
+                return cast(T, done.value)
 
 
 def sender_worker(options: SenderOptions | None = None) -> Worker:
