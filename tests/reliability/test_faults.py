@@ -21,8 +21,10 @@ from tests.reliability.support import FIGURES, SERVICES, Fault, Figures, Outcome
 pytestmark = [pytest.mark.reliability, pytest.mark.infra, pytest.mark.timeout(900)]
 
 
-async def check(name: str, run: Run, clean: Outcome, faults: Fault) -> None:
-    outcome, seconds, recovery = await run.execute(clean, faults)
+async def check(
+    name: str, run: Run, clean: Outcome, faults: Fault, *, timeout: float = 150.0
+) -> None:
+    outcome, seconds, recovery = await run.execute(clean, faults, timeout=timeout)
     assert run.cluster is not None
     figures: Figures = compare(
         name,
@@ -102,17 +104,16 @@ async def test_several_instances_with_one_killed(run: Run, clean: Outcome, insta
 
 
 async def test_smtp_outage(run: Run, clean: Outcome) -> None:
-    # 30 s rather than a minute: the sender retries after 15 s, then 30 s, then 60 s, so a
-    # longer outage exercises the same path (refused connections, retries recorded, delivery
-    # after the outage) and only adds waiting.
+    # A minute, as the issue asks: the sender's retries come after 15 s, 30 s and 60 s, so the
+    # emails refused at the start go out about 105 s after it, with what was due meanwhile.
     async def faults(r: Run) -> None:
         assert r.mail is not None
         await asyncio.sleep(1.0)
         r.mail.stop()
         r.note("SMTP server stopped")
-        await asyncio.sleep(30)
+        await asyncio.sleep(60)
         r.mail.start()
         r.note("SMTP server back")
         r.fault_ended()
 
-    await check("SMTP outage 30 s", run, clean, faults)
+    await check("SMTP outage 60 s", run, clean, faults, timeout=240.0)
