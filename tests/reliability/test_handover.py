@@ -21,6 +21,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from twoway_dev.localstack.stack import LocalStack
+from twoway_dev.testing.infra import unique_name
+from twoway_dev.testing.kafka import TopicReader, ToSend, eventually, publish
 from twoway_shared.contract import (
     PairConfirmed,
     ParticipantEnrolled,
@@ -32,11 +35,8 @@ from twoway_shared.contract import (
 )
 from twoway_shared.contract.access import all_acls
 from twoway_shared.contract.examples import EXAMPLE_DATA
-from twoway_dev.localstack.stack import LocalStack
 from twoway_shared.platform.kafka_acls import grant
 from twoway_shared.platform.roles import migration_dsns, provision
-from twoway_dev.testing.infra import unique_name
-from twoway_dev.testing.kafka import TopicReader, ToSend, eventually, publish
 
 from tests.reliability.gated_smtp import GatedSmtp, Step
 from tests.reliability.support import Cluster, infra_of
