@@ -71,11 +71,27 @@ class Bench:
     reader: TopicReader
 
     async def publish_pair(self) -> None:
-        items: list[tuple[Topic, Any]] = [
-            (Topic.ENROLMENTS, person("HM", "mentor")),
-            (Topic.ENROLMENTS, person("HE", "mentee")),
-            (Topic.PAIRS, PairConfirmed(**PAIR)),
-        ]
+        """Both people, then (once the service knows them, so that both emails are due at
+        once and go out in one batch) their pair."""
+        await self.publish(
+            [(Topic.ENROLMENTS, person("HM", "mentor")), (Topic.ENROLMENTS, person("HE", "mentee"))]
+        )
+        await eventually(
+            lambda: self.count("SELECT count(*) FROM notifications.participants"),
+            lambda n: n == 2,
+            what="both people known",
+        )
+        await self.publish([(Topic.PAIRS, PairConfirmed(**PAIR))])
+
+    async def count(self, query: str) -> int:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            found: int = await conn.fetchval(query)
+            return found
+        finally:
+            await conn.close()
+
+    async def publish(self, items: list[tuple[Topic, Any]]) -> None:
         await publish(
             self.cluster.infra.kafka_bootstrap,
             [
@@ -241,17 +257,7 @@ async def test_the_hand_over_window_is_measured(bench: Bench) -> None:
             ),
         ]
     started = time.monotonic()
-    await publish(
-        bench.cluster.infra.kafka_bootstrap,
-        [
-            ToSend(
-                topic_name(bench.cluster.prefix, topic),
-                encode(new_event(data, source="/tests/reliability/handover")),
-                partition_key(topic, data),
-            )
-            for topic, data in items
-        ],
-    )
+    await bench.publish(items)
     await bench.smtp.wait_for(f"{people} emails", lambda: len(bench.smtp.messages) == people)
     seconds = time.monotonic() - started
     port = bench.cluster.ports[(SERVICE, 0)]
