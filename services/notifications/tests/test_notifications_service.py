@@ -738,9 +738,7 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) ->
         nid,
         sender.holder,
     )
-    result = await mailer.send(
-        mail, lambda end_of_data: sender.hand_over(nid, end_of_data)
-    )
+    result = await mailer.send(mail, lambda end_of_data: sender.hand_over(nid, end_of_data))
     await mailer.close()
     assert result.delivery is Delivery.SENT
     assert [str(m["Subject"]) for m in sink.mails] == ["x"]
