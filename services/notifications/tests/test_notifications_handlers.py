@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -87,3 +88,50 @@ async def test_partner_withdrew_tells_only_the_remaining_partner(bench: HandlerB
         "SELECT email, display_name FROM notifications.participants WHERE participant_id = 'M1'"
     )
     assert (rows[0]["email"], rows[0]["display_name"]) == (None, None)
+
+
+async def test_a_sessions_messages_are_added_in_one_statement_once_with_one_wake_up(
+    bench: HandlerBench,
+) -> None:
+    """`add_messages`: how many were new, duplicates ignored, the sender woken only for new."""
+    from twoway_notifications.storage import DUE_CHANNEL, NewMessage
+
+    def message(number: int) -> NewMessage:
+        return NewMessage(
+            notification_id=f"N{number}",
+            template="reminder",
+            participant_id="M1",
+            partner_id="E1",
+            needs_partner=True,
+            pair_id="P1",
+            session_id="S1",
+            cause_id="C1",
+            due_at=NOW,
+            details={"n": number} if number == 2 else None,
+        )
+
+    woken: list[str] = []
+
+    def wake(_conn: object, _pid: int, channel: str, _payload: object) -> None:
+        woken.append(channel)
+
+    async with bench.pool.acquire() as listener:
+        await listener.add_listener(DUE_CHANNEL, wake)
+        async with bench.pool.acquire() as conn:
+            store = Storage(conn)
+            assert await store.add_messages([message(1), message(2), message(3)], NOW) == 3
+            assert await store.add_messages([message(2), message(3)], NOW) == 0
+            assert await store.add_messages([], NOW) == 0
+            rows = await conn.fetch(
+                "SELECT notification_id, details FROM notifications.messages ORDER BY 1"
+            )
+        deadline = asyncio.get_running_loop().time() + 10
+        while not woken and asyncio.get_running_loop().time() < deadline:
+            await listener.execute("SELECT 1")  # a round trip lets a notification arrive
+        await listener.remove_listener(DUE_CHANNEL, wake)
+    assert [(r["notification_id"], r["details"]) for r in rows] == [
+        ("N1", "{}"),
+        ("N2", '{"n": 2}'),
+        ("N3", "{}"),
+    ]
+    assert woken == [DUE_CHANNEL]

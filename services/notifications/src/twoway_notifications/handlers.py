@@ -50,7 +50,7 @@ from twoway_notifications.domain.rules import (
     feedback_request_time,
     reminder_times,
 )
-from twoway_notifications.storage import Storage
+from twoway_notifications.storage import NewMessage, Storage
 
 # Messages about a session that its time, cancellation or outcome make obsolete.
 SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
@@ -88,6 +88,35 @@ async def _to_both(
         )
 
 
+def _message(
+    uow: UnitOfWork,
+    template: Template,
+    recipient: str,
+    partner: str | None,
+    *about: str | int,
+    pair_id: str | None,
+    session_id: str | None,
+    cause_id: str,
+    due_at: datetime | None = None,
+    group_key: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> NewMessage:
+    """A message to `recipient`, its id stable from the template, recipient and `about`."""
+    return NewMessage(
+        notification_id=notification_id(template, recipient, *about),
+        template=template.value,
+        participant_id=recipient,
+        partner_id=partner,
+        needs_partner=template in NEEDS_PARTNER,
+        pair_id=pair_id,
+        session_id=session_id,
+        cause_id=cause_id,
+        due_at=due_at or uow.now,
+        group_key=group_key,
+        details=details,
+    )
+
+
 async def _add(
     store: Storage,
     uow: UnitOfWork,
@@ -102,22 +131,21 @@ async def _add(
     group_key: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> str:
-    nid = notification_id(template, recipient, *about)
-    await store.add_message(
-        notification_id=nid,
-        template=template,
-        participant_id=recipient,
-        partner_id=partner,
-        needs_partner=template in NEEDS_PARTNER,
+    message = _message(
+        uow,
+        template,
+        recipient,
+        partner,
+        *about,
         pair_id=pair_id,
         session_id=session_id,
         cause_id=cause_id,
-        due_at=due_at or uow.now,
-        now=uow.now,
+        due_at=due_at,
         group_key=group_key,
         details=details,
     )
-    return nid
+    await store.add_message(message, uow.now)
+    return message.notification_id
 
 
 # ---------------------------------------------------------------- enrolments.v1
@@ -178,7 +206,9 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
     for session, cause_id in await store.future_sessions_of_programme(
         programme.programme_id, uow.now
     ):
-        await _add_reminders(store, uow, session, list(programme.reminder_minutes), cause_id)
+        await store.add_messages(
+            _reminders(uow, session, list(programme.reminder_minutes), cause_id), uow.now
+        )
 
 
 # ---------------------------------------------------------------- pairs.v1
@@ -263,39 +293,33 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
 # ---------------------------------------------------------------- sessions.v1
 
 
-async def _add_reminders(
-    store: Storage,
-    uow: UnitOfWork,
-    s: SessionScheduled | Session,
-    minutes: list[int],
-    cause_id: str,
-) -> None:
+def _reminders(
+    uow: UnitOfWork, s: SessionScheduled | Session, minutes: list[int], cause_id: str
+) -> list[NewMessage]:
     assert s.starts_at is not None
-    for offset, due_at in reminder_times(s.starts_at, minutes, uow.now):
-        for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
-            await _add(
-                store,
-                uow,
-                Template.REMINDER,
-                recipient,
-                partner,
-                s.session_id,
-                s.revision,
-                offset,
-                pair_id=s.pair_id,
-                session_id=s.session_id,
-                cause_id=cause_id,
-                due_at=due_at,
-            )
+    return [
+        _message(
+            uow,
+            Template.REMINDER,
+            recipient,
+            partner,
+            s.session_id,
+            s.revision,
+            offset,
+            pair_id=s.pair_id,
+            session_id=s.session_id,
+            cause_id=cause_id,
+            due_at=due_at,
+        )
+        for offset, due_at in reminder_times(s.starts_at, minutes, uow.now)
+        for recipient, partner in _pair_of(s.mentor_id, s.mentee_id)
+    ]
 
 
-async def _add_feedback_requests(
-    store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
-) -> None:
+def _feedback_requests(uow: UnitOfWork, s: SessionScheduled, cause_id: str) -> list[NewMessage]:
     """Ask both people about the session shortly after it ends (durable, like reminders)."""
-    for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
-        await _add(
-            store,
+    return [
+        _message(
             uow,
             Template.FEEDBACK_REQUEST,
             recipient,
@@ -307,6 +331,8 @@ async def _add_feedback_requests(
             cause_id=cause_id,
             due_at=feedback_request_time(s.ends_at),
         )
+        for recipient, partner in _pair_of(s.mentor_id, s.mentee_id)
+    ]
 
 
 async def _programme_reminders(store: Storage, programme_id: str) -> list[int]:
@@ -357,9 +383,10 @@ async def _keep_current_time(
         cause_id=cause_id,
         first_starts_at=first,
     )
-    await _add_feedback_requests(store, uow, s, cause_id)
     minutes = await _programme_reminders(store, s.programme_id)
-    await _add_reminders(store, uow, s, minutes, cause_id)
+    # A session's feedback requests and reminders in one statement.
+    messages = _feedback_requests(uow, s, cause_id) + _reminders(uow, s, minutes, cause_id)
+    await store.add_messages(messages, uow.now)
 
 
 async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,23 @@ def _message(row: asyncpg.Record, session_ids: tuple[str, ...] = ()) -> Message:
         details=json.loads(row["details"]),
         session_ids=session_ids,
     )
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to record (the fields in the order `add_messages` stores them)."""
+
+    notification_id: str
+    template: str
+    participant_id: str
+    partner_id: str | None
+    needs_partner: bool
+    pair_id: str | None
+    session_id: str | None
+    cause_id: str
+    due_at: datetime
+    group_key: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class Storage:
@@ -337,49 +355,43 @@ class Storage:
 
     # ------------------------------------------------------------------ messages (handlers)
 
-    async def add_message(
-        self,
-        *,
-        notification_id: str,
-        template: Template,
-        participant_id: str,
-        partner_id: str | None,
-        pair_id: str | None,
-        session_id: str | None,
-        cause_id: str,
-        due_at: datetime,
-        now: datetime,
-        needs_partner: bool = False,
-        group_key: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> bool:
+    async def add_message(self, message: NewMessage, now: datetime) -> bool:
         """Record a message once per id; True when it is new."""
-        # The wake-up is sent in the same round trip, only when the row is new.
+        return await self.add_messages([message], now) > 0
+
+    async def add_messages(self, messages: Sequence[NewMessage], now: datetime) -> int:
+        """Record messages once per id, in one statement; how many were new.
+
+        The sender's wake-up is sent in the same round trip, only when a row is new.
+        """
+        if not messages:
+            return 0
+        columns = list(zip(*(astuple(m) for m in messages), strict=True))
         added = await self._conn.fetchval(
             """WITH added AS (
                    INSERT INTO notifications.messages (notification_id, template,
                        participant_id, partner_id, needs_partner, pair_id, session_id,
-                       group_key, details, cause_id, due_at, created_at, traceparent)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
+                       cause_id, due_at, group_key, details, created_at, traceparent)
+                   SELECT m.notification_id, m.template, m.participant_id, m.partner_id,
+                          m.needs_partner, m.pair_id, m.session_id, m.cause_id, m.due_at,
+                          m.group_key, m.details::jsonb, $12, $13
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                               $6::text[], $7::text[], $8::text[], $9::timestamptz[],
+                               $10::text[], $11::text[])
+                        AS m(notification_id, template, participant_id, partner_id,
+                             needs_partner, pair_id, session_id, cause_id, due_at,
+                             group_key, details)
                    ON CONFLICT (notification_id) DO NOTHING
-                   RETURNING true)
-               SELECT (SELECT true FROM pg_notify($14, '')) FROM added""",
-            notification_id,
-            template.value,
-            participant_id,
-            partner_id,
-            needs_partner,
-            pair_id,
-            session_id,
-            group_key,
-            json.dumps(details or {}),
-            cause_id,
-            due_at,
+                   RETURNING true),
+               woken AS (SELECT (SELECT true FROM pg_notify($14, '')) AS sent FROM added)
+               SELECT count(*) FILTER (WHERE sent) FROM woken""",
+            *columns[:10],
+            [json.dumps(d or {}) for d in columns[10]],
             now,
             current_traceparent(),
             DUE_CHANNEL,
         )
-        return bool(added)
+        return int(added or 0)
 
     async def drop_unsent(
         self, session_id: str, templates: Iterable[Template], now: datetime
