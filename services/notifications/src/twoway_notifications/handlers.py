@@ -77,14 +77,17 @@ async def _to_both(
         await _add(
             store,
             uow,
-            template,
-            recipient,
-            partner,
-            pair_id,
-            pair_id=pair_id,
-            session_id=None,
-            cause_id=cause_id,
-            details=details,
+            _message(
+                uow,
+                template,
+                recipient,
+                partner,
+                pair_id,
+                pair_id=pair_id,
+                session_id=None,
+                cause_id=cause_id,
+                details=details,
+            ),
         )
 
 
@@ -117,33 +120,8 @@ def _message(
     )
 
 
-async def _add(
-    store: Storage,
-    uow: UnitOfWork,
-    template: Template,
-    recipient: str,
-    partner: str | None,
-    *about: str | int,
-    pair_id: str | None,
-    session_id: str | None,
-    cause_id: str,
-    due_at: datetime | None = None,
-    group_key: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> str:
-    message = _message(
-        uow,
-        template,
-        recipient,
-        partner,
-        *about,
-        pair_id=pair_id,
-        session_id=session_id,
-        cause_id=cause_id,
-        due_at=due_at,
-        group_key=group_key,
-        details=details,
-    )
+async def _add(store: Storage, uow: UnitOfWork, message: NewMessage) -> str:
+    """Record `message` (once per id); its id."""
     await store.add_message(message, uow.now)
     return message.notification_id
 
@@ -280,17 +258,48 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
     await _add(
         Storage(uow.conn),
         uow,
-        Template.PARTNER_WITHDREW,
-        remaining,
-        pair.withdrawn_by,
-        pair.pair_id,
-        pair_id=pair.pair_id,
-        session_id=None,
-        cause_id=event.id,
+        _message(
+            uow,
+            Template.PARTNER_WITHDREW,
+            remaining,
+            pair.withdrawn_by,
+            pair.pair_id,
+            pair_id=pair.pair_id,
+            session_id=None,
+            cause_id=event.id,
+        ),
     )
 
 
 # ---------------------------------------------------------------- sessions.v1
+
+
+def _session_message(
+    uow: UnitOfWork,
+    template: Template,
+    s: SessionScheduled | Session,
+    recipient: str,
+    partner: str,
+    cause_id: str,
+    *about: str | int,
+    due_at: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> NewMessage:
+    """A message about one session (at its revision) to one of its two people."""
+    return _message(
+        uow,
+        template,
+        recipient,
+        partner,
+        s.session_id,
+        s.revision,
+        *about,
+        pair_id=s.pair_id,
+        session_id=s.session_id,
+        cause_id=cause_id,
+        due_at=due_at,
+        details=details,
+    )
 
 
 def _reminders(
@@ -298,18 +307,8 @@ def _reminders(
 ) -> list[NewMessage]:
     assert s.starts_at is not None
     return [
-        _message(
-            uow,
-            Template.REMINDER,
-            recipient,
-            partner,
-            s.session_id,
-            s.revision,
-            offset,
-            pair_id=s.pair_id,
-            session_id=s.session_id,
-            cause_id=cause_id,
-            due_at=due_at,
+        _session_message(
+            uow, Template.REMINDER, s, recipient, partner, cause_id, offset, due_at=due_at
         )
         for offset, due_at in reminder_times(s.starts_at, minutes, uow.now)
         for recipient, partner in _pair_of(s.mentor_id, s.mentee_id)
@@ -319,16 +318,13 @@ def _reminders(
 def _feedback_requests(uow: UnitOfWork, s: SessionScheduled, cause_id: str) -> list[NewMessage]:
     """Ask both people about the session shortly after it ends (durable, like reminders)."""
     return [
-        _message(
+        _session_message(
             uow,
             Template.FEEDBACK_REQUEST,
+            s,
             recipient,
             partner,
-            s.session_id,
-            s.revision,
-            pair_id=s.pair_id,
-            session_id=s.session_id,
-            cause_id=cause_id,
+            cause_id,
             due_at=feedback_request_time(s.ends_at),
         )
         for recipient, partner in _pair_of(s.mentor_id, s.mentee_id)
@@ -414,15 +410,15 @@ async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWo
             await _add(
                 store,
                 uow,
-                Template.SESSION_RESCHEDULED,
-                recipient,
-                partner,
-                s.session_id,
-                s.revision,
-                pair_id=s.pair_id,
-                session_id=s.session_id,
-                cause_id=event.id,
-                details=await store.learning_of_pair(s.pair_id),
+                _session_message(
+                    uow,
+                    Template.SESSION_RESCHEDULED,
+                    s,
+                    recipient,
+                    partner,
+                    event.id,
+                    details=await store.learning_of_pair(s.pair_id),
+                ),
             )
     await _book_when_complete(store, uow, s, event.id)
 
@@ -458,19 +454,22 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
             nid = await _add(
                 store,
                 uow,
-                Template.SESSION_CANCELLED,
-                recipient,
-                partner,
-                s.pair_id,
-                group.key,
-                s.session_id,
-                s.revision,
-                pair_id=s.pair_id,
-                session_id=s.session_id,
-                cause_id=event.id,
-                due_at=group.send_at,
-                group_key=group.key,
-                details=await store.learning_of_pair(s.pair_id),
+                _message(
+                    uow,
+                    Template.SESSION_CANCELLED,
+                    recipient,
+                    partner,
+                    s.pair_id,
+                    group.key,
+                    s.session_id,
+                    s.revision,
+                    pair_id=s.pair_id,
+                    session_id=s.session_id,
+                    cause_id=event.id,
+                    due_at=group.send_at,
+                    group_key=group.key,
+                    details=await store.learning_of_pair(s.pair_id),
+                ),
             )
         await store.join_group(nid, s.session_id)
 
@@ -514,28 +513,31 @@ async def on_pair_health_changed(event: Event[PairHealthChanged], uow: UnitOfWor
     await _add(
         store,
         uow,
-        Template.PAIR_AT_RISK,
-        coordinator,
-        None,
-        h.pair_id,
-        h.health,
-        ",".join(reasons),
-        h.sessions_completed,
-        h.sessions_missed,
-        last or "",
-        pair_id=h.pair_id,
-        session_id=None,
-        cause_id=event.id,
-        details={
-            "people": [h.mentor_id, h.mentee_id],
-            "mentor_id": h.mentor_id,
-            "mentee_id": h.mentee_id,
-            "health": h.health,
-            "reasons": reasons,
-            "sessions_completed": h.sessions_completed,
-            "sessions_missed": h.sessions_missed,
-            "last_activity_at": last,
-        },
+        _message(
+            uow,
+            Template.PAIR_AT_RISK,
+            coordinator,
+            None,
+            h.pair_id,
+            h.health,
+            ",".join(reasons),
+            h.sessions_completed,
+            h.sessions_missed,
+            last or "",
+            pair_id=h.pair_id,
+            session_id=None,
+            cause_id=event.id,
+            details={
+                "people": [h.mentor_id, h.mentee_id],
+                "mentor_id": h.mentor_id,
+                "mentee_id": h.mentee_id,
+                "health": h.health,
+                "reasons": reasons,
+                "sessions_completed": h.sessions_completed,
+                "sessions_missed": h.sessions_missed,
+                "last_activity_at": last,
+            },
+        ),
     )
 
 
@@ -545,20 +547,23 @@ async def on_credit_awarded(event: Event[CreditAwarded], uow: UnitOfWork) -> Non
     await _add(
         Storage(uow.conn),
         uow,
-        Template.COMPLETION,
-        c.participant_id,
-        None,
-        c.credit_id,
-        pair_id=c.pair_id,
-        session_id=None,
-        cause_id=event.id,
-        details={
-            "credit_id": c.credit_id,
-            "credits": c.credits,
-            "minutes": c.minutes,
-            "sessions_completed": c.sessions_completed,
-            "topics": list(c.topics),
-        },
+        _message(
+            uow,
+            Template.COMPLETION,
+            c.participant_id,
+            None,
+            c.credit_id,
+            pair_id=c.pair_id,
+            session_id=None,
+            cause_id=event.id,
+            details={
+                "credit_id": c.credit_id,
+                "credits": c.credits,
+                "minutes": c.minutes,
+                "sessions_completed": c.sessions_completed,
+                "topics": list(c.topics),
+            },
+        ),
     )
 
 
