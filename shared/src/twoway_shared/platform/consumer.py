@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from twoway_shared.errors import Rejected
 from twoway_shared.platform.deadletter import DeadLetters
 from twoway_shared.platform.inbox import Claim, Inbox
 from twoway_shared.platform.metrics import Metrics
+from twoway_shared.platform.poller import wait_for
 from twoway_shared.platform.tracing import consume_span, handle_span
 from twoway_shared.platform.uow import Database, UnitOfWork
 
@@ -254,8 +254,7 @@ async def summarise_periodically(
 ) -> None:
     """One INFO line every `every` seconds with what happened to the records, if any came."""
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), every)
+        await wait_for(stopping, every)
         outcomes = processor.take_outcomes()
         if outcomes:
             log.info(
