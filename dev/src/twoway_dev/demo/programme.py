@@ -9,12 +9,14 @@ import shutil
 import signal
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from twoway_shared.contract import (
@@ -22,9 +24,6 @@ from twoway_shared.contract import (
     ProgrammeConfigured,
     ProgrammeMatchingRequested,
     Topic,
-    encode,
-    new_event,
-    partition_key,
     topic_name,
 )
 from twoway_shared.platform.roles import provision
@@ -94,16 +93,11 @@ def demo_programme(
     )
 
 
-async def _publish_events(target: Target, items: list[tuple[Topic, Any]]) -> None:
-    records = [
-        ToSend(
-            target.topic(topic),
-            encode(new_event(data, source=SOURCE)),
-            partition_key(topic, data),
-        )
-        for topic, data in items
-    ]
-    await publish(target.kafka, records)
+async def _publish_events(target: Target, items: Sequence[BaseModel]) -> None:
+    """Each event on its contract topic under the demo's prefix, as the portal would."""
+    await publish(
+        target.kafka, [ToSend.event(target.prefix, data, source=SOURCE) for data in items]
+    )
 
 
 async def committed(target: Target, group: str, topic: Topic) -> int:
@@ -161,10 +155,10 @@ async def drive(
     programme_id = programme.programme_id
     groups = {svc: f"{target.prefix}{svc}" for svc in ("matching", "scheduling", "notifications")}
     # Settings first, consumed by every service, so they apply to everything after them.
-    await _publish_events(target, [(Topic.PROGRAMMES, programme)])
+    await _publish_events(target, [programme])
     for group in groups.values():
         await wait_committed(target, group, Topic.PROGRAMMES, 1, timeout)
-    enrolments = [(Topic.ENROLMENTS, ParticipantEnrolled.model_validate(p)) for p in cohort]
+    enrolments = [ParticipantEnrolled.model_validate(p) for p in cohort]
     await _publish_events(target, enrolments)
 
     tally = Tally()
@@ -191,7 +185,7 @@ async def drive(
                     progress.update(enrolled_bar, completed=done)
                     if done >= len(cohort):
                         request = ProgrammeMatchingRequested(programme_id=programme_id)
-                        await _publish_events(target, [(Topic.PROGRAMMES, request)])
+                        await _publish_events(target, [request])
                         requested = True
                         for bar in (pairs_bar, sessions_bar, emails_bar):
                             progress.start_task(bar)

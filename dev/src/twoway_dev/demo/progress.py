@@ -14,20 +14,16 @@ import random
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from rich.table import Table
 from twoway_shared.contract import (
-    EVENT_TOPIC,
     ProgrammeMatchingRequested,
     SessionAttendanceRecorded,
     Topic,
-    encode,
-    event_type_of,
-    new_event,
-    partition_key,
     topic_name,
 )
 from twoway_shared.contract.events import PairGoalsSet, SessionFeedbackSubmitted
@@ -125,13 +121,8 @@ def plan_progress(
     return plan
 
 
-def _records(prefix: str, items: list[BaseModel]) -> list[ToSend]:
-    records = []
-    for data in items:
-        topic = EVENT_TOPIC[event_type_of(type(data))]
-        event = new_event(data, source=SOURCE)
-        records.append(ToSend(topic_name(prefix, topic), encode(event), partition_key(topic, data)))
-    return records
+def _records(prefix: str, items: Sequence[BaseModel]) -> list[ToSend]:
+    return [ToSend.event(prefix, data, source=SOURCE) for data in items]
 
 
 def _kind(record: Any) -> tuple[str, dict[str, Any]]:
@@ -211,7 +202,7 @@ async def play_progress(
         if _ended_for_rematch(reader, prefix, programme_id):
             # A batch programme gets no round on its own: its coordinator asks for one, so the
             # people of the ended pairs are offered someone new (never each other again).
-            request: list[BaseModel] = [ProgrammeMatchingRequested(programme_id=programme_id)]
+            request = [ProgrammeMatchingRequested(programme_id=programme_id)]
             await publish(kafka, _records(prefix, request))
             programmes = [topic_name(prefix, Topic.PROGRAMMES)]
             await wait_until_consumed(kafka, f"{prefix}matching", programmes, timeout=timeout)
