@@ -4,24 +4,32 @@ on them, and the figures of a run compared with a clean run of the same pool."""
 from __future__ import annotations
 
 import asyncio
-import email
 import email.policy
 import json
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesParser
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
 import httpx
+from pydantic import BaseModel
 from twoway_dev.localstack.mailsink import MailSink
 from twoway_dev.localstack.stack import LocalStack
 from twoway_dev.testing.infra import Infra, unique_name
-from twoway_dev.testing.kafka import TopicReader, eventually, wait_until_consumed
+from twoway_dev.testing.kafka import (
+    TopicReader,
+    ToSend,
+    eventually,
+    publish,
+    wait_until_consumed,
+)
 from twoway_dev.toolkit.generate import generate_cohort
 from twoway_shared.contract import (
     ParticipantEnrolled,
@@ -61,6 +69,7 @@ class Mailboxes:
         self.port = free_port()
         self._generation = 0
         self._sink: MailSink | None = None
+        self._read: dict[Path, tuple[int, tuple[str, str, str]]] = {}
 
     def start(self) -> None:
         self._sink = MailSink(self.root / f"mail-{self._generation}", port=self.port)
@@ -73,18 +82,33 @@ class Mailboxes:
             self._sink = None
 
     def received(self) -> list[tuple[str, str, str]]:
-        """(recipient, template, Message-ID) of every message received, in every folder."""
+        """(recipient, template, Message-ID) of every message received, in every folder.
+
+        Each file is read once (a file still being written is read again when its size
+        changes), and only its headers: the run's outcome is polled while it grows, and
+        parsing every email again at each poll cost the 2-core machine more CPU than the
+        services under test.
+        """
         found = []
         for path in sorted(self.root.glob("mail-*/*.eml")):
-            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            found.append(
-                (
-                    str(message["To"]).split("<")[-1].rstrip(">").lower(),
-                    str(message["X-Twoway-Template"]),
-                    str(message["Message-ID"]),
+            size = path.stat().st_size
+            known = self._read.get(path)
+            if known is None or known[0] != size:
+                headers = _HEADERS.parsebytes(path.read_bytes(), headersonly=True)
+                known = (
+                    size,
+                    (
+                        parseaddr(str(headers["To"]))[1].lower(),
+                        str(headers["X-Twoway-Template"]),
+                        str(headers["Message-ID"]),
+                    ),
                 )
-            )
+                self._read[path] = known
+            found.append(known[1])
         return found
+
+
+_HEADERS = BytesParser(policy=email.policy.compat32)
 
 
 # ---------------------------------------------------------------- services
@@ -242,14 +266,38 @@ class Outcome:
         )
 
 
-def read_outcome(records: Iterable[Any], mail: Mailboxes) -> Outcome:
-    outcome = Outcome()
-    ids: Counter[str] = Counter()
-    facts: dict[tuple[str, ...], set[str]] = {}
-    for record in records:
-        event = json.loads(record.value or b"{}")
+class Tally:
+    """A run's outcome read as it grows: each record is decoded once, across polls."""
+
+    def __init__(self, mail: Mailboxes) -> None:
+        self._mail = mail
+        self._read = 0
+        self._so_far = Outcome()
+        self._ids: Counter[str] = Counter()
+        self._facts: dict[tuple[str, ...], set[str]] = {}
+
+    def outcome(self, records: Sequence[Any]) -> Outcome:
+        """The outcome of `records` (the same growing list at every call) and the mail."""
+        for record in records[self._read :]:
+            self._add(json.loads(record.value or b"{}"))
+        self._read = len(records)
+        so_far = self._so_far
+        outcome = Outcome(
+            pairs=set(so_far.pairs),
+            sessions=set(so_far.sessions),
+            events=so_far.events,
+            redelivered=sum(n - 1 for n in self._ids.values()),
+            duplicate_facts=[":".join(k) for k, v in self._facts.items() if len(v) > 1],
+        )
+        for to, template, message_id in self._mail.received():
+            outcome.emails[(to, template)] += 1
+            outcome.message_ids[message_id] += 1
+        return outcome
+
+    def _add(self, event: dict[str, Any]) -> None:
+        outcome, facts = self._so_far, self._facts
         outcome.events += 1
-        ids[event["id"]] += 1
+        self._ids[event["id"]] += 1
         kind = event["type"].removeprefix("twoway.").removesuffix(".v1")
         data = event["data"]
         if kind == "pair.confirmed":
@@ -263,12 +311,6 @@ def read_outcome(records: Iterable[Any], mail: Mailboxes) -> Outcome:
             facts.setdefault(key, set()).add(event["id"])
         elif kind in ("notification.sent", "notification.failed"):
             facts.setdefault(("notification", data["notification_id"]), set()).add(event["id"])
-    outcome.redelivered = sum(n - 1 for n in ids.values())
-    outcome.duplicate_facts = [":".join(k) for k, v in facts.items() if len(v) > 1]
-    for to, template, message_id in mail.received():
-        outcome.emails[(to, template)] += 1
-        outcome.message_ids[message_id] += 1
-    return outcome
 
 
 @dataclass
@@ -398,20 +440,18 @@ class Run:
             began = time.monotonic()
             await cluster.start()
             print(f"  services started in {time.monotonic() - began:.1f}s", flush=True)
-            await self._publish([(Topic.PROGRAMMES, configured)], prefix)
+            await self._publish([configured], prefix)
             await self._consumed(prefix, SERVICES)
             enrolling = time.monotonic()
-            await self._publish([(Topic.ENROLMENTS, e) for e in enrolments], prefix)
+            await self._publish(enrolments, prefix)
             await self._consumed(prefix, SERVICES)
             print(f"  programme enrolled after {time.monotonic() - began:.1f}s", flush=True)
             async with TopicReader(self.infra.kafka_bootstrap, outputs) as reader:
                 self.started = time.monotonic()
-                await self._publish(
-                    [(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id=PROGRAMME))],
-                    prefix,
-                )
+                await self._publish([ProgrammeMatchingRequested(programme_id=PROGRAMME)], prefix)
                 injector = asyncio.create_task(faults(self)) if faults else None
-                outcome = await self._settle(reader, expected, timeout, injector, dsns)
+                tally = Tally(self.mail)
+                outcome = await self._settle(tally, reader, expected, timeout, injector, dsns)
                 if injector is not None:
                     await injector
                 seconds = time.monotonic() - self.started
@@ -421,7 +461,7 @@ class Run:
                 )
                 # A late duplicate would show up now.
                 await asyncio.sleep(3.0)
-                outcome = read_outcome(list(reader.records), self.mail)
+                outcome = tally.outcome(reader.records)
                 self.crashed = cluster.crashed()
                 self.unsettled = await unsettled(dsns)
             return outcome, seconds, recovery
@@ -431,6 +471,7 @@ class Run:
 
     async def _settle(
         self,
+        tally: Tally,
         reader: TopicReader,
         expected: Outcome | None,
         timeout: float,
@@ -443,7 +484,7 @@ class Run:
         deadline = time.monotonic() + timeout
         last_size, quiet_since = -1, time.monotonic()
         while True:
-            outcome = read_outcome(list(reader.records), self.mail)
+            outcome = tally.outcome(reader.records)
             size = outcome.events + sum(outcome.emails.values())
             if size != last_size:
                 last_size, quiet_since = size, time.monotonic()
@@ -458,20 +499,10 @@ class Run:
                 return outcome
             await asyncio.sleep(0.25)
 
-    async def _publish(self, items: list[tuple[Topic, Any]], prefix: str) -> None:
-        from twoway_dev.testing.kafka import ToSend, publish
-        from twoway_shared.contract import encode, new_event, partition_key
-
+    async def _publish(self, events: Sequence[BaseModel], prefix: str) -> None:
         await publish(
             self.infra.kafka_bootstrap,
-            [
-                ToSend(
-                    topic_name(prefix, topic),
-                    encode(new_event(data, source="/tests/reliability")),
-                    partition_key(topic, data),
-                )
-                for topic, data in items
-            ],
+            [ToSend.event(prefix, data, source="/tests/reliability") for data in events],
         )
 
     async def _consumed(self, prefix: str, services: Iterable[str]) -> None:

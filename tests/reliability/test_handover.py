@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import BaseModel
 from twoway_dev.localstack.stack import LocalStack
 from twoway_dev.testing.infra import unique_name
 from twoway_dev.testing.kafka import TopicReader, ToSend, eventually, publish
@@ -28,9 +29,6 @@ from twoway_shared.contract import (
     PairConfirmed,
     ParticipantEnrolled,
     Topic,
-    encode,
-    new_event,
-    partition_key,
     topic_name,
 )
 from twoway_shared.contract.access import all_acls
@@ -73,15 +71,13 @@ class Bench:
     async def publish_pair(self) -> None:
         """Both people, then (once the service knows them, so that both emails are due at
         once and go out in one batch) their pair."""
-        await self.publish(
-            [(Topic.ENROLMENTS, person("HM", "mentor")), (Topic.ENROLMENTS, person("HE", "mentee"))]
-        )
+        await self.publish([person("HM", "mentor"), person("HE", "mentee")])
         await eventually(
             lambda: self.count("SELECT count(*) FROM notifications.participants"),
             lambda n: n == 2,
             what="both people known",
         )
-        await self.publish([(Topic.PAIRS, PairConfirmed(**PAIR))])
+        await self.publish([PairConfirmed(**PAIR)])
 
     async def count(self, query: str) -> int:
         conn = await asyncpg.connect(self.dsn)
@@ -91,16 +87,12 @@ class Bench:
         finally:
             await conn.close()
 
-    async def publish(self, items: list[tuple[Topic, Any]]) -> None:
+    async def publish(self, events: list[BaseModel]) -> None:
         await publish(
             self.cluster.infra.kafka_bootstrap,
             [
-                ToSend(
-                    topic_name(self.cluster.prefix, topic),
-                    encode(new_event(data, source="/tests/reliability/handover")),
-                    partition_key(topic, data),
-                )
-                for topic, data in items
+                ToSend.event(self.cluster.prefix, data, source="/tests/reliability/handover")
+                for data in events
             ],
         )
 
@@ -243,18 +235,13 @@ async def test_the_hand_over_window_is_measured(bench: Bench) -> None:
     in), and the commit's round trip (an upper bound on how much earlier the commit may have
     been made durable)."""
     people = 200
-    items: list[tuple[Topic, Any]] = []
+    items: list[BaseModel] = []
     for n in range(people // 2):
         mentor, mentee = f"WM{n}", f"WE{n}"
         items += [
-            (Topic.ENROLMENTS, person(mentor, "mentor")),
-            (Topic.ENROLMENTS, person(mentee, "mentee")),
-            (
-                Topic.PAIRS,
-                PairConfirmed(
-                    **{**PAIR, "pair_id": f"w{n}", "mentor_id": mentor, "mentee_id": mentee}
-                ),
-            ),
+            person(mentor, "mentor"),
+            person(mentee, "mentee"),
+            PairConfirmed(**{**PAIR, "pair_id": f"w{n}", "mentor_id": mentor, "mentee_id": mentee}),
         ]
     started = time.monotonic()
     await bench.publish(items)
