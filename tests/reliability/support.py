@@ -69,11 +69,13 @@ class Mailboxes:
         self.port = free_port()
         self._generation = 0
         self._sink: MailSink | None = None
-        self._read: dict[Path, tuple[int, tuple[str, str, str]]] = {}
+        self._sinks: list[MailSink] = []
+        self._read: dict[Path, tuple[str, str, str]] = {}
 
     def start(self) -> None:
         self._sink = MailSink(self.root / f"mail-{self._generation}", port=self.port)
         self._sink.start()
+        self._sinks.append(self._sink)
         self._generation += 1
 
     def stop(self) -> None:
@@ -82,30 +84,21 @@ class Mailboxes:
             self._sink = None
 
     def received(self) -> list[tuple[str, str, str]]:
-        """(recipient, template, Message-ID) of every message received, in every folder.
+        """(recipient, template, Message-ID) of every message received, by every server.
 
-        Each file is read once (a file still being written is read again when its size
-        changes), and only its headers: the run's outcome is polled while it grows, and
-        parsing every email again at each poll cost the 2-core machine more CPU than the
-        services under test.
+        Each message is read once, and only its headers: the run's outcome is polled while it
+        grows, and parsing every email again at each poll cost the 2-core machine more CPU
+        than the services under test.
         """
-        found = []
-        for path in sorted(self.root.glob("mail-*/*.eml")):
-            size = path.stat().st_size
-            known = self._read.get(path)
-            if known is None or known[0] != size:
+        for path in (path for sink in self._sinks for path in sink.written):
+            if path not in self._read:
                 headers = _HEADERS.parsebytes(path.read_bytes(), headersonly=True)
-                known = (
-                    size,
-                    (
-                        parseaddr(str(headers["To"]))[1].lower(),
-                        str(headers["X-Twoway-Template"]),
-                        str(headers["Message-ID"]),
-                    ),
+                self._read[path] = (
+                    parseaddr(str(headers["To"]))[1].lower(),
+                    str(headers["X-Twoway-Template"]),
+                    str(headers["Message-ID"]),
                 )
-                self._read[path] = known
-            found.append(known[1])
-        return found
+        return list(self._read.values())
 
 
 _HEADERS = BytesParser(policy=email.policy.compat32)

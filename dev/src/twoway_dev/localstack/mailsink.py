@@ -15,6 +15,7 @@ class _Keep:
         self.folder = folder
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
+        self.written: list[Path] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         with self._lock:
@@ -22,6 +23,7 @@ class _Keep:
         recipients = "_".join(r.replace("@", "-at-") for r in envelope.rcpt_tos)[:80]
         path = self.folder / f"{number:06d}-{recipients}.eml"
         path.write_bytes(envelope.original_content or envelope.content)
+        self.written.append(path)  # once complete
         return "250 Message accepted for delivery"
 
 
@@ -32,7 +34,8 @@ class MailSink:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = port
-        self._controller = Controller(_Keep(folder), hostname=host, port=port)
+        self._keep = _Keep(folder)
+        self._controller = Controller(self._keep, hostname=host, port=port)
 
     def start(self) -> None:
         self._controller.start()
@@ -42,3 +45,9 @@ class MailSink:
 
     def messages(self) -> list[Path]:
         return sorted(self.folder.glob("*.eml"))
+
+    @property
+    def written(self) -> list[Path]:
+        """The files of the messages received so far, each listed once it is complete, in
+        the order they were received (no listing of the folder)."""
+        return list(self._keep.written)
