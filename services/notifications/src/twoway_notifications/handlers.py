@@ -50,7 +50,7 @@ from twoway_notifications.domain.rules import (
     feedback_request_time,
     reminder_times,
 )
-from twoway_notifications.storage import NewMessage, Storage
+from twoway_notifications.storage import NewMessage, SavedSession, Storage
 
 # Messages about a session that its time, cancellation or outcome make obsolete.
 SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
@@ -331,11 +331,6 @@ def _feedback_requests(uow: UnitOfWork, s: SessionScheduled, cause_id: str) -> l
     ]
 
 
-async def _programme_reminders(store: Storage, programme_id: str) -> list[int]:
-    minutes = await store.reminder_minutes(programme_id)
-    return list(DEFAULT_REMINDER_MINUTES) if minutes is None else minutes
-
-
 async def _book_when_complete(
     store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
 ) -> None:
@@ -362,12 +357,12 @@ async def _add_booking(
 
 async def _keep_current_time(
     store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
-) -> None:
+) -> SavedSession | None:
     """Keep a session's current time (scheduled or rescheduled), what set it, its reminders
-    and its feedback requests."""
+    and its feedback requests; None when the record is not newer than what is kept."""
     # A session first seen moved was first booked at its previous time (or earlier).
     first = s.previous_starts_at if isinstance(s, SessionRescheduled) else s.starts_at
-    await store.save_session(
+    saved = await store.save_session(
         session_id=s.session_id,
         **pair_members(s),
         sequence=s.sequence,
@@ -378,21 +373,27 @@ async def _keep_current_time(
         status="scheduled",
         cause_id=cause_id,
         first_starts_at=first,
+        newer_only=True,
     )
-    minutes = await _programme_reminders(store, s.programme_id)
+    if not saved.saved:
+        return None  # the same fact again, or an older one
+    minutes = (
+        list(DEFAULT_REMINDER_MINUTES) if saved.reminder_minutes is None else saved.reminder_minutes
+    )
     # A session's feedback requests and reminders in one statement.
     messages = _feedback_requests(uow, s, cause_id) + _reminders(uow, s, minutes, cause_id)
     await store.add_messages(messages, uow.now)
+    return saved
 
 
 async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
+    """Two round trips for a session: its row (with what comes next), its messages; a third
+    for the booking emails once the pair's whole first series is known."""
     s = event.data
     store = Storage(uow.conn)
-    known = await store.session(s.session_id)
-    if known is not None and known.revision >= s.revision:
-        return  # the same fact again, or an older one
-    await _keep_current_time(store, uow, s, event.id)
-    await _book_when_complete(store, uow, s, event.id)
+    saved = await _keep_current_time(store, uow, s, event.id)
+    if saved is not None and saved.sessions_seen >= s.total:
+        await _add_booking(store, uow, s.pair_id, s.mentor_id, s.mentee_id, event.id)
 
 
 async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWork) -> None:

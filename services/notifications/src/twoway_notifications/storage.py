@@ -57,6 +57,15 @@ class NewMessage:
     details: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class SavedSession:
+    """What saving a session's row tells its handler."""
+
+    saved: bool  # False (newer_only): the same revision again, or an older one
+    reminder_minutes: list[int] | None  # None: the programme's settings are not known
+    sessions_seen: int  # of the session's pair, this one included
+
+
 class Storage:
     """The service's tables, on one connection (usually a unit of work's transaction)."""
 
@@ -246,13 +255,6 @@ class Storage:
             "mentor_learns": list(row["mentor_learns"]),
         }
 
-    async def reminder_minutes(self, programme_id: str) -> list[int] | None:
-        value = await self._conn.fetchval(
-            "SELECT reminder_minutes FROM notifications.programmes WHERE programme_id = $1",
-            programme_id,
-        )
-        return None if value is None else list(value)
-
     # ------------------------------------------------------------------ sessions
 
     async def session(self, session_id: str) -> Session | None:
@@ -277,27 +279,44 @@ class Storage:
         status: str,
         cause_id: str,
         first_starts_at: datetime | None = None,
-    ) -> None:
-        # A cancellation carries no times: it keeps the ones already known. The first time
-        # seen, the mentee's zone and the cadence are kept from the first record: they place
-        # the session in its series for good.
-        await self._conn.execute(
-            """INSERT INTO notifications.sessions AS s (session_id, pair_id, programme_id,
-                   mentor_id, mentee_id, sequence, total, starts_at, ends_at, revision, status,
-                   cause_id, first_starts_at, series_zone, series_weeks)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                   COALESCE($13::timestamptz, $8::timestamptz),
-                   (SELECT timezone FROM notifications.participants WHERE participant_id = $5),
-                   (SELECT cadence_weeks FROM notifications.programmes WHERE programme_id = $3))
-               ON CONFLICT (session_id) DO UPDATE SET
-                   total = COALESCE(EXCLUDED.total, s.total),
-                   starts_at = COALESCE(EXCLUDED.starts_at, s.starts_at),
-                   ends_at = COALESCE(EXCLUDED.ends_at, s.ends_at),
-                   first_starts_at = COALESCE(s.first_starts_at, EXCLUDED.first_starts_at),
-                   series_zone = COALESCE(s.series_zone, EXCLUDED.series_zone),
-                   series_weeks = COALESCE(s.series_weeks, EXCLUDED.series_weeks),
-                   revision = EXCLUDED.revision, status = EXCLUDED.status,
-                   cause_id = EXCLUDED.cause_id""",
+        newer_only: bool = False,
+    ) -> SavedSession:
+        """Keep a session's row; with `newer_only`, only a higher revision than the one kept.
+
+        In the same round trip it reads what a handler needs next: the programme's reminder
+        minutes and how many sessions of the pair are known. A cancellation carries no
+        times: it keeps the ones already known. The first time seen, the mentee's zone and
+        the cadence are kept from the first record: they place the session in its series for
+        good.
+        """
+        condition = "WHERE s.revision < EXCLUDED.revision" if newer_only else ""
+        row = await self._conn.fetchrow(
+            f"""WITH saved AS (
+                   INSERT INTO notifications.sessions AS s (session_id, pair_id, programme_id,
+                       mentor_id, mentee_id, sequence, total, starts_at, ends_at, revision,
+                       status, cause_id, first_starts_at, series_zone, series_weeks)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                       COALESCE($13::timestamptz, $8::timestamptz),
+                       (SELECT timezone FROM notifications.participants
+                        WHERE participant_id = $5),
+                       (SELECT cadence_weeks FROM notifications.programmes
+                        WHERE programme_id = $3))
+                   ON CONFLICT (session_id) DO UPDATE SET
+                       total = COALESCE(EXCLUDED.total, s.total),
+                       starts_at = COALESCE(EXCLUDED.starts_at, s.starts_at),
+                       ends_at = COALESCE(EXCLUDED.ends_at, s.ends_at),
+                       first_starts_at = COALESCE(s.first_starts_at, EXCLUDED.first_starts_at),
+                       series_zone = COALESCE(s.series_zone, EXCLUDED.series_zone),
+                       series_weeks = COALESCE(s.series_weeks, EXCLUDED.series_weeks),
+                       revision = EXCLUDED.revision, status = EXCLUDED.status,
+                       cause_id = EXCLUDED.cause_id
+                   {condition}
+                   RETURNING 1)
+               SELECT EXISTS (SELECT 1 FROM saved) AS saved,
+                   (SELECT reminder_minutes FROM notifications.programmes
+                    WHERE programme_id = $3) AS reminder_minutes,
+                   (SELECT count(*) FROM notifications.sessions
+                    WHERE pair_id = $2 AND session_id <> $1) + 1 AS seen""",
             session_id,
             pair_id,
             programme_id,
@@ -311,6 +330,13 @@ class Storage:
             status,
             cause_id,
             first_starts_at,
+        )
+        assert row is not None
+        minutes = row["reminder_minutes"]
+        return SavedSession(
+            saved=row["saved"],
+            reminder_minutes=None if minutes is None else list(minutes),
+            sessions_seen=row["seen"],
         )
 
     async def record_outcome(self, session_id: str, status: str) -> bool:
