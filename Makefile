@@ -39,9 +39,12 @@ system-deps:
 	  else echo "Please install:$$missing" >&2; exit 1; fi; \
 	fi
 
+# Byte code is compiled once here: every service process, compose worker and test process
+# then starts without compiling each module again (PYTHONDONTWRITEBYTECODE machines).
 install: system-deps
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
-	$(UV) sync --all-packages --frozen -q
+	$(UV) sync --all-packages --frozen -q --compile-bytecode
+	@$(UV) run python -m compileall -q -j 2 shared/src services dev/src tests bench >/dev/null
 	@test -f tests/browser/node_modules/axe-core/axe.min.js || \
 	  npm install --prefix tests/browser --no-package-lock --no-audit --no-fund --loglevel=error
 
