@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -68,7 +69,11 @@ def booking_ics(recipient: Contact, partner: Contact, pair: list[Session]) -> by
         "n-1", Template.BOOKING, recipient.participant_id, partner.participant_id, "pair-7",
         None, "ev-1", details={"mentee_learns": ["generative-ai"], "mentor_learns": ["strategy"]},
     )  # fmt: skip
-    mail = compose(message, recipient, partner, pair, SETTINGS, datetime(2027, 2, 1, tzinfo=UTC))
+    composed = compose(
+        message, recipient, partner, pair, SETTINGS, datetime(2027, 2, 1, tzinfo=UTC)
+    )
+    assert composed is not None
+    mail = message_from_bytes(composed.data, policy=policy.default)
     assert isinstance(mail, EmailMessage)
     [part] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
     payload = part.get_payload(decode=True)

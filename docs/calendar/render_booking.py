@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -53,7 +54,11 @@ def main() -> None:
         details={"mentee_learns": ["generative-ai", "data-visualisation"],
                  "mentor_learns": ["leadership", "stakeholder-management"]},
     )  # fmt: skip
-    mail = compose(message, DANA, SAM, sessions(), settings, datetime(2027, 2, 1, 9, tzinfo=UTC))
+    composed = compose(
+        message, DANA, SAM, sessions(), settings, datetime(2027, 2, 1, 9, tzinfo=UTC)
+    )
+    assert composed is not None
+    mail = message_from_bytes(composed.data, policy=policy.default)
     assert isinstance(mail, EmailMessage)
     body = mail.get_body(("html",))
     assert body is not None

@@ -706,7 +706,7 @@ async def test_a_dead_senders_messages_are_taken_over_in_seconds_never_resent(
 async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) -> None:
     """The 'sending' mark checks the lease holder, and a refused hand-over leaves the server
     without the message."""
-    from twoway_notifications.mailer import Delivery, HandOverRefused, Mailer, SmtpConfig
+    from twoway_notifications.mailer import Delivery, Email, HandOverRefused, Mailer, SmtpConfig
     from twoway_notifications.sender import Sender
 
     assert harness.runtime is not None
@@ -725,9 +725,10 @@ async def test_a_lost_claim_stops_the_hand_over(harness: Harness, sink: Sink) ->
     with pytest.raises(HandOverRefused):
         await sender.hand_over(nid, lambda: lambda: None)
     mailer = Mailer(SmtpConfig("127.0.0.1", sink.port))
-    mail = EmailMessage()
-    mail["From"], mail["To"], mail["Subject"] = "a@example.com", MENTOR, "x"
-    mail.set_content("hello")
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.com", MENTOR, "x"
+    message.set_content("hello")
+    mail = Email.of(message)
 
     async def refuse(end_of_data: Callable[[], Callable[[], None]]) -> None:
         raise HandOverRefused("lost")

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twoway_notifications.config import NotificationsSettings
-from twoway_notifications.mailer import Delivery, Mailer, SmtpConfig
+from twoway_notifications.mailer import Delivery, Email, Mailer, SmtpConfig
 
 
 def encrypted(server: Any, session: Session) -> bool:
@@ -145,13 +145,13 @@ def implicit_tls(certificate: Certificate) -> Iterator[Server]:
     yield from serve(certificate, implicit=True)
 
 
-def mail() -> EmailMessage:
+def mail() -> Email:
     message = EmailMessage()
     message["From"] = "no-reply@twoway.test"
     message["To"] = "someone@example.org"
     message["Subject"] = "hello"
     message.set_content("body")
-    return message
+    return Email.of(message)
 
 
 async def send(config: SmtpConfig) -> Delivery:

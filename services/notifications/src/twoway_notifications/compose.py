@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import io
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -10,14 +13,15 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.generator import BytesGenerator
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.policy import SMTP, compat32
+from email.message import Message as MimeMessage
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from twoway_shared.calendar import (
@@ -34,6 +38,10 @@ from twoway_shared.contract.calendar_token import parse_keys, sign
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.domain.model import Contact, Message, Session, Template
 from twoway_notifications.domain.rules import local_span, local_time, readable, readable_list
+from twoway_notifications.mailer import Email
+
+if TYPE_CHECKING:
+    Part = MimeMessage[str, str | Header]  # headers kept as given: text or encoded words
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FALLBACK_LOCALE = "en"
@@ -225,8 +233,9 @@ def compose(
     settings: MailSettings,
     now: datetime,
     people: Mapping[str, Contact] | None = None,
-) -> EmailMessage | None:
-    """The email for a message that may be sent, or None when its subject is gone.
+) -> Email | None:
+    """The email for a message that may be sent, as it goes to the SMTP server, or None when
+    its subject is gone.
 
     `people` holds the contacts of everyone the message names (`Message.people`).
     """
@@ -262,16 +271,8 @@ def compose(
         else None,
     }
     rendered = render(message.template, recipient.locale, context)
-    mail = EmailMessage()
-    mail["From"] = settings.mail_from
-    mail["To"] = formataddr((one_line(recipient.display_name), recipient.email))
-    mail["Subject"] = rendered.subject
-    mail["Message-ID"] = f"<{message.notification_id}@twoway>"
-    mail["Date"] = format_datetime(now)
-    mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-    mail["X-Twoway-Template"] = message.template.value
-    mail.set_content(rendered.text)
-    mail.add_alternative(rendered.html, subtype="html")
+    alternative = [_text_part("plain", rendered.text), _text_part("html", rendered.html)]
+    attachment: MimeMessage | None = None
     method = _METHODS.get(message.template)
     if method is not None:
         mentee = recipient if recipient.role == "mentee" else known_partner
@@ -280,14 +281,101 @@ def compose(
             message, sessions, pair_sessions, text, mentee.timezone if mentee else None, now
         )
         if ics is not None:
-            mail.add_attachment(
-                ics,
-                maintype="text",
-                subtype="calendar",
-                filename="invite.ics" if method == "REQUEST" else "cancel.ics",
-                params={"method": method, "charset": "utf-8"},
-            )
+            attachment = _calendar_part(ics, method)
+    sender = _sender(settings.mail_from)
+    mail: Part = MimeMessage()
+    mail["From"] = sender.header
+    mail["To"] = _mailbox("To", one_line(recipient.display_name), recipient.email)
+    mail["Subject"] = _words("Subject", rendered.subject)
+    mail["Message-ID"] = f"<{message.notification_id}@twoway>"
+    mail["Date"] = format_datetime(now)
+    mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    mail["X-Twoway-Template"] = message.template.value
+    mail["MIME-Version"] = "1.0"
+    if attachment is None:
+        _multipart(mail, "alternative", alternative)
+    else:
+        inner = _multipart(MimeMessage(), "alternative", alternative)
+        _multipart(mail, "mixed", [inner, attachment])
+    return Email(sender.address, (recipient.email,), _wire(mail))
+
+
+# ---------------------------------------------------------------- the text on the wire
+# Built with the email package's compat32 classes: headers are kept as given (the default
+# policy parses each one into objects, which cost as much as the rest of the email), so
+# every header is written here already 7-bit clean, non-ASCII words RFC 2047 encoded.
+
+_WIRE = compat32.clone(linesep="\r\n")
+_MAX_LINE = 998  # RFC 5322 2.1.1, without the line end
+_SHORT = 60  # header text that fits on one line whatever its name
+
+
+@dataclass(frozen=True)
+class _Sender:
+    address: str  # the envelope's
+    header: str | Header  # the From header
+
+
+@cache
+def _sender(mail_from: str) -> _Sender:
+    name, address = parseaddr(mail_from)
+    address = address or "no-reply@twoway.local"
+    return _Sender(address, _mailbox("From", name, address))
+
+
+def _words(field: str, text: str) -> str | Header:
+    """Header text as written: RFC 2047 encoded words (75 characters at most) if not ASCII,
+    folded at spaces if long."""
+    if text.isascii():
+        return text if len(text) <= _SHORT else Header(text, "us-ascii", header_name=field)
+    return Header(text, "utf-8", header_name=field)
+
+
+def _mailbox(field: str, name: str, address: str) -> str | Header:
+    """`Name <address>`, the name quoted or RFC 2047 encoded as it needs."""
+    if not name or name.isascii():
+        return _words(field, formataddr((name, address)))
+    mailbox = Header(name, "utf-8", header_name=field)
+    mailbox.append(f"<{address}>", "us-ascii")
+    return mailbox
+
+
+def _text_part(subtype: str, text: str) -> MimeMessage:
+    """A UTF-8 text part: as it is when ASCII in short lines, else quoted-printable."""
+    data = text.encode()
+    part = MimeMessage()
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    if data.isascii() and all(len(line) <= _MAX_LINE for line in data.splitlines()):
+        part["Content-Transfer-Encoding"] = "7bit"
+        part.set_payload(text)
+    else:
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        part.set_payload(binascii.b2a_qp(data, istext=True).decode("ascii"))
+    return part
+
+
+def _calendar_part(ics: bytes, method: str) -> MimeMessage:
+    """The .ics attachment, base64: its bytes (and CRLF line ends) arrive exactly."""
+    part = MimeMessage()
+    part.add_header("Content-Type", "text/calendar", charset="utf-8", method=method)
+    part["Content-Transfer-Encoding"] = "base64"
+    filename = "invite.ics" if method == "REQUEST" else "cancel.ics"
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    part.set_payload(base64.encodebytes(ics).decode("ascii"))
+    return part
+
+
+def _multipart(mail: MimeMessage, subtype: str, parts: Sequence[MimeMessage]) -> MimeMessage:
+    mail["Content-Type"] = f"multipart/{subtype}"
+    mail.set_payload([*parts])
     return mail
+
+
+def _wire(mail: MimeMessage) -> bytes:
+    """The message flattened, with CRLF line ends (the generator picks each boundary)."""
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=_WIRE).flatten(mail)
+    return out.getvalue()
 
 
 def one_line(name: str) -> str:
@@ -322,7 +410,7 @@ class NotComposed:
     error: str
 
 
-Composed = EmailMessage | None | NotComposed
+Composed = Email | None | NotComposed
 
 
 def compose_drafts(
@@ -340,35 +428,12 @@ def compose_drafts(
     return built
 
 
-_SEVEN_BIT = SMTP.clone(cte_type="7bit")
-
-
-def _with_plain_headers(mail: EmailMessage) -> EmailMessage:
-    """The same message, flattened 7-bit clean as SMTP sends it and read back headers only:
-    its headers are plain strings and its body one string written out again as it is, cheap
-    to unpickle and to flatten on the event loop (any 8-bit text part becomes base64)."""
-    raw = mail.as_bytes(policy=_SEVEN_BIT)
-    parsed = BytesParser(EmailMessage, policy=compat32).parsebytes(raw, headersonly=True)
-    assert isinstance(parsed, EmailMessage)
-    return parsed
-
-
-def _composed_for_transfer(
-    drafts: Sequence[Draft], settings: MailSettings, now: datetime
-) -> list[Composed]:
-    """`compose_drafts` as run in a worker: each email with plain string headers and body
-    (unpickling the email package's header objects, then flattening them for SMTP, would cost
-    the event loop about what building the email does)."""
-    return [
-        _with_plain_headers(b) if isinstance(b, EmailMessage) else b
-        for b in compose_drafts(drafts, settings, now)
-    ]
-
-
 COMPOSE_PROCESSES = min(2, os.cpu_count() or 1)
-"""Worker processes that build emails: building one (templates, iCalendar, the email
-package's header handling) costs milliseconds of CPU, which on the event loop would hold up
-every SMTP exchange and consumed record of the instance; threads would share one core."""
+"""Worker processes that build emails: building one (templates, iCalendar, MIME) costs a
+millisecond or more of CPU, which on the event loop would hold up every SMTP exchange and
+consumed record of the instance; threads would share one core. A worker returns each email
+as the bytes the SMTP client writes, so the event loop neither unpickles objects nor
+flattens them."""
 
 _MIN_PER_WORKER = 8  # smaller batches are not worth the trip to another process
 _pool: ProcessPoolExecutor | None = None
@@ -402,7 +467,7 @@ async def compose_off_loop(
     pool = _compose_pool()
     try:
         parts = await asyncio.gather(
-            *(loop.run_in_executor(pool, _composed_for_transfer, c, settings, now) for c in chunks)
+            *(loop.run_in_executor(pool, compose_drafts, c, settings, now) for c in chunks)
         )
     except BrokenProcessPool:
         # A worker died (killed, out of memory): a new pool next time, this batch built here.

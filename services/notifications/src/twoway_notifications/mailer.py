@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -55,6 +55,28 @@ def cork(sock: Any, on: bool) -> None:
         return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, option, 1 if on else 0)
+
+
+@dataclass(frozen=True)
+class Email:
+    """A message as it goes to the server: the envelope, and the text written after DATA
+    (before dot-stuffing), 7-bit clean unless an address is not ASCII (SMTPUTF8)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+    @staticmethod
+    def of(message: Message) -> Email:
+        """An email package message as SMTP sends it: the envelope from its headers, the text
+        flattened 7-bit clean."""
+        sender, recipients = extract_sender(message), extract_recipients(message)
+        if sender is None or not recipients:
+            raise ValueError("a message needs From and To")
+        utf8 = not (sender + "".join(recipients)).isascii()
+        return Email(
+            sender, tuple(recipients), flatten_message(message, utf8=utf8, cte_type="7bit")
+        )
 
 
 class Delivery(StrEnum):
@@ -99,12 +121,12 @@ def _classify(code: int | None, text: str) -> Result:
     return Result(Delivery.TEMPORARY, smtp_error(code, text))
 
 
-async def _start_transaction(client: aiosmtplib.SMTP, mail: EmailMessage) -> None:
+async def _start_transaction(client: aiosmtplib.SMTP, mail: Email) -> None:
     """MAIL, RCPT, DATA and the message text, leaving the end-of-data mark unwritten: the
     envelope steps of aiosmtplib's `send_message` with its public commands."""
-    sender, recipients = extract_sender(mail), extract_recipients(mail)
-    if sender is None or not recipients:
-        raise ValueError("a message needs From and To")
+    sender, recipients = mail.sender, list(mail.recipients)
+    if not sender or not recipients:
+        raise ValueError("a message needs a sender and a recipient")
     if client.is_ehlo_or_helo_needed:
         try:
             await client.ehlo()
@@ -114,13 +136,9 @@ async def _start_transaction(client: aiosmtplib.SMTP, mail: EmailMessage) -> Non
     utf8 = not (sender + "".join(recipients)).isascii()
     if utf8:
         options.append("SMTPUTF8")
-    cte_type = "7bit"
-    if client.supports_extension("8BITMIME"):
+    if client.supports_extension("8BITMIME") and not mail.data.isascii():
         options.append("BODY=8BITMIME")
-        cte_type = "8bit"
-    text = PERIOD_REGEX.sub(
-        b"..", normalize_message_line_endings(flatten_message(mail, utf8=utf8, cte_type=cte_type))
-    )
+    text = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(mail.data))
     if client.supports_extension("size"):
         options.insert(0, f"size={len(text)}")
     encoding = "utf-8" if utf8 else "ascii"
@@ -201,7 +219,7 @@ class Mailer:
         self._client = client
         return client
 
-    async def send(self, mail: EmailMessage, hand_over: HandOver | None = None) -> Result:
+    async def send(self, mail: Email, hand_over: HandOver | None = None) -> Result:
         """Hand one message to the server; never raises for a delivery problem (a hand-over
         that fails for another reason, the database away, is re-raised: not sent)."""
         self._last_used = time.monotonic()

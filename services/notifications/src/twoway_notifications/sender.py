@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -32,6 +31,7 @@ from twoway_notifications.domain.model import Message
 from twoway_notifications.domain.rules import Verdict, backoff, decide, gives_up
 from twoway_notifications.mailer import (
     Delivery,
+    Email,
     EndOfData,
     HandOverRefused,
     Mailer,
@@ -220,7 +220,7 @@ class Sender:
             contacts = await store.contacts(p for m in batch for p in m.people)
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
         done: list[Outcome] = []
-        ready: list[tuple[Message, EmailMessage]] = []
+        ready: list[tuple[Message, Email]] = []
         drafts: list[Draft] = []
         for message in batch:
             partner = contacts.get(message.partner_id) if message.partner_id else None
@@ -463,7 +463,7 @@ class _HandOver:
 
 async def _send_lane(
     mailer: Mailer,
-    lane: Sequence[tuple[Message, EmailMessage]],
+    lane: Sequence[tuple[Message, Email]],
     hand_over: Callable[[str, EndOfData], Awaitable[None]],
     metrics: Metrics,
     clock: Callable[[], datetime],
