@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, vCalAddress, vText
+from icalendar import Calendar, Event, Timezone, vCalAddress, vText
 
 SESSION_ID_PROPERTY = "X-TWOWAY-SESSION-ID"
 PRODID = "-//Twoway//Reverse mentoring//EN"
@@ -355,6 +356,19 @@ def series_events(
 # ---------------------------------------------------------------- calendars
 
 
+@lru_cache(maxsize=256)
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone | None:
+    """A zone's VTIMEZONE for whole years, built once per process (from zoneinfo, it costs
+    more than the rest of a small calendar); None for a zone icalendar cannot describe. The
+    component is shared by every calendar holding it, which only ever serialize it."""
+    try:
+        return Timezone.from_tzid(
+            tzid, first_date=date(first_year, 1, 1), last_date=date(last_year, 12, 31)
+        )
+    except ValueError:
+        return None
+
+
 def _calendar(method: Method, events: Sequence[Event], name: str | None = None) -> bytes:
     calendar = Calendar()
     calendar.add("prodid", PRODID)
@@ -363,19 +377,25 @@ def _calendar(method: Method, events: Sequence[Event], name: str | None = None) 
     calendar.add("method", method)
     if name:
         calendar.add("x-wr-calname", name)
-    for event in events:
-        calendar.add_component(event)
-    times = [
-        event.decoded(key).date()
+    times: list[datetime] = [
+        event.decoded(key)
         for event in events
         for key in ("dtstart", "dtend", "recurrence-id")
         if key in event
     ]
     if times:
-        # Each VTIMEZONE covers the message's dates, with a year's margin for later updates.
-        calendar.add_missing_timezones(
-            first_date=min(times) - timedelta(days=7), last_date=max(times) + timedelta(days=366)
-        )
+        # A VTIMEZONE for each zone the times are in (every time of a series is in its zone;
+        # UTC needs none), before the events: it covers the message's dates, with a year's
+        # margin for later updates, rounded out to whole years so it is built once.
+        first = min(times).date() - timedelta(days=7)
+        last = max(times).date() + timedelta(days=366)
+        zones = {getattr(t.tzinfo, "key", None) for t in times} - {None, "UTC"}
+        for tzid in sorted(z for z in zones if z is not None):
+            timezone = _vtimezone(tzid, first.year, last.year)
+            if timezone is not None:
+                calendar.add_component(timezone)
+    for event in events:
+        calendar.add_component(event)
     data: bytes = calendar.to_ical()
     return data
 
