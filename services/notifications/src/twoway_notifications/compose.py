@@ -8,6 +8,7 @@ import binascii
 import io
 import multiprocessing
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -17,7 +18,7 @@ from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
 from email.message import Message as MimeMessage
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache
 from pathlib import Path
@@ -305,8 +306,25 @@ def compose(
 # policy parses each one into objects, which cost as much as the rest of the email), so
 # every header is written here already 7-bit clean, non-ASCII words RFC 2047 encoded.
 
-_WIRE = compat32.clone(linesep="\r\n")
-_MAX_LINE = 998  # RFC 5322 2.1.1, without the line end
+
+class _AsGiven(Compat32):
+    """compat32 writing a short ASCII header line as it is: its folding (the Header class,
+    for every header) would change nothing and cost a third of writing the email."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + len(value) + 2 <= _FOLD_AT
+            and "\r" not in value
+            and "\n" not in value
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
+_WIRE = _AsGiven(linesep="\r\n")
 _SHORT = 60  # header text that fits on one line whatever its name
 
 
@@ -341,16 +359,11 @@ def _mailbox(field: str, name: str, address: str) -> str | Header:
 
 
 def _text_part(subtype: str, text: str) -> MimeMessage:
-    """A UTF-8 text part: as it is when ASCII in short lines, else quoted-printable."""
-    data = text.encode()
+    """A UTF-8 text part, quoted-printable: readable, 7-bit, lines within 76 characters."""
     part = MimeMessage()
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
-    if data.isascii() and all(len(line) <= _MAX_LINE for line in data.splitlines()):
-        part["Content-Transfer-Encoding"] = "7bit"
-        part.set_payload(text)
-    else:
-        part["Content-Transfer-Encoding"] = "quoted-printable"
-        part.set_payload(binascii.b2a_qp(data, istext=True).decode("ascii"))
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(text.encode(), istext=True).decode("ascii"))
     return part
 
 
@@ -366,13 +379,16 @@ def _calendar_part(ics: bytes, method: str) -> MimeMessage:
 
 
 def _multipart(mail: MimeMessage, subtype: str, parts: Sequence[MimeMessage]) -> MimeMessage:
-    mail["Content-Type"] = f"multipart/{subtype}"
+    # "=_" occurs in no quoted-printable or base64 text, so the boundary (given, or the
+    # generator would search the whole text for a free one) cannot occur in a part.
+    boundary = f"=_{subtype}_{secrets.token_hex(12)}"
+    mail["Content-Type"] = f'multipart/{subtype}; boundary="{boundary}"'
     mail.set_payload([*parts])
     return mail
 
 
 def _wire(mail: MimeMessage) -> bytes:
-    """The message flattened, with CRLF line ends (the generator picks each boundary)."""
+    """The message flattened, with CRLF line ends."""
     out = io.BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=_WIRE).flatten(mail)
     return out.getvalue()
