@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from twoway_shared.calendar import (
     occurrence_update,
     pair_series,
     plan_series,
+    series_events,
 )
 
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
@@ -369,3 +370,50 @@ def test_pair_series_falls_back_to_the_given_zone_then_utc_and_weekly() -> None:
     assert (with_zone.zone, with_zone.interval_weeks) == ("Asia/Kolkata", 1)
     assert without.zone == "UTC"
     assert pair_series("p1", []) is None
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "America/New_York", "UTC"])
+def test_the_timezone_made_once_is_written_as_icalendar_adds_it(zone: str) -> None:
+    """Each VTIMEZONE is made once per process and put in the written calendar: the bytes are
+    what icalendar writes when it adds the missing timezones itself (for the same years)."""
+    tz = ZoneInfo(zone)
+    first = datetime(2027, 3, 3, 13, 0, tzinfo=tz)
+    starts = [(first + timedelta(weeks=w)).astimezone(UTC) for w in range(6)]
+    sessions = booked(*starts)
+    moved = starts[2] + timedelta(hours=26)
+    sessions[2] = replace(sessions[2], starts_at=moved, ends_at=moved + timedelta(minutes=30))
+    plan = plan_series("p1", sessions, zone)
+    assert plan is not None
+    for _ in range(2):  # made, then taken from the cache
+        data = invitation(plan, TEXT, NOW)
+        expected = Calendar()
+        for name, value in (
+            ("prodid", "-//Twoway//Reverse mentoring//EN"),
+            ("version", "2.0"),
+            ("calscale", "GREGORIAN"),
+            ("method", "REQUEST"),
+        ):
+            expected.add(name, value)
+        for event in series_events(plan, TEXT, NOW):
+            expected.add_component(event)
+        expected.add_missing_timezones(first_date=date(2027, 1, 1), last_date=date(2028, 12, 31))
+        assert data == expected.to_ical()
+        assert [str(z["TZID"]) for z in Calendar.from_ical(data).walk("VTIMEZONE")] == (
+            [] if zone == "UTC" else [zone]
+        )
+
+
+def test_a_feed_holds_one_timezone_per_zone_before_its_events() -> None:
+    london = plan_series("p1", booked(at(3, 3, 13, 0), at(10, 3, 13, 0)), "Europe/London")
+    tokyo = ZoneInfo("Asia/Tokyo")
+    other = plan_series("p2", booked(at(4, 3, 9, 0, tokyo), at(11, 3, 9, 0, tokyo)), "Asia/Tokyo")
+    assert london is not None
+    assert other is not None
+    data = feed([(london, TEXT), (other, TEXT), (london, TEXT)], NOW, "Mentoring")
+    calendar = Calendar.from_ical(data)
+    assert sorted(str(z["TZID"]) for z in calendar.walk("VTIMEZONE")) == [
+        "Asia/Tokyo",
+        "Europe/London",
+    ]
+    assert data.index(b"BEGIN:VTIMEZONE") < data.index(b"BEGIN:VEVENT")
+    assert data.rindex(b"END:VTIMEZONE") < data.index(b"BEGIN:VEVENT")

@@ -357,16 +357,18 @@ def series_events(
 
 
 @lru_cache(maxsize=256)
-def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone | None:
-    """A zone's VTIMEZONE for whole years, built once per process (from zoneinfo, it costs
-    more than the rest of a small calendar); None for a zone icalendar cannot describe. The
-    component is shared by every calendar holding it, which only ever serialize it."""
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> bytes:
+    """A zone's VTIMEZONE for whole years, as icalendar writes it, built once per process:
+    from zoneinfo, then written out, it costs as much as the rest of a calendar. Empty for a
+    zone icalendar cannot describe."""
     try:
-        return Timezone.from_tzid(
+        timezone = Timezone.from_tzid(
             tzid, first_date=date(first_year, 1, 1), last_date=date(last_year, 12, 31)
         )
     except ValueError:
-        return None
+        return b""
+    data: bytes = timezone.to_ical()
+    return data
 
 
 def _calendar(method: Method, events: Sequence[Event], name: str | None = None) -> bytes:
@@ -377,27 +379,26 @@ def _calendar(method: Method, events: Sequence[Event], name: str | None = None) 
     calendar.add("method", method)
     if name:
         calendar.add("x-wr-calname", name)
-    times: list[datetime] = [
-        event.decoded(key)
-        for event in events
-        for key in ("dtstart", "dtend", "recurrence-id")
-        if key in event
-    ]
-    if times:
-        # A VTIMEZONE for each zone the times are in (every time of a series is in its zone;
-        # UTC needs none), before the events: it covers the message's dates, with a year's
-        # margin for later updates, rounded out to whole years so it is built once.
-        first = min(times).date() - timedelta(days=7)
-        last = max(times).date() + timedelta(days=366)
-        zones = {getattr(t.tzinfo, "key", None) for t in times} - {None, "UTC"}
-        for tzid in sorted(z for z in zones if z is not None):
-            timezone = _vtimezone(tzid, first.year, last.year)
-            if timezone is not None:
-                calendar.add_component(timezone)
     for event in events:
         calendar.add_component(event)
     data: bytes = calendar.to_ical()
-    return data
+    keys = [(event, key) for event in events for key in ("dtstart", "dtend", "recurrence-id")]
+    times: list[datetime] = [event.decoded(key) for event, key in keys if key in event]
+    if not times:
+        return data
+    # A VTIMEZONE for each TZID of the times (every time of a series is in its zone; UTC
+    # needs none), ahead of the events as icalendar places them: it covers the message's
+    # dates, with a year's margin for later updates, in whole years so it is made once.
+    # icalendar writes a component inside a calendar exactly as on its own, so the one made
+    # once is put in before the first event (values never hold a line break, so no line
+    # other than an event's first is "BEGIN:VEVENT").
+    first = min(times).date() - timedelta(days=7)
+    last = max(times).date() + timedelta(days=366)
+    zones = {event[key].params.get("TZID") for event, key in keys if key in event}
+    tzids = sorted(str(z) for z in zones if z and z != "UTC")
+    timezones = b"".join(_vtimezone(tzid, first.year, last.year) for tzid in tzids)
+    at = data.index(b"\r\nBEGIN:VEVENT\r\n") + 2
+    return data[:at] + timezones + data[at:]
 
 
 def invitation(plan: SeriesPlan, text: SeriesText, now: datetime) -> bytes:
