@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, Timezone, vCalAddress, vText
@@ -250,7 +250,20 @@ class SeriesText:
 
 
 def _common(event: Event, plan: SeriesPlan, text: SeriesText, now: datetime, rsvp: bool) -> None:
-    event.add("uid", plan.uid)
+    for name, value in _common_properties(plan.uid, text, now, rsvp):
+        event[name] = list(value) if isinstance(value, list) else value
+
+
+@lru_cache(maxsize=64)
+def _common_properties(
+    uid: str, text: SeriesText, now: datetime, rsvp: bool
+) -> tuple[tuple[str, Any], ...]:
+    """What every VEVENT of a series says, as icalendar holds it: made once for the master
+    and all its overrides (and the next message of the batch to the same pair), since
+    icalendar's conversion of each value costs about what writing it out does. Shared
+    values are only ever read."""
+    event = Event()
+    event.add("uid", uid)
     event.add("dtstamp", now.astimezone(UTC))
     event.add("summary", text.summary)
     if text.description:
@@ -271,6 +284,7 @@ def _common(event: Event, plan: SeriesPlan, text: SeriesText, now: datetime, rsv
             attendee.params["partstat"] = vText("NEEDS-ACTION")
             attendee.params["rsvp"] = vText("TRUE")
         event.add("attendee", attendee, encode=False)
+    return tuple(event.items())
 
 
 def _local(plan: SeriesPlan, at: datetime) -> datetime:
