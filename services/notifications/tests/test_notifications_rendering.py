@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import vobject
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from icalendar import Calendar
 from twoway_dev.testing.calendar_client import CalendarClient, Meeting
 from twoway_notifications.compose import (
@@ -33,7 +35,7 @@ from twoway_notifications.domain.rules import (
     reminder_times,
     smtp_error,
 )
-from twoway_notifications.mailer import Email
+from twoway_notifications.mailer import Email, _data_text
 from twoway_shared.contract.calendar_token import sign
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -538,3 +540,15 @@ async def test_emails_built_in_worker_processes_are_the_ones_built_here_in_order
         assert bodies(received[0]) == bodies(received[1])
         if i % 2 == 0:
             assert calendar_of(received[0]).to_ical() == calendar_of(received[1]).to_ical()
+
+
+def test_the_data_text_is_what_aiosmtplib_would_write() -> None:
+    """Line ends made CRLF and leading dots doubled only where needed: the same bytes."""
+    rng = random.Random(15)
+    cases = [b"", b"a\r\n.b\r\nc", b".a\nb\r\n.c\rd\r\n\r\n..e", b"\r\r\n\n"]
+    cases += [bytes(rng.choice(b"\r\n.a") for _ in range(rng.randrange(12))) for _ in range(5000)]
+    booking = compose(message(Template.BOOKING), DANA, SAM, [session(1)], SETTINGS, NOW)
+    assert booking is not None
+    cases.append(booking.data)
+    for data in cases:
+        assert _data_text(data) == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))

@@ -138,7 +138,7 @@ async def _start_transaction(client: aiosmtplib.SMTP, mail: Email) -> None:
         options.append("SMTPUTF8")
     if client.supports_extension("8BITMIME") and not mail.data.isascii():
         options.append("BODY=8BITMIME")
-    text = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(mail.data))
+    text = _data_text(mail.data)
     if client.supports_extension("size"):
         options.insert(0, f"size={len(text)}")
     encoding = "utf-8" if utf8 else "ascii"
@@ -156,6 +156,19 @@ async def _start_transaction(client: aiosmtplib.SMTP, mail: Email) -> None:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
     assert client.protocol is not None
     client.protocol.write(text)
+
+
+def _data_text(data: bytes) -> bytes:
+    """The message as written after DATA: CRLF line ends (the last line too), a leading "."
+    doubled (RFC 5321 4.5.2). aiosmtplib's regular expressions rewrite every line end, a
+    third of a millisecond of the event loop for a booking; a composed email already ends
+    its lines in CRLF and rarely starts one with ".", which a few scans find at once."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf or not data.endswith(b"\r\n"):
+        data = normalize_message_line_endings(data)
+    if data.startswith(b".") or b"\n." in data:
+        data = PERIOD_REGEX.sub(b"..", data)
+    return data
 
 
 def _end_of_data(client: aiosmtplib.SMTP) -> Push:
