@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -61,6 +62,13 @@ class Recorder:
         self.fail_times: dict[str, int] = {}
         self.reject: set[str] = set()
         self.ids: list[str] = []
+        self.groups: list[list[str]] = []
+
+    async def handle_many(self, items: Sequence[tuple[Event[Any], UnitOfWork]]) -> None:
+        """As a batch handler: each record as `handle` does, the runs it was given noted."""
+        self.groups.append([event.envelope.id for event, _ in items])
+        for event, uow in items:
+            await self.handle(event, uow)
 
     async def handle(self, event: Event[Any], uow: UnitOfWork) -> None:
         programme_id = event.data.programme_id
@@ -84,10 +92,20 @@ class Recorder:
             )
 
 
-def make_spec(tmp_path: Path, recorder: Recorder) -> ServiceSpec:
+def make_spec(tmp_path: Path, recorder: Recorder, *, batched: bool = False) -> ServiceSpec:
+    """programme.matching_requested handled by `recorder` (`batched`: as a batch handler)."""
     migrations = tmp_path / "migrations"
     migrations.mkdir(exist_ok=True)
     (migrations / "0001_effects.sql").write_text(EFFECTS_SQL)
+    if batched:
+        return ServiceSpec(
+            name="matching",
+            consumes=(Topic.PROGRAMMES,),
+            produces=(Topic.PROGRAMMES,),
+            handlers={ProgrammeConfigured: recorder.handle},
+            batch_handlers={ProgrammeMatchingRequested: recorder.handle_many},
+            migrations_dir=migrations,
+        )
     return ServiceSpec(
         name="matching",
         consumes=(Topic.PROGRAMMES,),
@@ -416,20 +434,32 @@ def test_a_spec_must_handle_or_ignore_every_event_type_it_consumes(tmp_path: Pat
         handling()
     with pytest.raises(ValueError, match="not on the topics it consumes"):
         handling(ignores=(ProgrammeConfigured, ParticipantWithdrawn))
+    twice = Recorder()
+    with pytest.raises(ValueError, match="have a handler and a batch handler"):
+        ServiceSpec(
+            "matching", (Topic.PROGRAMMES,), (), {ProgrammeMatchingRequested: twice.handle},
+            tmp_path, ignores=(ProgrammeConfigured,),
+            batch_handlers={ProgrammeMatchingRequested: twice.handle_many},
+        )  # fmt: skip
+    batched = make_spec(tmp_path, Recorder(), batched=True)
+    assert set(batched.batch_dispatch) == {"programme.matching_requested"}
+    assert batched.dispatch["programme.matching_requested"] is not None  # a run of one
     spec = make_spec(tmp_path, Recorder())
     assert spec.dispatch["programme.configured"] is None
     assert spec.dispatch["programme.matching_requested"] is not None
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["handler", "batch-handler"])
 async def test_a_backlog_is_handled_in_batches_and_a_bad_record_is_isolated(
-    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, tmp_path: Path
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, tmp_path: Path, batched: bool
 ) -> None:
     """Records waiting before start come in batches; a failing one is retried and set aside
-    alone, the others are committed once each, in order per key."""
+    alone, the others are committed once each, in order per key. With a batch handler, the
+    failing run falls back to runs of one record."""
     recorder = Recorder()
     recorder.reject.add("k0-117")
     recorder.fail_times["k1-105"] = 2
-    spec = make_spec(tmp_path, recorder)
+    spec = make_spec(tmp_path, recorder, batched=batched)
     dsn = service_dsns["matching"]
     settings = settings_for(infra, dsn, topic_prefix)
     await run_migrations(spec, settings)
@@ -478,3 +508,58 @@ async def test_a_backlog_is_handled_in_batches_and_a_bad_record_is_isolated(
             p for p in wanted if p.startswith(f"{key}-")
         ]
     assert recorder.ids.count("k1-105") >= 3
+    if batched:
+        assert max(len(g) for g in recorder.groups) > 5, "no run of records handled at once"
+        assert ["k0-117"] in recorder.groups  # retried alone, then dead-lettered
+        assert ["k1-105"] in recorder.groups
+        async with TopicReader(infra.kafka_bootstrap, [settings.topic(Topic.DEADLETTER)]) as dlq:
+            dead = await dlq.wait_for(lambda r: len(r) >= 1, what="the dead letter")
+        assert [json.loads(r.value or b"")["id"] for r in dead] == ["k0-117"]
+
+
+async def test_a_batch_handler_gets_the_runs_of_its_type_in_record_order(
+    infra: Infra, service_dsns: dict[str, str], topic_prefix: str, tmp_path: Path
+) -> None:
+    """Consecutive new records of a batch-handled type make one call; a record of another type
+    ends the run, a duplicate does not; effects and emitted events keep the records' order."""
+    recorder = Recorder()
+    spec = make_spec(tmp_path, recorder, batched=True)
+    settings = settings_for(infra, service_dsns["matching"], topic_prefix)
+    await run_migrations(spec, settings)
+    runtime = Runtime(spec, settings)
+    await runtime.start()
+    topic = runtime.topic(Topic.PROGRAMMES)
+
+    def consumed(offset: int, data: BaseModel, event_id: str) -> SimpleNamespace:
+        value = encode(new_event(data, source="/test", event_id=event_id))
+        return SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"p", value=value)
+
+    requested, configured = (
+        ProgrammeMatchingRequested(programme_id="p"),
+        ProgrammeConfigured(programme_id="p"),
+    )
+    batch = [
+        consumed(0, requested, "a1"),
+        consumed(1, requested, "a2"),
+        consumed(2, configured, "c1"),
+        consumed(3, requested, "a3"),
+        consumed(4, requested, "a1"),  # a duplicate: skipped, the run goes on
+        consumed(5, requested, "a4"),
+    ]
+    try:
+        assert runtime.processor is not None
+        async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
+            assert await runtime.processor.process_batch(batch)
+            groups, ids = list(recorder.groups), list(recorder.ids)
+            echoes = await reader.wait_for(
+                lambda r: sum(x.key == b"p-echo" for x in r) >= 5, what="the five echoes"
+            )
+    finally:
+        await runtime.stop()
+    assert groups == [["a1", "a2"], ["a3", "a4"]]
+    assert ids == ["a1", "a2", "c1", "a3", "a4"]
+    causes = [json.loads(r.value or b"")["causationid"] for r in echoes if r.key == b"p-echo"]
+    assert causes == ["a1", "a2", "c1", "a3", "a4"]  # one partition: the outbox's order
+    sent = {"a1", "a2", "c1", "a3", "a4"}
+    handled = [e for e in await effect_ids_from(settings.database_url) if e in sent]
+    assert handled == ["a1", "a2", "c1", "a3", "a4"]  # the echoes handled later left out

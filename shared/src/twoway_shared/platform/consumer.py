@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import asyncpg
@@ -18,14 +19,27 @@ from twoway_shared.platform.deadletter import DeadLetters
 from twoway_shared.platform.inbox import Claim, Inbox
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.poller import wait_for
-from twoway_shared.platform.tracing import consume_span, handle_span
+from twoway_shared.platform.tracing import consume_span, handle_span, record_spans
 from twoway_shared.platform.uow import Database, UnitOfWork
 
-__all__ = ["RecordProcessor", "Rejected"]
+__all__ = ["BatchHandler", "Handler", "RecordProcessor", "Rejected", "one_at_a_time"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
+BatchHandler = Callable[[Sequence[tuple[Event[Any], UnitOfWork]]], Awaitable[None]]
+"""Handles a run of records of one event type at once (set-based SQL), in record order: one
+unit of work per record, all on the batch's connection and transaction."""
+
+
+def one_at_a_time(handler: BatchHandler) -> Handler:
+    """A batch handler as a handler of one record (one rule, one implementation)."""
+
+    async def handle(event: Event[Any], uow: UnitOfWork) -> None:
+        await handler(((event, uow),))
+
+    return handle
+
 
 # A record whose handler raises anything but an infrastructure error this many times in a row
 # is set aside in the dead-letter topic, so one bad record cannot stop the good ones.
@@ -50,6 +64,7 @@ class RecordProcessor:
         topic_prefix: str,
         consumes: list[Topic],
         handlers: Mapping[str, Handler | None],
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
         database: Database,
         dead_letters: DeadLetters,
         metrics: Metrics,
@@ -57,6 +72,7 @@ class RecordProcessor:
         self._service = service
         self._topics = {f"{topic_prefix}{t.value}": t for t in consumes}
         self._handlers = handlers
+        self._batch_handlers = batch_handlers or {}
         self._db = database
         self._inbox = Inbox(database.schema)
         self._dead_letters = dead_letters
@@ -127,17 +143,29 @@ class RecordProcessor:
                     for record, event in parsed
                 ],
             )
+            # Consecutive records of an event type with a batch handler form a group handled
+            # in one call; any other handled record ends the group, so the effects keep the
+            # records' order (duplicates and ignored records have none).
+            group: list[tuple[Any, Event[Any], UnitOfWork]] = []
             for (record, event), is_new in zip(parsed, new, strict=True):
                 if not is_new:
                     self._metrics.duplicates.labels(record.topic).inc()
                     outcomes.append((record, "duplicate"))
                     continue
+                batch_handler = self._batch_handlers.get(event.type)
                 handler = self._handlers.get(event.type)
-                if handler is None:
+                if batch_handler is None and handler is None:
                     self._metrics.ignored.labels(record.topic, event.type).inc()
                     outcomes.append((record, "ignored"))
                     continue
+                if group and (batch_handler is None or group[0][1].type != event.type):
+                    await self._handle_group(group)
+                    group = []
                 outcomes.append((record, "handled"))
+                if batch_handler is not None:
+                    group.append((record, event, batch.unit_of_work(event)))
+                    continue
+                assert handler is not None
                 started = time.perf_counter()
                 with (
                     consume_span(record, event.envelope.traceparent),
@@ -147,8 +175,25 @@ class RecordProcessor:
                 self._metrics.handler_seconds.labels(event.type).observe(
                     time.perf_counter() - started
                 )
+            if group:
+                await self._handle_group(group)
         self._metrics.batch_size.observe(len(records))
         self._settled(outcomes, began)
+
+    async def _handle_group(self, group: list[tuple[Any, Event[Any], UnitOfWork]]) -> None:
+        """One call of the batch handler for records of one event type, in their order."""
+        event_type = group[0][1].type
+        started = time.perf_counter()
+        with ExitStack() as spans:
+            for record, event, uow in group:
+                uow.traceparent = spans.enter_context(
+                    record_spans(record, event.envelope.traceparent, event.type, event.id)
+                )
+            await self._batch_handlers[event_type]([(event, uow) for _, event, uow in group])
+        # The group's time shared out, so the histogram still counts one sample per record.
+        share = (time.perf_counter() - started) / len(group)
+        for _ in group:
+            self._metrics.handler_seconds.labels(event_type).observe(share)
 
     def _settled(self, outcomes: list[tuple[Any, str]], began: float) -> None:
         ms = round((time.perf_counter() - began) * 1000, 1)

@@ -20,7 +20,13 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from twoway_shared.contract import TOPIC_EVENT_TYPES, Topic, access, event_type_of
-from twoway_shared.platform.consumer import Handler, RecordProcessor, summarise_periodically
+from twoway_shared.platform.consumer import (
+    BatchHandler,
+    Handler,
+    RecordProcessor,
+    one_at_a_time,
+    summarise_periodically,
+)
 from twoway_shared.platform.db import create_pool
 from twoway_shared.platform.deadletter import DeadLetters
 from twoway_shared.platform.http import Guard, create_http_app
@@ -70,11 +76,17 @@ class ServiceSpec:
     workers: tuple[Worker, ...] = ()
     ignores: tuple[type[BaseModel], ...] = ()
     """Event types of consumed topics this service validates and then deliberately ignores."""
+    batch_handlers: Mapping[type[BaseModel], BatchHandler] = field(default_factory=dict)
+    """Contract data model -> a handler of a run of its records at once (see `BatchHandler`);
+    a record handled alone is a run of one."""
 
     def __post_init__(self) -> None:
         # Checked when the service is built, i.e. at start-up: a consumed event type with no
         # handler would otherwise be claimed in the inbox and committed without a trace.
-        handled = {event_type_of(model) for model in self.handlers}
+        if twice := set(self.handlers) & set(self.batch_handlers):
+            names = sorted(event_type_of(m) for m in twice)
+            raise ValueError(f"{self.name}: {names} have a handler and a batch handler")
+        handled = {event_type_of(model) for model in (*self.handlers, *self.batch_handlers)}
         ignored = {event_type_of(model) for model in self.ignores}
         expected = {t for topic in self.consumes for t in TOPIC_EVENT_TYPES[topic]}
         if missing := expected - handled - ignored:
@@ -92,7 +104,13 @@ class ServiceSpec:
         """Short event type -> handler, or None for an event type it ignores."""
         table: dict[str, Handler | None] = {event_type_of(m): None for m in self.ignores}
         table.update({event_type_of(m): h for m, h in self.handlers.items()})
+        table.update({event_type_of(m): one_at_a_time(h) for m, h in self.batch_handlers.items()})
         return table
+
+    @property
+    def batch_dispatch(self) -> dict[str, BatchHandler]:
+        """Short event type -> its batch handler, for the event types that have one."""
+        return {event_type_of(m): h for m, h in self.batch_handlers.items()}
 
     @property
     def schema(self) -> str:
@@ -110,6 +128,7 @@ def service_spec(
     app_file: str,
     *,
     handlers: Mapping[type[BaseModel], Handler],
+    batch_handlers: Mapping[type[BaseModel], BatchHandler] | None = None,
     ignores: tuple[type[BaseModel], ...] = (),
     routes: Callable[[Runtime], Sequence[BaseRoute]] = lambda _: (),
     workers: tuple[Worker, ...] = (),
@@ -121,6 +140,7 @@ def service_spec(
         consumes=access.consumes(name),
         produces=tuple(t for t in access.produces(name) if t is not Topic.DEADLETTER),
         handlers=handlers,
+        batch_handlers=batch_handlers or {},
         ignores=ignores,
         migrations_dir=migrations_dir(app_file),
         routes=routes,
@@ -209,6 +229,7 @@ class Runtime:
             topic_prefix=settings.topic_prefix,
             consumes=list(spec.consumes),
             handlers=spec.dispatch,
+            batch_handlers=spec.batch_dispatch,
             database=self.database,
             dead_letters=dead_letters,
             metrics=self.metrics,

@@ -128,6 +128,48 @@ def consume_span(record: Any, traceparent: str | None) -> Any:
     )
 
 
+@contextmanager
+def record_spans(
+    record: Any, traceparent: str | None, event_type: str, event_id: str
+) -> Iterator[str | None]:
+    """The consume and handle spans of one record of a group handled together, not current.
+
+    A batch handler handles several records at once, so no record's span can be the current
+    one; the spans last as long as the group and the block gets the `traceparent` its events
+    carry (the handle span's, or the record's own when tracing is off).
+    """
+    tracer = _tracer()
+    consume = tracer.start_span(
+        f"consume {record.topic}",
+        context=context_of(traceparent),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": str(record.topic),
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": int(record.offset),
+        },
+    )
+    handle = tracer.start_span(
+        f"handle {event_type}",
+        context=trace.set_span_in_context(consume),
+        attributes={"cloudevents.event_type": event_type, "cloudevents.event_id": event_id},
+    )
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(handle))
+    try:
+        yield carrier.get("traceparent", traceparent)
+    except BaseException as exc:
+        for failed_span in (handle, consume):
+            failed_span.record_exception(exc)
+            failed_span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        handle.end()
+        consume.end()
+
+
 def handle_span(event_type: str, event_id: str) -> Any:
     """The span of a handler's unit of work for one event."""
     return span(

@@ -52,6 +52,8 @@ class UnitOfWork:
         self._source = source
         self._prefix = topic_prefix
         self._pending: list[OutgoingRecord] = []
+        self.traceparent: str | None = None
+        """The trace its events continue; None: the current span's (a handler run alone)."""
 
     def emit(
         self,
@@ -72,7 +74,7 @@ class UnitOfWork:
             time=self.now,
         )
         # The effect continues the trace of the span emitting it (the cause's handle span).
-        traceparent = current_traceparent()
+        traceparent = self.traceparent or current_traceparent()
         if traceparent is not None:
             event = event.model_copy(update={"traceparent": traceparent})
         self._pending.append(
