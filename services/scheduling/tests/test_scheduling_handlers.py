@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -10,9 +11,11 @@ import pytest
 from twoway_dev.testing.handlers import HandlerBench
 from twoway_dev.testing.service import example
 from twoway_scheduling.app import create_spec
+from twoway_scheduling.handlers import session_id_for
 from twoway_shared.contract import (
     PairConfirmed,
     ParticipantEnrolled,
+    ParticipantWithdrawn,
     ProgrammeConfigured,
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
@@ -24,11 +27,18 @@ NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 HOURS = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu")]
 
 
-def person(participant_id: str, role: str) -> ParticipantEnrolled:
+def person(participant_id: str, role: str, **changes: Any) -> ParticipantEnrolled:
+    fields: dict[str, Any] = {"timezone": "Europe/London", "availability": HOURS} | changes
     return example(
         ParticipantEnrolled, participant_id=participant_id, programme_id="RM", role=role,
-        manager_id=None, timezone="Europe/London", availability=HOURS,
+        manager_id=None, **fields,
     )  # fmt: skip
+
+
+def confirmed(pair_id: str, mentor_id: str, mentee_id: str) -> PairConfirmed:
+    return PairConfirmed(
+        pair_id=pair_id, programme_id="RM", mentor_id=mentor_id, mentee_id=mentee_id
+    )
 
 
 @pytest.fixture
@@ -98,3 +108,80 @@ async def test_reschedule_by_an_outsider_is_rejected_with_a_reason(bench: Handle
     assert first["starts_at"] == "2027-01-05T09:00:00Z"
     assert moved["previous_starts_at"] == first["starts_at"]
     assert moved["revision"] == 1
+
+
+# An hour and a half on Mondays: three 30-minute sessions a week at most.
+NARROW = [{"day": "mon", "start": "09:00", "end": "10:30"}]
+
+
+def times(emitted: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, str, str]]:
+    return [(d["sequence"], d["starts_at"], d["ends_at"]) for t, d in emitted]
+
+
+async def test_a_run_of_one_mentors_pairs_is_booked_as_one_at_a_time(bench: HandlerBench) -> None:
+    """Three new pairs of one mentor in one run get the series they get one after another."""
+    await bench.handle(
+        ProgrammeConfigured(
+            programme_id="RM", sessions=3, starts_on=date(2027, 1, 5), min_notice_hours=0
+        )
+    )
+    for mentor in ("M1", "M2"):  # the same availability: M1 booked alone, M2 in a run
+        await bench.handle(person(mentor, "mentor", availability=NARROW))
+    for k in range(1, 7):
+        await bench.handle(person(f"E{k}", "mentee"))
+    alone = [await bench.handle(confirmed(f"P{k}", "M1", f"E{k}")) for k in (1, 2, 3)]
+    run = await bench.handle_run(*(confirmed(f"Q{k}", "M2", f"E{k + 3}") for k in (1, 2, 3)))
+    assert [times(e) for e in run] == [times(e) for e in alone]
+    assert [[t for t, _ in e] for e in run] == [["session.scheduled"] * 3] * 3
+    starts = sorted((d["starts_at"], d["ends_at"]) for e in run for _, d in e)
+    assert starts[:3] == [
+        ("2027-01-11T09:00:00Z", "2027-01-11T09:30:00Z"),
+        ("2027-01-11T09:30:00Z", "2027-01-11T10:00:00Z"),
+        ("2027-01-11T10:00:00Z", "2027-01-11T10:30:00Z"),
+    ]
+    for (_, end), (start, _) in itertools.pairwise(starts):
+        assert end <= start, "the mentor has two sessions at once"
+    for k, emitted in zip((1, 2, 3), run, strict=True):
+        assert [d["session_id"] for _, d in emitted] == [
+            session_id_for(f"Q{k}", n) for n in (1, 2, 3)
+        ]
+    # The same for everything but the names: the runs' events are the one-at-a-time ones.
+    names = {"pair_id", "mentor_id", "mentee_id", "session_id"}
+    assert [[{k: v for k, v in d.items() if k not in names} for _, d in e] for e in run] == [
+        [{k: v for k, v in d.items() if k not in names} for _, d in e] for e in alone
+    ]
+    rows = await bench.fetch("SELECT count(*) AS n FROM scheduling.sessions WHERE mentor_id = 'M2'")
+    assert rows[0]["n"] == 9
+
+
+async def test_a_run_mixing_waiting_ended_and_bookable_pairs(bench: HandlerBench) -> None:
+    """In one run: bookable pairs, one waiting for a profile, one with a withdrawn mentee and
+    a second confirmation of a pair; each ends as it would alone."""
+    await bench.handle(
+        ProgrammeConfigured(
+            programme_id="RM", sessions=2, starts_on=date(2027, 1, 5), min_notice_hours=0
+        )
+    )
+    await bench.handle(person("M1", "mentor", availability=NARROW))
+    for mentee in ("E1", "E3", "E4"):
+        await bench.handle(person(mentee, "mentee"))
+    await bench.handle(ParticipantWithdrawn(participant_id="E3", programme_id="RM"))
+    run = await bench.handle_run(
+        confirmed("P1", "M1", "E1"),
+        confirmed("P2", "M1", "E2"),  # E2 not enrolled yet: waits
+        confirmed("P3", "M1", "E3"),  # E3 withdrew: ended, never booked
+        confirmed("P1", "M1", "E1"),  # confirmed again in the same run: nothing new
+        confirmed("P4", "M1", "E4"),
+    )
+    assert [len(e) for e in run] == [2, 0, 0, 0, 2]
+    statuses = await bench.fetch("SELECT pair_id, status FROM scheduling.pairs ORDER BY pair_id")
+    assert [(r["pair_id"], r["status"]) for r in statuses] == [
+        ("P1", "booked"), ("P2", "waiting"), ("P3", "ended"), ("P4", "booked"),
+    ]  # fmt: skip
+    assert [s for _, s, _ in times(run[0])] == ["2027-01-11T09:00:00Z", "2027-01-18T09:00:00Z"]
+    assert [s for _, s, _ in times(run[4])] == ["2027-01-11T09:30:00Z", "2027-01-18T09:30:00Z"]
+    # E2's enrolment books the waiting pair around the mentor's two booked series.
+    late = await bench.handle(person("E2", "mentee"))
+    assert [s for _, s, _ in times(late)] == ["2027-01-11T10:00:00Z", "2027-01-18T10:00:00Z"]
+    rows = await bench.fetch("SELECT status FROM scheduling.pairs WHERE pair_id = 'P2'")
+    assert rows[0]["status"] == "booked"

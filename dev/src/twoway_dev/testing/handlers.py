@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 from twoway_shared.contract import Event, event_type_of, new_event
+from twoway_shared.platform.outbox import OutgoingRecord
 from twoway_shared.platform.runtime import ServiceSpec, run_migrations
 from twoway_shared.platform.settings import Settings
 from twoway_shared.platform.uow import Database
@@ -49,16 +50,32 @@ class HandlerBench:
 
     async def handle(self, data: BaseModel) -> list[tuple[str, dict[str, Any]]]:
         """Run the handler of `data`'s event type; the (event type, data) of what it emitted."""
-        event_type = event_type_of(type(data))
-        handler = self.spec.dispatch[event_type]
-        self._counter += 1
-        envelope = new_event(data, source="/test", event_id=f"bench-{self._counter}")
-        event: Event[Any] = Event(envelope=envelope, type=event_type, data=data)
+        event = self._event(data)
+        handler = self.spec.dispatch[event.type]
         async with self._database.unit_of_work(cause=event) as uow:
             if handler is not None:
                 await handler(event, uow)
             emitted = uow.pending
-        return [(r.event_type, orjson.loads(r.value)["data"]) for r in emitted]
+        return _emitted(emitted)
+
+    async def handle_run(self, *data: BaseModel) -> list[list[tuple[str, dict[str, Any]]]]:
+        """Run the batch handler of one event type on a run of events in one transaction, as
+        the consumer does with a batch; what each event's unit of work emitted."""
+        events = [self._event(d) for d in data]
+        handler = self.spec.batch_dispatch[events[0].type]
+        async with self._database.batch_of_work() as batch:
+            units = [(event, batch.unit_of_work(event)) for event in events]
+            await handler(units)
+        return [_emitted(uow.pending) for _, uow in units]
+
+    def _event(self, data: BaseModel) -> Event[Any]:
+        self._counter += 1
+        envelope = new_event(data, source="/test", event_id=f"bench-{self._counter}")
+        return Event(envelope=envelope, type=event_type_of(type(data)), data=data)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return list(await self.pool.fetch(sql, *args))
+
+
+def _emitted(records: list[OutgoingRecord]) -> list[tuple[str, dict[str, Any]]]:
+    return [(r.event_type, orjson.loads(r.value)["data"]) for r in records]

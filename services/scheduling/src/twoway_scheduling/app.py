@@ -20,7 +20,7 @@ from twoway_shared.contract.events import (
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
 )
-from twoway_shared.platform.consumer import Handler
+from twoway_shared.platform.consumer import BatchHandler, Handler
 from twoway_shared.platform.runtime import Runtime, ServiceSpec, service_spec
 
 from twoway_scheduling import handlers
@@ -32,10 +32,13 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     ParticipantEnrolled: handlers.on_profile,
     ParticipantUpdated: handlers.on_profile,
     ParticipantWithdrawn: handlers.on_withdrawn,
-    PairConfirmed: handlers.on_pair_confirmed,
     PairEnded: handlers.on_pair_ended,
     SessionRescheduleRequested: handlers.on_reschedule_requested,
     SessionAttendanceRecorded: handlers.on_attendance_recorded,
+}
+# Booked set-based: a run of confirmed pairs in a handful of statements.
+BATCH_HANDLERS: dict[type[BaseModel], BatchHandler] = {
+    PairConfirmed: handlers.on_pairs_confirmed,
 }
 # Only confirmed pairs are booked, and matching rounds are matching's business.
 IGNORES = (ProgrammeMatchingRequested, PairProposed, PairDeclined, PairResponseRejected)
@@ -48,4 +51,11 @@ def _routes(runtime: Runtime) -> Sequence[BaseRoute]:
 
 def create_spec() -> ServiceSpec:
     """The scheduling service as the platform runs it."""
-    return service_spec("scheduling", __file__, handlers=HANDLERS, ignores=IGNORES, routes=_routes)
+    return service_spec(
+        "scheduling",
+        __file__,
+        handlers=HANDLERS,
+        batch_handlers=BATCH_HANDLERS,
+        ignores=IGNORES,
+        routes=_routes,
+    )

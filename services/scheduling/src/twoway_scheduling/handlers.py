@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -39,7 +40,7 @@ from twoway_scheduling.domain.slots import (
     plan_series,
     refit_session,
 )
-from twoway_scheduling.storage import BookingContext, Pair, Participant, Session, Storage
+from twoway_scheduling.storage import Pair, Participant, Session, Storage
 
 CancelReason = Literal["pair_ended", "participant_withdrawn", "no_slot"]
 MoveReason = Literal["requested", "availability_changed"]
@@ -88,9 +89,8 @@ async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
     )
     if existing is not None and existing.person is not None and existing.person != person:
         await _refit_future_sessions(store, uow, data.participant_id)
-    for pair in await store.active_pairs_of(data.participant_id):
-        if pair.status == "waiting":
-            await _book(store, uow, pair, await store.booking_context(pair))
+    pairs = await store.active_pairs_of(data.participant_id)
+    await _book(store, [(pair, uow) for pair in pairs if pair.status == "waiting"])
 
 
 def _enrolment(p: Participant) -> Enrolment:
@@ -115,12 +115,21 @@ async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> N
 # ---------------------------------------------------------------- pairs
 
 
-async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
-    data, store = event.data, Storage(uow.conn)
-    pair = Pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id, "waiting")
-    context = await store.add_pair_for_booking(pair)
-    if context is not None:
-        await _book(store, uow, pair, context)
+async def on_pairs_confirmed(items: Sequence[tuple[Event[PairConfirmed], UnitOfWork]]) -> None:
+    """A run of `pair.confirmed` (a batch handler): record the new pairs, book those ready."""
+    store = Storage(items[0][1].conn)
+    pairs = [(_waiting(event.data), uow) for event, uow in items]
+    added = await store.add_pairs([pair for pair, _ in pairs])
+    new: list[tuple[Pair, UnitOfWork]] = []
+    for pair, uow in pairs:
+        if pair.pair_id in added:  # else known already: a replay or a late confirmation
+            added.discard(pair.pair_id)  # a second confirmation in the run is one too
+            new.append((pair, uow))
+    await _book(store, new)
+
+
+def _waiting(data: PairConfirmed) -> Pair:
+    return Pair(data.pair_id, data.programme_id, data.mentor_id, data.mentee_id, "waiting")
 
 
 async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
@@ -134,24 +143,63 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
         await _end_pair(store, uow, pair, "pair_ended")
 
 
-async def _book(store: Storage, uow: UnitOfWork, pair: Pair, context: BookingContext) -> None:
-    """Book the series of a waiting pair once both profiles are known.
+async def _book(store: Storage, pairs: Sequence[tuple[Pair, UnitOfWork]]) -> None:
+    """Book the series of waiting pairs whose both profiles are known, in the given order.
 
-    Three round trips for a pair, whatever its length: the people (locked) and the rules in
-    `context`, then the people's busy times, then the sessions and the pair's new status.
+    Four round trips however many pairs: their people (locked, in id order, so instances
+    never deadlock), the programmes' rules, the people's busy times (read once the locks are
+    held), then all sessions and the pairs' new statuses. Each planned series is added to
+    both people's busy times, so a mentor with several new pairs is never double-booked.
     """
-    people = context.people
-    mentor, mentee = people.get(pair.mentor_id), people.get(pair.mentee_id)
-    if mentor is None or mentee is None:
-        return  # kept waiting: the other profile arrives on another topic
-    if mentor.withdrawn or mentee.withdrawn:
-        await store.set_pair_status(pair.pair_id, "ended")
+    if not pairs:
         return
-    if mentor.person is None or mentee.person is None:
-        return
-    rules = context.rules
-    busy = await store.busy([pair.mentor_id, pair.mentee_id], uow.now)
-    plan = plan_series(mentor.person, mentee.person, rules, uow.now, busy)
+    people = await store.lock_participants(
+        sorted({who for pair, _ in pairs for who in (pair.mentor_id, pair.mentee_id)})
+    )
+    rules_of = await store.rules_of({pair.programme_id for pair, _ in pairs})
+    statuses: dict[str, str] = {}
+    ready: list[tuple[Pair, UnitOfWork, Person, Person]] = []
+    for pair, uow in pairs:
+        mentor, mentee = people.get(pair.mentor_id), people.get(pair.mentee_id)
+        if mentor is None or mentee is None:
+            continue  # kept waiting: the other profile arrives on another topic
+        if mentor.withdrawn or mentee.withdrawn:
+            statuses[pair.pair_id] = "ended"
+        elif mentor.person is not None and mentee.person is not None:
+            ready.append((pair, uow, mentor.person, mentee.person))
+    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    if ready:
+        busy = await store.busy_of(
+            sorted({who for pair, *_ in ready for who in (pair.mentor_id, pair.mentee_id)}),
+            min(uow.now for _, uow, *_ in ready),
+        )
+    sessions: list[Session] = []
+    for pair, uow, mentor_person, mentee_person in ready:
+        series = _plan(pair, uow, mentor_person, mentee_person, rules_of[pair.programme_id], busy)
+        for member in (pair.mentor_id, pair.mentee_id):
+            busy.setdefault(member, []).extend((s.starts_at, s.ends_at) for s in series)
+        sessions.extend(series)
+        statuses[pair.pair_id] = "booked"
+    if statuses:
+        await store.book(sessions, statuses)
+
+
+def _plan(
+    pair: Pair,
+    uow: UnitOfWork,
+    mentor: Person,
+    mentee: Person,
+    rules: SeriesRules,
+    busy: dict[str, list[tuple[datetime, datetime]]],
+) -> list[Session]:
+    """Plan one pair's series around both people's busy times; emit its events."""
+    plan = plan_series(
+        mentor,
+        mentee,
+        rules,
+        uow.now,
+        [*busy.get(pair.mentor_id, ()), *busy.get(pair.mentee_id, ())],
+    )
     length = timedelta(minutes=rules.session_minutes)
     sessions = [
         Session(
@@ -166,7 +214,6 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair, context: BookingCon
         )
         for sequence, start in enumerate(plan.starts, start=1)
     ]
-    await store.book_series(pair.pair_id, sessions)
     for session in sessions:
         uow.emit(
             Topic.SESSIONS,
@@ -184,6 +231,7 @@ async def _book(store: Storage, uow: UnitOfWork, pair: Pair, context: BookingCon
             ),
             event_id=stable_id(pair.pair_id, "booking_failed"),
         )
+    return sessions
 
 
 async def _end_pair(store: Storage, uow: UnitOfWork, pair: Pair, reason: CancelReason) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -104,32 +104,6 @@ def _person(row: asyncpg.Record) -> Person | None:
     return Person(row["timezone"], tuple(sorted(Window(*w) for w in raw)))
 
 
-@dataclass(frozen=True)
-class BookingContext:
-    """What booking a pair's series reads first, in one statement: both people (locked)
-    and the programme's rules."""
-
-    people: dict[str, Participant]
-    rules: SeriesRules
-
-
-_BOOKING_CONTEXT = (
-    " people AS ("
-    "  SELECT participant_id, programme_id, role, revision, withdrawn, timezone, availability"
-    "  FROM scheduling.participants WHERE participant_id = ANY(ARRAY[$2, $3]::text[])"
-    "  ORDER BY participant_id FOR UPDATE)"
-    " SELECT (SELECT added FROM added) AS added, p.*,"
-    " g.session_minutes, g.cadence, g.sessions, g.starts_on, g.min_notice_hours"
-    " FROM people p LEFT JOIN scheduling.programmes g ON g.programme_id = $1"
-    " ORDER BY p.participant_id"
-)
-"""Booking's first reads, after a CTE `added`; $1 programme, $2 mentor, $3 mentee.
-
-The people's busy times are read by a statement of their own once their rows are locked: a
-statement's snapshot is taken before it waits for a lock, so it would miss the sessions that
-the instance holding the lock was committing (two instances booking one mentor)."""
-
-
 _INSERT_SESSIONS = (
     "INSERT INTO scheduling.sessions (session_id, pair_id, programme_id, mentor_id,"
     " mentee_id, sequence, total, starts_at, ends_at, revision, status,"
@@ -146,22 +120,6 @@ _INSERT_SESSIONS = (
     " ON CONFLICT DO NOTHING RETURNING session_id"
 )
 """Sessions from eleven parallel arrays ($1-$11, see `_columns`); new ones' ids returned."""
-
-
-def _booking_context(rows: Sequence[asyncpg.Record]) -> BookingContext:
-    first = rows[0] if rows else None
-    rules = (
-        SeriesRules()
-        if first is None or first["session_minutes"] is None
-        else SeriesRules(
-            session_minutes=first["session_minutes"],
-            cadence=first["cadence"],
-            sessions=first["sessions"],
-            starts_on=first["starts_on"],
-            min_notice_hours=first["min_notice_hours"],
-        )
-    )
-    return BookingContext({r["participant_id"]: _participant(r) for r in rows}, rules)
 
 
 def _participant(row: asyncpg.Record) -> Participant:
@@ -199,6 +157,16 @@ class Storage:
             programme_id,
         )
         return SeriesRules() if row is None else SeriesRules(**dict(row))
+
+    async def rules_of(self, programme_ids: Collection[str]) -> dict[str, SeriesRules]:
+        """The settings of each programme; the contract defaults for one never configured."""
+        rows = await self._conn.fetch(
+            "SELECT programme_id, session_minutes, cadence, sessions, starts_on, min_notice_hours"
+            " FROM scheduling.programmes WHERE programme_id = ANY($1::text[])",
+            list(programme_ids),
+        )
+        found = {r["programme_id"]: from_row(SeriesRules, r) for r in rows}
+        return {p: found.get(p, SeriesRules()) for p in programme_ids}
 
     # ------------------------------------------------------------ participants
 
@@ -292,32 +260,20 @@ class Storage:
         )
         return bool(added)
 
-    async def add_pair_for_booking(self, pair: Pair) -> BookingContext | None:
-        """`add_pair` and `booking_context` in one round trip; None when the pair was known."""
+    async def add_pairs(self, pairs: Sequence[Pair]) -> set[str]:
+        """Record pairs, in id order; the ids of those that were new (not a replay)."""
+        ordered = sorted(pairs, key=lambda p: p.pair_id)
         rows = await self._conn.fetch(
-            "WITH added AS ("
-            " INSERT INTO scheduling.pairs (pair_id, programme_id, mentor_id, mentee_id, status)"
-            " VALUES ($4, $1, $2, $3, $5) ON CONFLICT (pair_id) DO NOTHING"
-            " RETURNING true AS added)," + _BOOKING_CONTEXT,
-            pair.programme_id,
-            pair.mentor_id,
-            pair.mentee_id,
-            pair.pair_id,
-            pair.status,
+            "INSERT INTO scheduling.pairs (pair_id, programme_id, mentor_id, mentee_id, status)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+            " ORDER BY 1 ON CONFLICT (pair_id) DO NOTHING RETURNING pair_id",
+            [p.pair_id for p in ordered],
+            [p.programme_id for p in ordered],
+            [p.mentor_id for p in ordered],
+            [p.mentee_id for p in ordered],
+            [p.status for p in ordered],
         )
-        if rows and not rows[0]["added"]:
-            return None
-        return _booking_context(rows)
-
-    async def booking_context(self, pair: Pair) -> BookingContext:
-        """Both people of the pair locked (in id order) and the programme's rules."""
-        rows = await self._conn.fetch(
-            "WITH added AS (SELECT true AS added)," + _BOOKING_CONTEXT,
-            pair.programme_id,
-            pair.mentor_id,
-            pair.mentee_id,
-        )
-        return _booking_context(rows)
+        return {r["pair_id"] for r in rows}
 
     async def lock_pair(self, pair_id: str) -> Pair | None:
         row = await self._conn.fetchrow(
@@ -361,15 +317,40 @@ class Storage:
         )
         return [(r["starts_at"], r["ends_at"]) for r in rows]
 
-    async def book_series(self, pair_id: str, sessions: Sequence[Session]) -> int:
-        """Insert a pair's new sessions (a replay inserts none) and mark the pair booked, in one
-        round trip; returns how many sessions were new."""
+    async def busy_of(
+        self, participant_ids: Sequence[str], after: datetime
+    ) -> dict[str, list[tuple[datetime, datetime]]]:
+        """Each person's sessions (not cancelled) that end after `after`, in one statement.
+
+        Read once the people's rows are locked, by a statement of its own: a statement's
+        snapshot is taken before it waits for a lock, so it would miss the sessions that the
+        instance holding the lock was committing (two instances booking one mentor).
+        """
+        rows = await self._conn.fetch(
+            "SELECT mentor_id AS participant_id, starts_at, ends_at FROM scheduling.sessions"
+            " WHERE mentor_id = ANY($1::text[]) AND ends_at > $2 AND status <> 'cancelled'"
+            " UNION ALL SELECT mentee_id, starts_at, ends_at FROM scheduling.sessions"
+            " WHERE mentee_id = ANY($1::text[]) AND ends_at > $2 AND status <> 'cancelled'",
+            list(participant_ids),
+            after,
+        )
+        busy: dict[str, list[tuple[datetime, datetime]]] = {}
+        for r in rows:
+            busy.setdefault(r["participant_id"], []).append((r["starts_at"], r["ends_at"]))
+        return busy
+
+    async def book(self, sessions: Sequence[Session], statuses: Mapping[str, str]) -> int:
+        """Insert new sessions (a replay inserts none) and set pairs' statuses, in one round
+        trip; returns how many sessions were new."""
         rows = await self._conn.fetch(
             "WITH new AS (" + _INSERT_SESSIONS + "),"
-            " booked AS (UPDATE scheduling.pairs SET status = 'booked' WHERE pair_id = $12)"
+            " changed AS (UPDATE scheduling.pairs p SET status = s.status"
+            "  FROM unnest($12::text[], $13::text[]) AS s(pair_id, status)"
+            "  WHERE p.pair_id = s.pair_id)"
             " SELECT session_id FROM new",
             *_columns(sessions),
-            pair_id,
+            list(statuses),
+            list(statuses.values()),
         )
         return len(rows)
 
