@@ -13,11 +13,10 @@ from pydantic import BaseModel
 from twoway_shared.contract import (
     CONTENT_TYPE,
     CloudEvent,
+    Emitter,
     Event,
     Topic,
-    encode,
     event_type_of,
-    new_event,
     partition_key,
 )
 from twoway_shared.platform.outbox import OutboxWriter, OutgoingRecord
@@ -52,6 +51,7 @@ class UnitOfWork:
         self._source = source
         self._prefix = topic_prefix
         self._pending: list[OutgoingRecord] = []
+        self._emitter: Emitter | None = None
         self.traceparent: str | None = None
         """The trace its events continue; None: the current span's (a handler run alone)."""
 
@@ -65,23 +65,21 @@ class UnitOfWork:
     ) -> CloudEvent:
         """Queue an event for publication when (and only if) this unit of work commits."""
         key = partition_key(topic, data)
-        event = new_event(
+        if self._emitter is None:
+            self._emitter = Emitter(self._source, self.now)
+        # The effect continues the trace of the span emitting it (the cause's handle span).
+        event, value = self._emitter.event(
             data,
-            source=self._source,
             subject=subject if subject is not None else key.decode(),
             cause=self.cause,
             event_id=event_id,
-            time=self.now,
+            traceparent=self.traceparent or current_traceparent(),
         )
-        # The effect continues the trace of the span emitting it (the cause's handle span).
-        traceparent = self.traceparent or current_traceparent()
-        if traceparent is not None:
-            event = event.model_copy(update={"traceparent": traceparent})
         self._pending.append(
             OutgoingRecord(
                 topic=f"{self._prefix}{topic.value}",
                 key=key,
-                value=encode(event),
+                value=value,
                 headers=(("content-type", CONTENT_TYPE),),
                 event_type=event_type_of(type(data)),
             )
