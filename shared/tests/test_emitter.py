@@ -50,9 +50,14 @@ def test_the_same_bytes_as_new_event_and_encode(event_type: str, now: datetime) 
         for s in ("P9", None)
         for t in (None, OURS)
     ]:
-        built, value = emitter.event(
-            data, subject=subject, cause=by, event_id=event_id, traceparent=traceparent
-        )
+        given: dict[str, Any] = {
+            "subject": subject,
+            "cause": by,
+            "event_id": event_id,
+            "traceparent": traceparent,
+        }
+        built = emitter.event(data, **given)
+        value = emitter.encoded(data, **given | {"event_id": built.id})
         expected = new_event(
             data, source="/twoway/scheduling", subject=subject, cause=by,
             event_id=built.id, time=now,
@@ -72,6 +77,6 @@ def test_what_it_is_given_is_still_checked() -> None:
     emitter = Emitter("/x", datetime.now(UTC))
     data = ProgrammeMatchingRequested(programme_id="P1")
     with pytest.raises(ValidationError):
-        emitter.event(data, subject="two\nlines", cause=None)
+        emitter.encoded(data, subject="two\nlines", cause=None)
     with pytest.raises(ValidationError):
-        emitter.event(data, subject=None, cause=None, event_id="")
+        emitter.encoded(data, subject=None, cause=None, event_id="")

@@ -324,11 +324,39 @@ class Emitter:
         cause: Event[Any] | None,
         event_id: str | None = None,
         traceparent: str | None = None,
-    ) -> tuple[CloudEvent, bytes]:
-        """`new_event(data, ...)` and its `encode`d record value; `traceparent` replaces the
-        cause's (the emitting span's own)."""
+    ) -> CloudEvent:
+        """`new_event(data, ...)`; `traceparent` replaces the cause's (the emitting span's)."""
+        return CloudEvent.model_construct(
+            **self._fields(data, subject, cause, event_id, traceparent)
+        )
+
+    def encoded(
+        self,
+        data: BaseModel,
+        *,
+        subject: str | None,
+        cause: Event[Any] | None,
+        event_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> bytes:
+        """`encode(self.event(...))`, without building the event."""
+        fields = self._fields(data, subject, cause, event_id, traceparent)
+        # `encode`'s shape: the attributes in field order without nulls, then the data.
+        wire = {k: v for k, v in fields.items() if v is not None and k != "data"}
+        wire["time"] = self._time_text
+        wire["data"] = fields["data"]
+        return orjson.dumps(wire)
+
+    def _fields(
+        self,
+        data: BaseModel,
+        subject: str | None,
+        cause: Event[Any] | None,
+        event_id: str | None,
+        traceparent: str | None,
+    ) -> dict[str, Any]:
         new_id = str(uuid4()) if event_id is None else _EVENT_ID.validate_python(event_id)
-        fields: dict[str, Any] = {
+        return {
             "specversion": "1.0",
             "id": new_id,
             "source": self.source,
@@ -343,11 +371,6 @@ class Emitter:
             "causationid": cause.envelope.id if cause else None,
             "traceparent": traceparent or (cause.envelope.traceparent if cause else None),
         }
-        # `encode`'s shape: the attributes in field order without nulls, then the data.
-        wire = {k: v for k, v in fields.items() if v is not None and k != "data"}
-        wire["time"] = self._time_text
-        wire["data"] = fields["data"]
-        return CloudEvent.model_construct(**fields), orjson.dumps(wire)
 
 
 def partition_key(topic: Topic, data: BaseModel) -> bytes:

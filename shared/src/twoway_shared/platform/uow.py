@@ -12,7 +12,6 @@ from pydantic import BaseModel
 
 from twoway_shared.contract import (
     CONTENT_TYPE,
-    CloudEvent,
     Emitter,
     Event,
     Topic,
@@ -62,13 +61,13 @@ class UnitOfWork:
         *,
         event_id: str | None = None,
         subject: str | None = None,
-    ) -> CloudEvent:
+    ) -> None:
         """Queue an event for publication when (and only if) this unit of work commits."""
         key = partition_key(topic, data)
         if self._emitter is None:
             self._emitter = Emitter(self._source, self.now)
         # The effect continues the trace of the span emitting it (the cause's handle span).
-        event, value = self._emitter.event(
+        value = self._emitter.encoded(
             data,
             subject=subject if subject is not None else key.decode(),
             cause=self.cause,
@@ -84,7 +83,6 @@ class UnitOfWork:
                 event_type=event_type_of(type(data)),
             )
         )
-        return event
 
     @property
     def pending(self) -> list[OutgoingRecord]:

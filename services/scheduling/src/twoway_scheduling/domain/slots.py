@@ -47,6 +47,7 @@ class SlotFinder:
         self.minutes = session_minutes
         self._busy: list[Interval] = merge((to_minute(s), to_minute(e)) for s, e in busy)
         self._both: dict[date, list[Interval]] = {}
+        self._mine: dict[tuple[bool, date], tuple[Interval, ...]] = {}
 
     def reserve(self, start: datetime) -> None:
         """Count a newly booked session as busy for the searches that follow."""
@@ -59,9 +60,14 @@ class SlotFinder:
         return monday_of(local_date(to_minute(instant), self.mentee.timezone))
 
     def _available(self, person: Person, monday: date) -> tuple[Interval, ...]:
-        # Local dates two days either side cover any pair of UTC offsets.
-        first, last = monday - timedelta(days=2), monday + timedelta(days=9)
-        return available(person.timezone, person.windows, first, last)
+        # Kept per finder: the shared cache of `available` hashes all the windows on each call.
+        memo = (person is self.mentor, monday)
+        found = self._mine.get(memo)
+        if found is None:
+            # Local dates two days either side cover any pair of UTC offsets.
+            first, last = monday - timedelta(days=2), monday + timedelta(days=9)
+            found = self._mine[memo] = available(person.timezone, person.windows, first, last)
+        return found
 
     def _free(self, monday: date) -> list[Interval]:
         both = self._both.get(monday)
