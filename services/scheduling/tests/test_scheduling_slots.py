@@ -372,3 +372,26 @@ def test_a_single_start_is_valid_exactly_when_the_free_times_hold_it(
             local_start = start.astimezone(zone)
             off_grid = local_start.minute % 15 != 0 or local_start.fold == 1
             assert off_grid or local_start.replace(fold=0).astimezone(UTC) != start
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 400), st.integers(1, 90)), max_size=12),
+    st.lists(st.integers(0, 400), min_size=1, max_size=12),
+    st.sampled_from([15, 30, 60]),
+)
+def test_reserving_keeps_the_busy_times_merged(
+    busy: list[tuple[int, int]], starts: list[int], minutes: int
+) -> None:
+    """Each reserved session joins the busy times exactly as merging the whole list would."""
+    epoch = datetime(2027, 1, 4, tzinfo=UTC)
+    person = Person("Europe/London", weekly(range(5), "09:00", "17:00"))
+    moments = [(epoch + timedelta(minutes=s), epoch + timedelta(minutes=s + n)) for s, n in busy]
+    finder = SlotFinder(person, person, minutes, moments)
+    expected = SlotFinder(person, person, minutes, moments)
+    for start in starts:
+        finder.reserve(epoch + timedelta(minutes=start))
+        moments.append(
+            (epoch + timedelta(minutes=start), epoch + timedelta(minutes=start + minutes))
+        )
+        expected = SlotFinder(person, person, minutes, moments)
+        assert finder._busy == expected._busy

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from opentelemetry import context, trace
@@ -58,7 +59,10 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
+@cache
 def _tracer() -> trace.Tracer:
+    # Kept: `get_tracer` reads the environment on each call (a span per published record).
+    # Before `configure_tracing` it is a proxy that follows the provider set later.
     return trace.get_tracer(_TRACER_NAME)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Literal
 
 from twoway_shared.wallclock import Window
@@ -17,6 +18,14 @@ class Person:
 
     timezone: str
     windows: tuple[Window, ...]
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.timezone, self.windows))
+
+    def __hash__(self) -> int:
+        # Hashed once: the slot finder looks people up in a cache for every start it checks.
+        return self._hash
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -47,27 +48,29 @@ class SlotFinder:
         self.minutes = session_minutes
         self._busy: list[Interval] = merge((to_minute(s), to_minute(e)) for s, e in busy)
         self._both: dict[date, list[Interval]] = {}
-        self._mine: dict[tuple[bool, date], tuple[Interval, ...]] = {}
 
     def reserve(self, start: datetime) -> None:
         """Count a newly booked session as busy for the searches that follow."""
-        minute = to_minute(start)
-        insort(self._busy, (minute, minute + self.minutes))
-        self._busy = merge(self._busy)
+        lo = to_minute(start)
+        hi = lo + self.minutes
+        # Merged into its neighbours in place, as `merge` would: touching intervals join.
+        i = bisect_left(self._busy, (lo, hi))
+        if i > 0 and self._busy[i - 1][1] >= lo:
+            i -= 1
+            lo = self._busy[i][0]
+            hi = max(hi, self._busy[i][1])
+        j = i
+        while j < len(self._busy) and self._busy[j][0] <= hi:
+            hi = max(hi, self._busy[j][1])
+            j += 1
+        self._busy[i:j] = [(lo, hi)]
 
     def week_of(self, instant: datetime) -> date:
         """The Monday of the mentee's local week holding `instant`."""
         return monday_of(local_date(to_minute(instant), self.mentee.timezone))
 
     def _available(self, person: Person, monday: date) -> tuple[Interval, ...]:
-        # Kept per finder: the shared cache of `available` hashes all the windows on each call.
-        memo = (person is self.mentor, monday)
-        found = self._mine.get(memo)
-        if found is None:
-            # Local dates two days either side cover any pair of UTC offsets.
-            first, last = monday - timedelta(days=2), monday + timedelta(days=9)
-            found = self._mine[memo] = available(person.timezone, person.windows, first, last)
-        return found
+        return _week_available(person, monday)
 
     def _free(self, monday: date) -> list[Interval]:
         both = self._both.get(monday)
@@ -141,6 +144,14 @@ class SlotFinder:
                     return from_minute(found)
             monday += timedelta(weeks=1)
         return None
+
+
+@lru_cache(maxsize=65536)
+def _week_available(person: Person, monday: date) -> tuple[Interval, ...]:
+    """When `person` is available around a week (keyed by the person, hashed once)."""
+    # Local dates two days either side cover any pair of UTC offsets.
+    first, last = monday - timedelta(days=2), monday + timedelta(days=9)
+    return available(person.timezone, person.windows, first, last)
 
 
 def _covers(intervals: Sequence[Interval], start: int, end: int) -> bool:
