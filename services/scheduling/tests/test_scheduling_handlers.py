@@ -19,6 +19,7 @@ from twoway_shared.contract import (
     ProgrammeConfigured,
     SessionAttendanceRecorded,
     SessionRescheduleRequested,
+    SessionScheduled,
 )
 
 pytestmark = pytest.mark.infra
@@ -145,6 +146,8 @@ async def test_a_run_of_one_mentors_pairs_is_booked_as_one_at_a_time(bench: Hand
         assert [d["session_id"] for _, d in emitted] == [
             session_id_for(f"Q{k}", n) for n in (1, 2, 3)
         ]
+    for _, data in [x for e in run for x in e]:  # valid as they are (built unvalidated)
+        assert SessionScheduled.model_validate(data).model_dump(mode="json") == data
     # The same for everything but the names: the runs' events are the one-at-a-time ones.
     names = {"pair_id", "mentor_id", "mentee_id", "session_id"}
     assert [[{k: v for k, v in d.items() if k not in names} for _, d in e] for e in run] == [

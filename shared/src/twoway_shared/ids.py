@@ -9,6 +9,8 @@ from __future__ import annotations
 from hashlib import sha1
 from uuid import UUID
 
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+
 
 class StableIds:
     """Ids in one service's namespace; `sep` joins the parts (kept per service, as published)."""
@@ -22,8 +24,6 @@ class StableIds:
         """`str(uuid5(namespace, sep.join(parts)))`, without building a `UUID` on the way."""
         digest = self._namespace.copy()
         digest.update(self._sep.join(map(str, parts)).encode())
-        raw = bytearray(digest.digest()[:16])
-        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = raw.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        h = digest.hexdigest()
+        # The version nibble is 5, the variant's two high bits are 10 (RFC 4122).
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"

@@ -97,6 +97,7 @@ def _segments_for_days(timezone: str, first: date, last: date) -> tuple[Segment,
     return offset_segments(timezone, day_minute(first) - _MARGIN, day_minute(last) + 1440 + _MARGIN)
 
 
+@lru_cache(maxsize=65536)
 def wall_to_utc(timezone: str, wall: int) -> int | None:
     """The first UTC minute whose local wall-clock minute is `wall`; None inside a DST gap."""
     segments = offset_segments(

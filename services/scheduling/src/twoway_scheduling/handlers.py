@@ -215,9 +215,19 @@ def _plan(
         for sequence, start in enumerate(plan.starts, start=1)
     ]
     for session in sessions:
+        # Not validated again: the fields are the planner's (whole-minute UTC starts inside
+        # the series, ends after them) and the pair's, validated when the pair came in.
         uow.emit(
             Topic.SESSIONS,
-            SessionScheduled(**session.event_fields(booked=True)),
+            SessionScheduled.model_construct(
+                session_id=session.session_id,
+                **pair_members(session),
+                sequence=session.sequence,
+                total=session.total,
+                starts_at=session.starts_at,
+                ends_at=session.ends_at,
+                revision=session.revision,
+            ),
             event_id=stable_id(session.session_id, 0, "scheduled"),
         )
     if plan.failure is not None:
