@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from twoway_shared.platform.db import schema_identifier
@@ -52,7 +52,7 @@ class OutboxWriter:
         await conn.executemany(
             self._insert,
             [
-                (r.topic, r.key, r.value, json.dumps([list(h) for h in r.headers]), r.event_type)
+                (r.topic, r.key, r.value, orjson.dumps(r.headers).decode(), r.event_type)
                 for r in records
             ],
         )
@@ -165,7 +165,7 @@ class OutboxRelay:
                         value=value,
                         key=None if row["key"] is None else bytes(row["key"]),
                         headers=[
-                            (name, text.encode()) for name, text in json.loads(row["headers"])
+                            (name, text.encode()) for name, text in orjson.loads(row["headers"])
                         ],
                     )
                 )
