@@ -12,7 +12,7 @@ import random
 import time
 from datetime import UTC, datetime
 
-from bench_support import Place, bench_infra, fresh_place
+from bench_support import Place, bench_infra, fresh_place, load_average
 from twoway_dev.testing.infra import Infra
 from twoway_dev.testing.kafka import TopicReader, ToSend, publish
 from twoway_scheduling.app import create_spec
@@ -103,7 +103,7 @@ async def _book(place: Place, pairs: int) -> float:
         ):
             await asyncio.sleep(0.2)
         async with TopicReader(bootstrap, [settings.topic(Topic.SESSIONS)]) as reader:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             await publish(bootstrap, confirmations)
             expected = await runtime.pool.fetchval(
                 "SELECT count(*) FROM scheduling.pairs WHERE status = 'booked'"
@@ -123,12 +123,15 @@ async def _book(place: Place, pairs: int) -> float:
                 lambda records: len(records) >= events, timeout=3600, what="all events"
             )
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
     finally:
         await runtime.stop()
     print(
         f"scheduling: {pairs} pairs ({failed} with booking_failed), {booked} sessions, "
         f"{events} events in {elapsed:.1f} s (confirmations published -> last event read) = "
-        f"{pairs / elapsed:.0f} pairs/s, {events / elapsed:.0f} events/s"
+        f"{pairs / elapsed:.0f} pairs/s, {events / elapsed:.0f} events/s; this process's CPU "
+        f"{cpu / pairs * 1000:.2f} ms per pair (service, its relay and the reader); "
+        f"load average {load_average()}"
     )
     return pairs / elapsed
 
