@@ -340,11 +340,27 @@ class Emitter:
         traceparent: str | None = None,
     ) -> bytes:
         """`encode(self.event(...))`, without building the event."""
-        fields = self._fields(data, subject, cause, event_id, traceparent)
+        new_id = str(uuid4()) if event_id is None else _EVENT_ID.validate_python(event_id)
         # `encode`'s shape: the attributes in field order without nulls, then the data.
-        wire = {k: v for k, v in fields.items() if v is not None and k != "data"}
-        wire["time"] = self._time_text
-        wire["data"] = fields["data"]
+        wire: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": new_id,
+            "source": self.source,
+            "type": full_type(event_type_of(type(data))),
+            "time": self._time_text,
+        }
+        if subject is not None:
+            wire["subject"] = _SUBJECT.validate_python(subject)
+        wire["datacontenttype"] = "application/json"
+        if cause is None:
+            wire["correlationid"] = new_id
+        else:
+            wire["correlationid"] = cause.envelope.correlationid or cause.envelope.id
+            wire["causationid"] = cause.envelope.id
+            traceparent = traceparent or cause.envelope.traceparent
+        if traceparent is not None:
+            wire["traceparent"] = traceparent
+        wire["data"] = data.model_dump(mode="json")
         return orjson.dumps(wire)
 
     def _fields(
