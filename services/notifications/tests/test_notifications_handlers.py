@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from twoway_shared.contract import (
     PairEnded,
     ParticipantEnrolled,
     ParticipantWithdrawn,
+    SessionScheduled,
 )
 
 pytestmark = pytest.mark.infra
@@ -135,3 +137,54 @@ async def test_a_sessions_messages_are_added_in_one_statement_once_with_one_wake
         ("N3", "{}"),
     ]
     assert woken == [DUE_CHANNEL]
+
+
+def series(pair_id: str, mentee_id: str) -> list[SessionScheduled]:
+    first = datetime(2027, 1, 11, 9, 0, tzinfo=UTC)
+    return [
+        example(
+            SessionScheduled,
+            session_id=f"{pair_id}-S{n}",
+            **{**PAIR, "pair_id": pair_id, "mentee_id": mentee_id},
+            sequence=n,
+            total=6,
+            starts_at=first + timedelta(weeks=n - 1),
+            ends_at=first + timedelta(weeks=n - 1, minutes=45),
+            revision=0,
+        )
+        for n in range(1, 7)
+    ]
+
+
+async def recorded(bench: HandlerBench, pair_id: str) -> list[tuple[Any, ...]]:
+    """A pair's messages, told apart from another pair's only by the pair's own ids."""
+    rows = await bench.fetch(
+        "SELECT m.participant_id, m.template, m.due_at, s.sequence AS about,"
+        " c.sequence AS caused_by FROM notifications.messages m"
+        " LEFT JOIN notifications.sessions s ON s.session_id = m.session_id"
+        " LEFT JOIN notifications.sessions c ON c.cause_id = m.cause_id"
+        " WHERE m.pair_id = $1 ORDER BY 1, 2, 3",
+        pair_id,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_a_run_of_sessions_records_what_one_at_a_time_does(bench: HandlerBench) -> None:
+    """A pair's series handled as one run (with a replay in another run) gives the same
+    messages as handled one session at a time: reminders and feedback requests of every
+    session, and the booking emails caused by the session that completed the series."""
+    for who, role in (("M1", "mentor"), ("E1", "mentee"), ("E2", "mentee")):
+        await bench.handle(person(who, role))
+    one_at_a_time, as_a_run = series("P1", "E1"), series("P2", "E2")
+    for session in one_at_a_time:
+        await bench.handle(session)
+    await bench.handle_run(*as_a_run[:2])
+    await bench.handle_run(as_a_run[1], *as_a_run[2:])  # the second session replayed
+    alone, run = await recorded(bench, "P1"), await recorded(bench, "P2")
+    assert [r[1:] for r in alone if r[0] == "E1"] == [r[1:] for r in run if r[0] == "E2"]
+    assert [r for r in alone if r[0] == "M1"] == [r for r in run if r[0] == "M1"]
+    bookings = [r for r in run if r[1] == "booking"]
+    assert [(r[0], r[4]) for r in bookings] == [("E2", 6), ("M1", 6)]
+    templates = Counter(r[1] for r in run)
+    assert templates["feedback_request"] == 12
+    assert templates["booking"] == 2

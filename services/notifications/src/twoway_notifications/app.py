@@ -5,7 +5,7 @@ from __future__ import annotations
 from twoway_shared.platform.runtime import ServiceSpec, service_spec
 
 from twoway_notifications import read_api
-from twoway_notifications.handlers import HANDLERS, IGNORES
+from twoway_notifications.handlers import BATCH_HANDLERS, HANDLERS, IGNORES
 from twoway_notifications.sender import SenderOptions, sender_worker
 
 
@@ -15,6 +15,7 @@ def create_spec(sender: SenderOptions | None = None) -> ServiceSpec:
         "notifications",
         __file__,
         handlers=HANDLERS,
+        batch_handlers=BATCH_HANDLERS,
         ignores=IGNORES,
         routes=read_api.routes,
         workers=(sender_worker(sender),),

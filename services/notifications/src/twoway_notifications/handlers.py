@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +37,7 @@ from twoway_shared.contract.events import (
 )
 from twoway_shared.contract.values import pair_members
 from twoway_shared.enrolment import decide_withdrawal, profile_applies
-from twoway_shared.platform.consumer import Handler
+from twoway_shared.platform.consumer import BatchHandler, Handler
 from twoway_shared.platform.uow import UnitOfWork
 
 from twoway_notifications.domain.cancellations import (
@@ -50,7 +52,7 @@ from twoway_notifications.domain.rules import (
     feedback_request_time,
     reminder_times,
 )
-from twoway_notifications.storage import NewMessage, SavedSession, Storage
+from twoway_notifications.storage import NewMessage, SessionRow, Storage
 
 # Messages about a session that its time, cancellation or outcome make obsolete.
 SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
@@ -59,6 +61,33 @@ SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDB
 def _pair_of(mentor_id: str, mentee_id: str) -> tuple[tuple[str, str], tuple[str, str]]:
     """(recipient, partner) for each of the two people: one email per person, never one to both."""
     return ((mentor_id, mentee_id), (mentee_id, mentor_id))
+
+
+def _both(
+    uow: UnitOfWork,
+    template: Template,
+    pair_id: str,
+    mentor_id: str,
+    mentee_id: str,
+    *,
+    cause_id: str,
+    details: dict[str, Any] | None = None,
+) -> list[NewMessage]:
+    """One message about the pair to each of its two people (never one email to both)."""
+    return [
+        _message(
+            uow,
+            template,
+            recipient,
+            partner,
+            pair_id,
+            pair_id=pair_id,
+            session_id=None,
+            cause_id=cause_id,
+            details=details,
+        )
+        for recipient, partner in _pair_of(mentor_id, mentee_id)
+    ]
 
 
 async def _to_both(
@@ -72,23 +101,11 @@ async def _to_both(
     cause_id: str,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """One message about the pair to each of its two people (never one email to both)."""
-    for recipient, partner in _pair_of(mentor_id, mentee_id):
-        await _add(
-            store,
-            uow,
-            _message(
-                uow,
-                template,
-                recipient,
-                partner,
-                pair_id,
-                pair_id=pair_id,
-                session_id=None,
-                cause_id=cause_id,
-                details=details,
-            ),
-        )
+    """`_both`, recorded in one statement."""
+    messages = _both(
+        uow, template, pair_id, mentor_id, mentee_id, cause_id=cause_id, details=details
+    )
+    await store.add_messages(messages, uow.now)
 
 
 def _message(
@@ -117,6 +134,7 @@ def _message(
         due_at=due_at or uow.now,
         group_key=group_key,
         details=details,
+        traceparent=uow.effects_traceparent(),
     )
 
 
@@ -355,45 +373,82 @@ async def _add_booking(
     )
 
 
-async def _keep_current_time(
-    store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
-) -> SavedSession | None:
-    """Keep a session's current time (scheduled or rescheduled), what set it, its reminders
-    and its feedback requests; None when the record is not newer than what is kept."""
-    # A session first seen moved was first booked at its previous time (or earlier).
-    first = s.previous_starts_at if isinstance(s, SessionRescheduled) else s.starts_at
-    saved = await store.save_session(
-        session_id=s.session_id,
-        **pair_members(s),
-        sequence=s.sequence,
-        total=s.total,
-        starts_at=s.starts_at,
-        ends_at=s.ends_at,
-        revision=s.revision,
-        status="scheduled",
-        cause_id=cause_id,
-        first_starts_at=first,
+async def _keep_current_times(
+    store: Storage, items: Sequence[tuple[SessionScheduled, UnitOfWork, str]]
+) -> None:
+    """Keep sessions' current times (scheduled or rescheduled), what set them, their
+    reminders and feedback requests; then, for each pair whose first series is now whole,
+    the booking emails. `items`: (session, its unit of work, the id of the event) in record
+    order, each session once. Four statements whatever the number of sessions.
+    """
+    saved = await store.save_sessions(
+        [
+            SessionRow(
+                session_id=s.session_id,
+                **pair_members(s),
+                sequence=s.sequence,
+                total=s.total,
+                starts_at=s.starts_at,
+                ends_at=s.ends_at,
+                revision=s.revision,
+                status="scheduled",
+                cause_id=cause_id,
+                # A session first seen moved was first booked at its previous time (or
+                # earlier).
+                first_starts_at=s.previous_starts_at
+                if isinstance(s, SessionRescheduled)
+                else s.starts_at,
+            )
+            for s, _, cause_id in items
+        ],
         newer_only=True,
     )
-    if not saved.saved:
-        return None  # the same fact again, or an older one
-    minutes = (
-        list(DEFAULT_REMINDER_MINUTES) if saved.reminder_minutes is None else saved.reminder_minutes
+    kept = [item for item in items if item[0].session_id in saved]  # else not newer
+    if not kept:
+        return
+    progress = await store.series_progress(
+        (s.pair_id for s, _, _ in kept), (s.programme_id for s, _, _ in kept)
     )
-    # A session's feedback requests and reminders in one statement.
-    messages = _feedback_requests(uow, s, cause_id) + _reminders(uow, s, minutes, cause_id)
-    await store.add_messages(messages, uow.now)
-    return saved
+    messages: list[NewMessage] = []
+    for s, uow, cause_id in kept:
+        minutes = progress.reminder_minutes.get(s.programme_id)
+        if minutes is None:
+            minutes = list(DEFAULT_REMINDER_MINUTES)
+        messages += _feedback_requests(uow, s, cause_id) + _reminders(uow, s, minutes, cause_id)
+    # The booking emails of each pair whose first series became whole: caused by the
+    # session that completed it, as if the sessions had been handled one at a time.
+    in_run = Counter(s.pair_id for s, _, _ in kept)
+    seen = {pair_id: n - in_run[pair_id] for pair_id, n in progress.seen.items()}
+    completing: dict[str, tuple[SessionScheduled, UnitOfWork, str]] = {}
+    for s, uow, cause_id in kept:
+        seen[s.pair_id] = seen.get(s.pair_id, 0) + 1
+        if seen[s.pair_id] >= s.total and s.pair_id not in completing:
+            completing[s.pair_id] = (s, uow, cause_id)
+    learning = await store.learning_of_pairs(completing)
+    for pair_id, (s, uow, cause_id) in completing.items():
+        messages += _both(
+            uow,
+            Template.BOOKING,
+            pair_id,
+            s.mentor_id,
+            s.mentee_id,
+            cause_id=cause_id,
+            details=learning[pair_id],
+        )
+    await store.add_messages(messages, kept[0][1].now)
 
 
-async def on_session_scheduled(event: Event[SessionScheduled], uow: UnitOfWork) -> None:
-    """Two round trips for a session: its row (with what comes next), its messages; a third
-    for the booking emails once the pair's whole first series is known."""
-    s = event.data
-    store = Storage(uow.conn)
-    saved = await _keep_current_time(store, uow, s, event.id)
-    if saved is not None and saved.sessions_seen >= s.total:
-        await _add_booking(store, uow, s.pair_id, s.mentor_id, s.mentee_id, event.id)
+async def on_sessions_scheduled(
+    items: Sequence[tuple[Event[SessionScheduled], UnitOfWork]],
+) -> None:
+    """A run of `session.scheduled` (a batch handler): four statements for the run."""
+    store = Storage(items[0][1].conn)
+    if len({event.data.session_id for event, _ in items}) < len(items):
+        # The same session twice in one run (a replay): one at a time, in order.
+        for event, uow in items:
+            await _keep_current_times(store, [(event.data, uow, event.id)])
+        return
+    await _keep_current_times(store, [(event.data, uow, event.id) for event, uow in items])
 
 
 async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWork) -> None:
@@ -404,7 +459,7 @@ async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWo
     if known is not None and known.revision >= s.revision:
         return
     await store.drop_unsent(s.session_id, SESSION_TIMED, uow.now)
-    await _keep_current_time(store, uow, s, event.id)
+    await _keep_current_times(store, [(s, uow, event.id)])
     for recipient, partner in _pair_of(s.mentor_id, s.mentee_id):
         # Before the booking email goes out, it will show the new time itself.
         if await store.booking_went_out(s.pair_id, recipient, uow.now):
@@ -421,7 +476,6 @@ async def on_session_rescheduled(event: Event[SessionRescheduled], uow: UnitOfWo
                     details=await store.learning_of_pair(s.pair_id),
                 ),
             )
-    await _book_when_complete(store, uow, s, event.id)
 
 
 async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) -> None:
@@ -433,15 +487,17 @@ async def on_session_cancelled(event: Event[SessionCancelled], uow: UnitOfWork) 
     if news is CancellationNews.STALE:
         return
     await store.save_session(
-        session_id=s.session_id,
-        **pair_members(s),
-        sequence=s.sequence,
-        total=None,
-        starts_at=None,
-        ends_at=None,
-        revision=s.revision,
-        status="cancelled",
-        cause_id=event.id,
+        SessionRow(
+            session_id=s.session_id,
+            **pair_members(s),
+            sequence=s.sequence,
+            total=None,
+            starts_at=None,
+            ends_at=None,
+            revision=s.revision,
+            status="cancelled",
+            cause_id=event.id,
+        )
     )
     await store.drop_unsent(s.session_id, SESSION_TIMED, uow.now)
     if news is CancellationNews.RECORD:
@@ -568,6 +624,11 @@ async def on_credit_awarded(event: Event[CreditAwarded], uow: UnitOfWork) -> Non
     )
 
 
+# Recorded set-based: a run of scheduled sessions (a pair's series arrives as one) in four
+# statements.
+BATCH_HANDLERS: dict[type[BaseModel], BatchHandler] = {
+    SessionScheduled: on_sessions_scheduled,
+}
 HANDLERS: dict[type[BaseModel], Handler] = {
     ParticipantEnrolled: on_profile,
     ParticipantUpdated: on_profile,
@@ -576,7 +637,6 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     PairProposed: on_pair_proposed,
     PairConfirmed: on_pair_confirmed,
     PairEnded: on_pair_ended,
-    SessionScheduled: on_session_scheduled,
     SessionRescheduled: on_session_rescheduled,
     SessionCancelled: on_session_cancelled,
     SessionBookingFailed: on_booking_failed,

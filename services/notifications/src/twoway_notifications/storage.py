@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from twoway_shared.enrolment import Enrolment
 from twoway_shared.platform.db import from_row
-from twoway_shared.platform.tracing import current_traceparent
 
 from twoway_notifications.domain.model import Contact, Message, Session, Template
 from twoway_notifications.domain.rules import Verdict, decide
@@ -55,15 +54,39 @@ class NewMessage:
     due_at: datetime
     group_key: str | None = None
     details: dict[str, Any] | None = None
+    traceparent: str | None = None  # of the record that caused it, for the sender's span
 
 
 @dataclass(frozen=True)
-class SavedSession:
-    """What saving a session's row tells its handler."""
+class SessionRow:
+    """A session as `save_sessions` keeps it (the fields in the order of its columns)."""
 
-    saved: bool  # False (newer_only): the same revision again, or an older one
-    reminder_minutes: list[int] | None  # None: the programme's settings are not known
-    sessions_seen: int  # of the session's pair, this one included
+    session_id: str
+    pair_id: str
+    programme_id: str
+    mentor_id: str
+    mentee_id: str
+    sequence: int
+    total: int | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    revision: int
+    status: str
+    cause_id: str
+    first_starts_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SeriesProgress:
+    """Sessions known per pair, and reminder minutes per programme (None: not configured)."""
+
+    seen: dict[str, int]
+    reminder_minutes: dict[str, list[int] | None]
+
+
+def _fields(row: Any) -> tuple[Any, ...]:
+    """A dataclass's field values, in order, as they are (`astuple` deep-copies each one)."""
+    return tuple(getattr(row, f.name) for f in fields(row))
 
 
 class Storage:
@@ -243,17 +266,26 @@ class Storage:
 
     async def learning_of_pair(self, pair_id: str) -> dict[str, list[str]]:
         """What each side will learn, as tags; empty lists when the proposal was not seen."""
-        row = await self._conn.fetchrow(
-            """SELECT mentee_learns, mentor_learns FROM notifications.pairs
-               WHERE pair_id = $1""",
-            pair_id,
+        return (await self.learning_of_pairs([pair_id]))[pair_id]
+
+    async def learning_of_pairs(self, pair_ids: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+        """`learning_of_pair` for each of `pair_ids`, in one statement."""
+        wanted = list(pair_ids)
+        if not wanted:
+            return {}
+        rows = await self._conn.fetch(
+            """SELECT pair_id, mentee_learns, mentor_learns FROM notifications.pairs
+               WHERE pair_id = ANY($1::text[])""",
+            wanted,
         )
-        if row is None:
-            return {"mentee_learns": [], "mentor_learns": []}
-        return {
-            "mentee_learns": list(row["mentee_learns"]),
-            "mentor_learns": list(row["mentor_learns"]),
+        found = {
+            r["pair_id"]: {
+                "mentee_learns": list(r["mentee_learns"]),
+                "mentor_learns": list(r["mentor_learns"]),
+            }
+            for r in rows
         }
+        return {p: found.get(p, {"mentee_learns": [], "mentor_learns": []}) for p in wanted}
 
     # ------------------------------------------------------------------ sessions
 
@@ -263,81 +295,76 @@ class Storage:
         )
         return None if row is None else _session(row)
 
-    async def save_session(
-        self,
-        *,
-        session_id: str,
-        pair_id: str,
-        programme_id: str,
-        mentor_id: str,
-        mentee_id: str,
-        sequence: int,
-        total: int | None,
-        starts_at: datetime | None,
-        ends_at: datetime | None,
-        revision: int,
-        status: str,
-        cause_id: str,
-        first_starts_at: datetime | None = None,
-        newer_only: bool = False,
-    ) -> SavedSession:
-        """Keep a session's row; with `newer_only`, only a higher revision than the one kept.
+    async def save_sessions(self, rows: Sequence[SessionRow], *, newer_only: bool) -> set[str]:
+        """Keep sessions' rows, in one statement; the ids of those saved. With `newer_only`,
+        a row replaces a kept one only with a higher revision.
 
-        In the same round trip it reads what a handler needs next: the programme's reminder
-        minutes and how many sessions of the pair are known. A cancellation carries no
-        times: it keeps the ones already known. The first time seen, the mentee's zone and
-        the cadence are kept from the first record: they place the session in its series for
-        good.
+        A cancellation carries no times: it keeps the ones already known. The first time
+        seen, the mentee's zone and the cadence are kept from the first record: they place
+        the session in its series for good.
         """
+        if not rows:
+            return set()
         condition = "WHERE s.revision < EXCLUDED.revision" if newer_only else ""
-        row = await self._conn.fetchrow(
-            f"""WITH saved AS (
-                   INSERT INTO notifications.sessions AS s (session_id, pair_id, programme_id,
-                       mentor_id, mentee_id, sequence, total, starts_at, ends_at, revision,
-                       status, cause_id, first_starts_at, series_zone, series_weeks)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                       COALESCE($13::timestamptz, $8::timestamptz),
-                       (SELECT timezone FROM notifications.participants
-                        WHERE participant_id = $5),
-                       (SELECT cadence_weeks FROM notifications.programmes
-                        WHERE programme_id = $3))
-                   ON CONFLICT (session_id) DO UPDATE SET
-                       total = COALESCE(EXCLUDED.total, s.total),
-                       starts_at = COALESCE(EXCLUDED.starts_at, s.starts_at),
-                       ends_at = COALESCE(EXCLUDED.ends_at, s.ends_at),
-                       first_starts_at = COALESCE(s.first_starts_at, EXCLUDED.first_starts_at),
-                       series_zone = COALESCE(s.series_zone, EXCLUDED.series_zone),
-                       series_weeks = COALESCE(s.series_weeks, EXCLUDED.series_weeks),
-                       revision = EXCLUDED.revision, status = EXCLUDED.status,
-                       cause_id = EXCLUDED.cause_id
-                   {condition}
-                   RETURNING 1)
-               SELECT EXISTS (SELECT 1 FROM saved) AS saved,
-                   (SELECT reminder_minutes FROM notifications.programmes
-                    WHERE programme_id = $3) AS reminder_minutes,
-                   (SELECT count(*) FROM notifications.sessions
-                    WHERE pair_id = $2 AND session_id <> $1) + 1 AS seen""",
-            session_id,
-            pair_id,
-            programme_id,
-            mentor_id,
-            mentee_id,
-            sequence,
-            total,
-            starts_at,
-            ends_at,
-            revision,
-            status,
-            cause_id,
-            first_starts_at,
+        columns = list(zip(*(_fields(r) for r in rows), strict=True))
+        saved = await self._conn.fetch(
+            f"""INSERT INTO notifications.sessions AS s (session_id, pair_id, programme_id,
+                   mentor_id, mentee_id, sequence, total, starts_at, ends_at, revision,
+                   status, cause_id, first_starts_at, series_zone, series_weeks)
+               SELECT n.session_id, n.pair_id, n.programme_id, n.mentor_id, n.mentee_id,
+                   n.sequence, n.total, n.starts_at, n.ends_at, n.revision, n.status,
+                   n.cause_id, COALESCE(n.first_starts_at, n.starts_at),
+                   (SELECT timezone FROM notifications.participants
+                    WHERE participant_id = n.mentee_id),
+                   (SELECT cadence_weeks FROM notifications.programmes
+                    WHERE programme_id = n.programme_id)
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                   $6::int[], $7::int[], $8::timestamptz[], $9::timestamptz[], $10::int[],
+                   $11::text[], $12::text[], $13::timestamptz[])
+                   AS n(session_id, pair_id, programme_id, mentor_id, mentee_id, sequence,
+                        total, starts_at, ends_at, revision, status, cause_id,
+                        first_starts_at)
+               ORDER BY n.session_id
+               ON CONFLICT (session_id) DO UPDATE SET
+                   total = COALESCE(EXCLUDED.total, s.total),
+                   starts_at = COALESCE(EXCLUDED.starts_at, s.starts_at),
+                   ends_at = COALESCE(EXCLUDED.ends_at, s.ends_at),
+                   first_starts_at = COALESCE(s.first_starts_at, EXCLUDED.first_starts_at),
+                   series_zone = COALESCE(s.series_zone, EXCLUDED.series_zone),
+                   series_weeks = COALESCE(s.series_weeks, EXCLUDED.series_weeks),
+                   revision = EXCLUDED.revision, status = EXCLUDED.status,
+                   cause_id = EXCLUDED.cause_id
+               {condition}
+               RETURNING session_id""",
+            *columns,
         )
-        assert row is not None
-        minutes = row["reminder_minutes"]
-        return SavedSession(
-            saved=row["saved"],
-            reminder_minutes=None if minutes is None else list(minutes),
-            sessions_seen=row["seen"],
+        return {r["session_id"] for r in saved}
+
+    async def save_session(self, row: SessionRow) -> None:
+        await self.save_sessions([row], newer_only=False)
+
+    async def series_progress(
+        self, pair_ids: Iterable[str], programme_ids: Iterable[str]
+    ) -> SeriesProgress:
+        """How many sessions of each pair are known, and each programme's reminder minutes
+        (None when its settings are not known), in one round trip."""
+        rows = await self._conn.fetch(
+            """SELECT 'pair' AS kind, pair_id AS id, count(*)::int AS seen,
+                   NULL::int[] AS minutes
+               FROM notifications.sessions WHERE pair_id = ANY($1::text[]) GROUP BY pair_id
+               UNION ALL
+               SELECT 'programme', programme_id, NULL, reminder_minutes
+               FROM notifications.programmes WHERE programme_id = ANY($2::text[])""",
+            list(set(pair_ids)),
+            list(set(programme_ids)),
         )
+        seen = {r["id"]: r["seen"] for r in rows if r["kind"] == "pair"}
+        minutes = {
+            r["id"]: None if r["minutes"] is None else list(r["minutes"])
+            for r in rows
+            if r["kind"] == "programme"
+        }
+        return SeriesProgress(seen, minutes)
 
     async def record_outcome(self, session_id: str, status: str) -> bool:
         """A scheduled session took place or was missed; False if unknown or not scheduled."""
@@ -392,7 +419,7 @@ class Storage:
         """
         if not messages:
             return 0
-        columns = list(zip(*(astuple(m) for m in messages), strict=True))
+        columns = list(zip(*(_fields(m) for m in messages), strict=True))
         added = await self._conn.fetchval(
             """WITH added AS (
                    INSERT INTO notifications.messages (notification_id, template,
@@ -400,21 +427,21 @@ class Storage:
                        cause_id, due_at, group_key, details, created_at, traceparent)
                    SELECT m.notification_id, m.template, m.participant_id, m.partner_id,
                           m.needs_partner, m.pair_id, m.session_id, m.cause_id, m.due_at,
-                          m.group_key, m.details::jsonb, $12, $13
+                          m.group_key, m.details::jsonb, $13, m.traceparent
                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
                                $6::text[], $7::text[], $8::text[], $9::timestamptz[],
-                               $10::text[], $11::text[])
+                               $10::text[], $11::text[], $12::text[])
                         AS m(notification_id, template, participant_id, partner_id,
                              needs_partner, pair_id, session_id, cause_id, due_at,
-                             group_key, details)
+                             group_key, details, traceparent)
                    ON CONFLICT (notification_id) DO NOTHING
                    RETURNING true),
                woken AS (SELECT (SELECT true FROM pg_notify($14, '')) AS sent FROM added)
                SELECT count(*) FILTER (WHERE sent) FROM woken""",
             *columns[:10],
             [json.dumps(d or {}) for d in columns[10]],
+            columns[11],
             now,
-            current_traceparent(),
             DUE_CHANNEL,
         )
         return int(added or 0)

@@ -54,6 +54,10 @@ class UnitOfWork:
         self.traceparent: str | None = None
         """The trace its events continue; None: the current span's (a handler run alone)."""
 
+    def effects_traceparent(self) -> str | None:
+        """The `traceparent` this unit of work's effects carry: its record's handle span."""
+        return self.traceparent or current_traceparent()
+
     def emit(
         self,
         topic: Topic,
@@ -72,7 +76,7 @@ class UnitOfWork:
             subject=subject if subject is not None else key.decode(),
             cause=self.cause,
             event_id=event_id,
-            traceparent=self.traceparent or current_traceparent(),
+            traceparent=self.effects_traceparent(),
         )
         self._pending.append(
             OutgoingRecord(
