@@ -60,18 +60,23 @@ def cpu_ms(template: Template, sessions: list[Session], rounds: int) -> float:
     return best
 
 
-def main(rounds: int) -> None:
+def measure(rounds: int) -> str:
+    """Print the CPU per email of each shape; one summary line."""
     regular = weekly(datetime(2027, 3, 3, 13, 0, tzinfo=ZoneInfo("Europe/London")), 12)
     across_dst = weekly(datetime(2027, 3, 3, 10, 30, tzinfo=UTC), 12)
+    figures = []
     for name, template, sessions in (
         ("pair_confirmed", Template.PAIR_CONFIRMED, []),
         ("booking, 12 sessions, regular", Template.BOOKING, regular),
         ("booking, 12 sessions, 8 overrides", Template.BOOKING, across_dst),
     ):
-        print(f"compose {name}: {cpu_ms(template, sessions, rounds):.2f} ms CPU per email")
+        ms = cpu_ms(template, sessions, rounds)
+        print(f"compose {name}: {ms:.2f} ms CPU per email")
+        figures.append(f"{name} {ms:.2f} ms")
+    return "CPU per email: " + ", ".join(figures)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
-    main(parser.parse_args().rounds)
+    measure(parser.parse_args().rounds)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import compose_email
 import floor
 import latency
 import notifications_reminder_lateness
@@ -88,6 +89,10 @@ async def measure(infra: Infra, quick: bool, skip: set[str]) -> list[str]:
         seconds = await programme.run(infra, people)
         return f"{people:,} people, first enrolment to last email {seconds:.1f} s"
 
+    async def composing() -> str:
+        return compose_email.measure(20 if quick else 200)
+
+    await step("compose", composing)
     await step("floor", the_floor)
     await step("scheduling", scheduling)
     await step("notifications", notifications)
@@ -115,7 +120,7 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        help="floor scheduling notifications reminders progress latency programme matching",
+        help="compose floor scheduling notifications reminders progress latency programme matching",
     )
     args = parser.parse_args()
     skip = set(args.skip)
