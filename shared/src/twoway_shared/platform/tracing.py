@@ -117,19 +117,27 @@ def span(
         yield current
 
 
+def _consume_attributes(record: Any) -> dict[str, str | int]:
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": str(record.topic),
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": int(record.offset),
+    }
+
+
+def _handle_attributes(event_type: str, event_id: str) -> dict[str, str]:
+    return {"cloudevents.event_type": event_type, "cloudevents.event_id": event_id}
+
+
 def consume_span(record: Any, traceparent: str | None) -> Any:
     """The span of one consumed Kafka record, continuing the trace its event carries."""
     return span(
         f"consume {record.topic}",
         parent=traceparent,
         kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": str(record.topic),
-            "messaging.destination.partition.id": str(record.partition),
-            "messaging.kafka.offset": int(record.offset),
-        },
+        attributes=_consume_attributes(record),
     )
 
 
@@ -151,18 +159,12 @@ def record_spans(
         f"consume {record.topic}",
         context=context_of(traceparent),
         kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": str(record.topic),
-            "messaging.destination.partition.id": str(record.partition),
-            "messaging.kafka.offset": int(record.offset),
-        },
+        attributes=_consume_attributes(record),
     )
     handle = tracer.start_span(
         f"handle {event_type}",
         context=trace.set_span_in_context(consume),
-        attributes={"cloudevents.event_type": event_type, "cloudevents.event_id": event_id},
+        attributes=_handle_attributes(event_type, event_id),
     )
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(handle))
@@ -182,7 +184,7 @@ def handle_span(event_type: str, event_id: str) -> Any:
     """The span of a handler's unit of work for one event."""
     return span(
         f"handle {event_type}",
-        attributes={"cloudevents.event_type": event_type, "cloudevents.event_id": event_id},
+        attributes=_handle_attributes(event_type, event_id),
     )
 
 
