@@ -316,20 +316,6 @@ class Emitter:
         self.time = _INSTANT.validate_python(time)
         self._time_text: str = _INSTANT.dump_python(self.time, mode="json")
 
-    def event(
-        self,
-        data: BaseModel,
-        *,
-        subject: str | None,
-        cause: Event[Any] | None,
-        event_id: str | None = None,
-        traceparent: str | None = None,
-    ) -> CloudEvent:
-        """`new_event(data, ...)`; `traceparent` replaces the cause's (the emitting span's)."""
-        return CloudEvent.model_construct(
-            **self._fields(data, subject, cause, event_id, traceparent)
-        )
-
     def encoded(
         self,
         data: BaseModel,
@@ -339,7 +325,8 @@ class Emitter:
         event_id: str | None = None,
         traceparent: str | None = None,
     ) -> bytes:
-        """`encode(self.event(...))`, without building the event."""
+        """`encode(new_event(...))` of this source and instant, without building the event;
+        `traceparent` replaces the cause's (the emitting span's)."""
         new_id = str(uuid4()) if event_id is None else _EVENT_ID.validate_python(event_id)
         # `encode`'s shape: the attributes in field order without nulls, then the data.
         wire: dict[str, Any] = {
@@ -362,31 +349,6 @@ class Emitter:
             wire["traceparent"] = traceparent
         wire["data"] = data.model_dump(mode="json")
         return orjson.dumps(wire)
-
-    def _fields(
-        self,
-        data: BaseModel,
-        subject: str | None,
-        cause: Event[Any] | None,
-        event_id: str | None,
-        traceparent: str | None,
-    ) -> dict[str, Any]:
-        new_id = str(uuid4()) if event_id is None else _EVENT_ID.validate_python(event_id)
-        return {
-            "specversion": "1.0",
-            "id": new_id,
-            "source": self.source,
-            "type": full_type(event_type_of(type(data))),
-            "time": self.time,
-            "subject": None if subject is None else _SUBJECT.validate_python(subject),
-            "datacontenttype": "application/json",
-            "data": data.model_dump(mode="json"),
-            "correlationid": (cause.envelope.correlationid or cause.envelope.id)
-            if cause
-            else new_id,
-            "causationid": cause.envelope.id if cause else None,
-            "traceparent": traceparent or (cause.envelope.traceparent if cause else None),
-        }
 
 
 def partition_key(topic: Topic, data: BaseModel) -> bytes:
