@@ -90,24 +90,6 @@ def _both(
     ]
 
 
-async def _to_both(
-    store: Storage,
-    uow: UnitOfWork,
-    template: Template,
-    pair_id: str,
-    mentor_id: str,
-    mentee_id: str,
-    *,
-    cause_id: str,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """`_both`, recorded in one statement."""
-    messages = _both(
-        uow, template, pair_id, mentor_id, mentee_id, cause_id=cause_id, details=details
-    )
-    await store.add_messages(messages, uow.now)
-
-
 def _message(
     uow: UnitOfWork,
     template: Template,
@@ -227,8 +209,7 @@ async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
         "languages": list(pair.reasons.languages),
         "expires_at": pair.expires_at.isoformat(),
     }
-    await _to_both(
-        store,
+    messages = _both(
         uow,
         Template.PAIR_PROPOSED,
         pair.pair_id,
@@ -237,13 +218,13 @@ async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
         cause_id=event.id,
         details=details,
     )
+    await store.add_messages(messages, uow.now)
 
 
 async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
     pair = event.data
     store = Storage(uow.conn)
-    await _to_both(
-        store,
+    messages = _both(
         uow,
         Template.PAIR_CONFIRMED,
         pair.pair_id,
@@ -251,6 +232,7 @@ async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> Non
         pair.mentee_id,
         cause_id=event.id,
     )
+    await store.add_messages(messages, uow.now)
 
 
 async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
@@ -260,8 +242,7 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
     """
     pair = event.data
     if pair.reason in ("not_a_fit", "inactive"):
-        await _to_both(
-            Storage(uow.conn),
+        messages = _both(
             uow,
             Template.PAIR_CLOSED,
             pair.pair_id,
@@ -269,6 +250,7 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
             pair.mentee_id,
             cause_id=event.id,
         )
+        await Storage(uow.conn).add_messages(messages, uow.now)
         return
     if pair.reason != "withdrawn" or pair.withdrawn_by is None:
         return
@@ -349,20 +331,10 @@ def _feedback_requests(uow: UnitOfWork, s: SessionScheduled, cause_id: str) -> l
     ]
 
 
-async def _book_when_complete(
-    store: Storage, uow: UnitOfWork, s: SessionScheduled, cause_id: str
-) -> None:
-    """Once every session of the first series is known, one booking email per person."""
-    if await store.sessions_seen(s.pair_id) < s.total:
-        return
-    await _add_booking(store, uow, s.pair_id, s.mentor_id, s.mentee_id, cause_id)
-
-
 async def _add_booking(
     store: Storage, uow: UnitOfWork, pair_id: str, mentor_id: str, mentee_id: str, cause_id: str
 ) -> None:
-    await _to_both(
-        store,
+    messages = _both(
         uow,
         Template.BOOKING,
         pair_id,
@@ -371,6 +343,7 @@ async def _add_booking(
         cause_id=cause_id,
         details=await store.learning_of_pair(pair_id),
     )
+    await store.add_messages(messages, uow.now)
 
 
 async def _keep_current_times(
