@@ -30,7 +30,9 @@ from tests.reliability.support import Run
 
 async def run(infra: Infra, people: int) -> float:
     """Seconds from the first enrolment to the last email."""
-    programme = Run(infra, Path(tempfile.mkdtemp(prefix="twoway-bench-")), people=people)
+    programme = Run(
+        infra, Path(tempfile.mkdtemp(prefix="twoway-bench-")), people=people, progress=True
+    )
     outcome, seconds, _ = await programme.execute(None, timeout=1800)
     emails = sum(outcome.emails.values())
     print(

@@ -347,10 +347,15 @@ async def test_outbox_relay_delivers_in_order_per_key(
             for key in keys:
                 data = ProgrammeMatchingRequested(programme_id=f"{key}-echo")
                 uow.emit(Topic.PROGRAMMES, data, event_id=f"{key}-{n:03d}")
+    # Many records of one key in one unit of work keep the order they were emitted in.
+    async with runtime.db.unit_of_work() as uow:
+        for n in range(40):
+            data = ProgrammeMatchingRequested(programme_id="prog-bulk-echo")
+            uow.emit(Topic.PROGRAMMES, data, event_id=f"prog-bulk-{n:03d}")
     topic = runtime.topic(Topic.PROGRAMMES)
     async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
-        seen = await reader.wait_for(lambda r: len(r) >= 200, what="200 outbox events")
-    for key in keys:
+        seen = await reader.wait_for(lambda r: len(r) >= 240, what="240 outbox events")
+    for key in [*keys, "prog-bulk"]:
         ids = [json.loads(r.value or b"")["id"] for r in seen if r.key == f"{key}-echo".encode()]
         assert ids == [f"{key}-{n:03d}" for n in range(40)], key
     assert seen[0].headers["content-type"] == CONTENT_TYPE.encode()

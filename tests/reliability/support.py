@@ -391,6 +391,8 @@ class Run:
     crashed: list[str] = field(default_factory=list)
     unsettled: list[str] = field(default_factory=list)
     from_first_enrolment: float = 0.0  # seconds from the first enrolment to the end
+    progress: bool = False  # print the pairs, sessions and emails so far every 5 s
+    last_change: float = 0.0  # when the outcome last grew (monotonic)
 
     def note(self, what: str) -> None:
         self.fault_log.append((time.monotonic() - self.started, what))
@@ -438,7 +440,11 @@ class Run:
             enrolling = time.monotonic()
             await self._publish(enrolments, prefix)
             await self._consumed(prefix, SERVICES)
-            print(f"  programme enrolled after {time.monotonic() - began:.1f}s", flush=True)
+            print(
+                f"  programme enrolled after {time.monotonic() - began:.1f}s "
+                f"(enrolments consumed by every service in {time.monotonic() - enrolling:.1f}s)",
+                flush=True,
+            )
             async with TopicReader(self.infra.kafka_bootstrap, outputs) as reader:
                 self.started = time.monotonic()
                 await self._publish([ProgrammeMatchingRequested(programme_id=PROGRAMME)], prefix)
@@ -447,8 +453,11 @@ class Run:
                 outcome = await self._settle(tally, reader, expected, timeout, injector, dsns)
                 if injector is not None:
                     await injector
-                seconds = time.monotonic() - self.started
-                self.from_first_enrolment = time.monotonic() - enrolling
+                # To the last event or email seen: a clean run is only known to be done
+                # after 3 quiet seconds, which are not part of its time.
+                ended = self.last_change if expected is None else time.monotonic()
+                seconds = ended - self.started
+                self.from_first_enrolment = ended - enrolling
                 recovery = (
                     max(0.0, time.monotonic() - self.last_fault_end) if self.last_fault_end else 0.0
                 )
@@ -476,11 +485,20 @@ class Run:
         assert self.mail is not None
         deadline = time.monotonic() + timeout
         last_size, quiet_since = -1, time.monotonic()
+        shown = time.monotonic()
         while True:
             outcome = tally.outcome(reader.records)
             size = outcome.events + sum(outcome.emails.values())
             if size != last_size:
                 last_size, quiet_since = size, time.monotonic()
+                self.last_change = quiet_since
+            if self.progress and time.monotonic() - shown >= 5.0:
+                shown = time.monotonic()
+                print(
+                    f"  +{shown - self.started:6.1f}s {len(outcome.pairs)} pairs, "
+                    f"{len(outcome.sessions)} sessions, {sum(outcome.emails.values())} emails",
+                    flush=True,
+                )
             faults_done = injector is None or injector.done()
             if faults_done and expected is not None and outcome.complete(expected):
                 return outcome

@@ -31,6 +31,13 @@ class NotificationsSettings(CalendarSettings):
     smtp_ca_file: str | None = Field(
         None, description="CA bundle (PEM) that verifies the SMTP server; unset: system CAs."
     )
+    smtp_connections: int = Field(
+        16,
+        ge=1,
+        le=100,
+        description="SMTP connections each instance keeps open in a burst, one message in "
+        "flight on each; a relay that limits connections per client needs no more than that.",
+    )
     mail_from: str = Field("Twoway <no-reply@twoway.local>", description="From: of every email.")
 
     @property

@@ -57,8 +57,7 @@ class SenderOptions:
     # A message is never sent twice whatever the lease: it is handed to the SMTP server
     # only after 'sending' is committed, and a claim lost before that stops the hand-over.
     lease: timedelta = timedelta(seconds=6)
-    batch_size: int = 100
-    connections: int = 4
+    batch_size: int = 256
     poll_seconds: float = 1.0
     idle_close_seconds: float = 10.0
     sweep_seconds: float = 10.0
@@ -107,7 +106,7 @@ class Sender:
         self._runtime = runtime
         self._options = options
         self._mail = MailSettings.of(settings)
-        self._mailers = [Mailer(smtp_config(settings)) for _ in range(options.connections)]
+        self._mailers = [Mailer(smtp_config(settings)) for _ in range(settings.smtp_connections)]
         self._metrics = sender_metrics(runtime.metrics.registry)
         # Who holds a claim: this process, distinguishable from a restarted one.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -295,20 +294,20 @@ class Sender:
         async with self._runtime.db.unit_of_work() as uow:
             store = Storage(uow.conn)
             delivered = [o.message for o in outcomes if o.verdict == Delivery.SENT]
-            recorded = await store.mark_sent(
-                [m.notification_id for m in delivered], uow.now, holder
-            )
-            for m in delivered:
-                if m.notification_id in recorded:
-                    uow.emit(
-                        Topic.NOTIFICATIONS,
-                        NotificationSent(**_reported(m)),
-                        event_id=outcome_event_id(m.notification_id, "sent"),
-                    )
-            await store.release(
-                [o.message.notification_id for o in outcomes if o.verdict == Delivery.ABANDONED],
-                holder,
-            )
+            if delivered:
+                recorded = await store.mark_sent(
+                    [m.notification_id for m in delivered], uow.now, holder
+                )
+                for m in delivered:
+                    if m.notification_id in recorded:
+                        uow.emit(
+                            Topic.NOTIFICATIONS,
+                            NotificationSent(**_reported(m)),
+                            event_id=outcome_event_id(m.notification_id, "sent"),
+                        )
+            abandoned = [o.message for o in outcomes if o.verdict == Delivery.ABANDONED]
+            if abandoned:
+                await store.release([m.notification_id for m in abandoned], holder)
             for o in outcomes:
                 m = o.message
                 if o.verdict in (Delivery.SENT, Delivery.ABANDONED):

@@ -29,6 +29,17 @@ def schema_identifier(schema: str) -> str:
     return schema
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection returned to the pool needs beyond asyncpg's own clean-up: nothing.
+
+    asyncpg always rolls back an open transaction and drops listeners on release; its
+    default reset then sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`, a round trip per unit of work. Pooled connections never hold session state
+    (LISTEN, session advisory locks and the like live on dedicated connections: the outbox
+    relay, the migrations, the wake-up listeners), so that round trip buys nothing.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool for one service's role."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -37,6 +48,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
         max_size=max_size,
         command_timeout=60,
         server_settings={"application_name": "twoway"},
+        reset=_keep_session,
     )
     return pool
 

@@ -41,23 +41,31 @@ class OutboxWriter:
     def __init__(self, schema: str) -> None:
         s = schema_identifier(schema)
         self._channel = notify_channel(s)
-        self._insert = (
-            f"INSERT INTO {s}.outbox (topic, key, value, headers, event_type)"
-            " VALUES ($1, $2, $3, $4::jsonb, $5)"
-        )
+        # One statement, one round trip: the rows in the order given (ids follow it, and the
+        # relay publishes in id order), then the NOTIFY, delivered at commit and only if the
+        # transaction commits.
+        self._insert = f"""
+            WITH added AS (
+                INSERT INTO {s}.outbox (topic, key, value, headers, event_type)
+                SELECT topic, key, value, headers::jsonb, event_type
+                FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])
+                    WITH ORDINALITY AS r (topic, key, value, headers, event_type, n)
+                ORDER BY n
+                RETURNING 1)
+            SELECT pg_notify($6, '')"""
 
     async def append(self, conn: asyncpg.Connection, records: Sequence[OutgoingRecord]) -> None:
         if not records:
             return
-        await conn.executemany(
+        await conn.execute(
             self._insert,
-            [
-                (r.topic, r.key, r.value, orjson.dumps(r.headers).decode(), r.event_type)
-                for r in records
-            ],
+            [r.topic for r in records],
+            [r.key for r in records],
+            [r.value for r in records],
+            [orjson.dumps(r.headers).decode() for r in records],
+            [r.event_type for r in records],
+            self._channel,
         )
-        # Delivered at commit, and only if the transaction commits.
-        await conn.execute("SELECT pg_notify($1, '')", self._channel)
 
 
 class OutboxRelay:
