@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -299,8 +300,7 @@ async def run_matching_round(uow: UnitOfWork, programme_id: str) -> RoundResult 
     result = await asyncio.to_thread(run_round, pool)
     acceptance = settings is not None and settings.matching.acceptance_required
     ttl = timedelta(hours=settings.matching.proposal_ttl_hours if settings else 72)
-    for proposal in result.proposals:
-        await _propose(uow, programme_id, proposal, uow.now + ttl if acceptance else None)
+    await _propose(uow, programme_id, result.proposals, uow.now + ttl if acceptance else None)
     await storage.save_round_summary(
         uow.conn,
         programme_id,
@@ -324,39 +324,51 @@ async def run_matching_round(uow: UnitOfWork, programme_id: str) -> RoundResult 
     return result
 
 
-async def _propose(uow: UnitOfWork, programme_id: str, proposal: Proposal, expires_at: Any) -> None:
-    pair_id = pair_id_for(programme_id, proposal.mentor_id, proposal.mentee_id)
-    reasons = {
-        "mentee_learns": list(proposal.reasons.mentee_learns),
-        "mentor_learns": list(proposal.reasons.mentor_learns),
-        "languages": list(proposal.reasons.languages),
-        "weekly_overlap_minutes": proposal.reasons.weekly_overlap_minutes,
-    }
-    new = Pair(
-        pair_id=pair_id,
-        programme_id=programme_id,
-        mentor_id=proposal.mentor_id,
-        mentee_id=proposal.mentee_id,
-        status="proposed",
-        score=proposal.score,
-        reasons=reasons,
-        proposed_at=uow.now,
-        expires_at=expires_at,
-        mentor_accepted=False,
-        mentee_accepted=False,
-        closed_at=None,
-    )
-    if not await storage.insert_pair(uow.conn, new):
-        return
-    uow.emit(
-        Topic.PAIRS,
-        PairProposed(
-            **pair_members(new),
-            score=proposal.score,
-            reasons=PairReasons(**reasons),
+async def _propose(
+    uow: UnitOfWork, programme_id: str, proposals: Sequence[Proposal], expires_at: Any
+) -> None:
+    """The round's pairs, written in one statement; each new one is told as proposed, then
+    as confirmed at once when the programme requires no acceptance (it is stored so)."""
+    status = "proposed" if expires_at is not None else "confirmed"
+    pairs = [
+        Pair(
+            pair_id=pair_id_for(programme_id, p.mentor_id, p.mentee_id),
+            programme_id=programme_id,
+            mentor_id=p.mentor_id,
+            mentee_id=p.mentee_id,
+            status=status,
+            score=p.score,
+            reasons={
+                "mentee_learns": list(p.reasons.mentee_learns),
+                "mentor_learns": list(p.reasons.mentor_learns),
+                "languages": list(p.reasons.languages),
+                "weekly_overlap_minutes": p.reasons.weekly_overlap_minutes,
+            },
+            proposed_at=uow.now,
             expires_at=expires_at,
-        ),
-        event_id=event_id_for(pair_id, "proposed"),
-    )
-    if expires_at is None:
-        await _confirm(uow, new)
+            mentor_accepted=False,
+            mentee_accepted=False,
+            closed_at=None,
+        )
+        for p in proposals
+    ]
+    inserted = await storage.insert_pairs(uow.conn, pairs)
+    for new in pairs:
+        if new.pair_id not in inserted:
+            continue  # the same two people already have a pair in the programme
+        uow.emit(
+            Topic.PAIRS,
+            PairProposed(
+                **pair_members(new),
+                score=new.score,
+                reasons=PairReasons(**new.reasons),
+                expires_at=expires_at,
+            ),
+            event_id=event_id_for(new.pair_id, "proposed"),
+        )
+        if expires_at is None:
+            uow.emit(
+                Topic.PAIRS,
+                PairConfirmed(**pair_members(new)),
+                event_id=event_id_for(new.pair_id, "confirmed"),
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -289,24 +290,26 @@ async def pair_history(conn: asyncpg.Connection, programme_id: str) -> list[Past
     return [PastPair(r["mentor_id"], r["mentee_id"], r["active"]) for r in rows]
 
 
-async def insert_pair(conn: asyncpg.Connection, new: Pair) -> bool:
-    """False when the same two people already have a pair in the programme."""
-    inserted = await conn.fetchval(
+async def insert_pairs(conn: asyncpg.Connection, pairs: Sequence[Pair]) -> set[str]:
+    """Insert new pairs in one statement; returns the ids inserted (a pair whose two people
+    already have one in the programme is left out)."""
+    rows = await conn.fetch(
         """INSERT INTO matching.pairs (pair_id, programme_id, mentor_id, mentee_id, status,
                score, reasons, proposed_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        new.pair_id,
-        new.programme_id,
-        new.mentor_id,
-        new.mentee_id,
-        new.status,
-        new.score,
-        json.dumps(new.reasons),
-        new.proposed_at,
-        new.expires_at,
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+               $6::float8[], $7::jsonb[], $8::timestamptz[], $9::timestamptz[])
+           ON CONFLICT DO NOTHING RETURNING pair_id""",
+        [p.pair_id for p in pairs],
+        [p.programme_id for p in pairs],
+        [p.mentor_id for p in pairs],
+        [p.mentee_id for p in pairs],
+        [p.status for p in pairs],
+        [p.score for p in pairs],
+        [json.dumps(p.reasons) for p in pairs],
+        [p.proposed_at for p in pairs],
+        [p.expires_at for p in pairs],
     )
-    return bool(inserted)
+    return {r["pair_id"] for r in rows}
 
 
 async def set_acceptance(

@@ -61,6 +61,9 @@ def _environment(locale: str) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the package and never change under a running process:
+        # no stat of each file at every render.
+        auto_reload=False,
     )
     env.filters["words"] = readable_list  # skills as words, not raw tags
     env.filters["word"] = readable
