@@ -27,7 +27,8 @@ def free_port() -> int:
 
 
 def start_sink() -> tuple[subprocess.Popen[bytes], int]:
-    """aiosmtpd's discarding Sink in its own process, so it does not share our GIL."""
+    """A discarding aiosmtpd server in its own process, so it does not share our GIL; it
+    offers PIPELINING, as real servers do."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -38,7 +39,7 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
             "-l",
             f"127.0.0.1:{port}",
             "-c",
-            "aiosmtpd.handlers.Sink",
+            "twoway_dev.localstack.mailsink.Discard",
         ]
     )
     for _ in range(100):

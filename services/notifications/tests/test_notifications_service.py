@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from pydantic import BaseModel, SecretStr
+from twoway_dev.localstack.mailsink import OffersPipelining
 from twoway_dev.testing.calendar_client import Meeting, expand
 from twoway_dev.testing.kafka import eventually
 from twoway_dev.testing.oidc import TestProvider
@@ -52,8 +53,9 @@ FAST = SenderOptions(retry_base=timedelta(milliseconds=300), poll_seconds=0.2)
 
 
 @dataclass
-class Sink:
-    """An aiosmtpd handler that keeps what it accepts and can answer scripted errors."""
+class Sink(OffersPipelining):
+    """An aiosmtpd handler that keeps what it accepts and can answer scripted errors; it
+    offers PIPELINING, as real servers do."""
 
     port: int
     mails: list[EmailMessage] = field(default_factory=list)

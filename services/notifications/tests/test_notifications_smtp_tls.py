@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from twoway_dev.localstack.mailsink import OffersPipelining
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.mailer import Delivery, Email, Mailer, SmtpConfig
 
@@ -30,8 +31,9 @@ def encrypted(server: Any, session: Session) -> bool:
 
 
 @dataclass
-class Recorder:
-    """What the server saw: messages (with whether TLS was on) and login attempts."""
+class Recorder(OffersPipelining):
+    """What the server saw: messages (with whether TLS was on) and login attempts; it offers
+    PIPELINING, so the mailer pipelines over TLS."""
 
     messages: list[tuple[bytes, bool]] = field(default_factory=list)
     logins: list[tuple[str, bool]] = field(default_factory=list)

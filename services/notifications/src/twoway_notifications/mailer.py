@@ -10,6 +10,10 @@ end-of-data mark (the lone "." that makes the server take the message). If the p
 before that commit, the server never got a complete message and another instance sends it;
 after it, the message counts as delivered and is never sent again. The time between the two
 is the one window a crash loses a message in (docs/reliability.md measures it).
+
+When the server offers PIPELINING (RFC 2920), MAIL, every RCPT and DATA go in one write and
+their replies are read together: one round trip and one wake-up of the server instead of
+two plus one per recipient. The message text and the hand-over are the same either way.
 """
 
 from __future__ import annotations
@@ -26,8 +30,13 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import aiosmtplib
-from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.email import extract_recipients, extract_sender, flatten_message, quote_address
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    PERIOD_REGEX,
+    normalize_message_line_endings,
+)
+from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 
 from twoway_notifications.domain.rules import smtp_error
@@ -123,7 +132,7 @@ def _classify(code: int | None, text: str) -> Result:
 
 async def _start_transaction(client: aiosmtplib.SMTP, mail: Email) -> None:
     """MAIL, RCPT, DATA and the message text, leaving the end-of-data mark unwritten: the
-    envelope steps of aiosmtplib's `send_message` with its public commands."""
+    envelope steps of aiosmtplib's `send_message`, pipelined when the server offers it."""
     sender, recipients = mail.sender, list(mail.recipients)
     if not sender or not recipients:
         raise ValueError("a message needs a sender and a recipient")
@@ -142,6 +151,19 @@ async def _start_transaction(client: aiosmtplib.SMTP, mail: Email) -> None:
     if client.supports_extension("size"):
         options.insert(0, f"size={len(text)}")
     encoding = "utf-8" if utf8 else "ascii"
+    if client.supports_extension("pipelining"):
+        await _pipelined_envelope(client, sender, recipients, options, encoding)
+    else:
+        await _envelope(client, sender, recipients, options, encoding)
+    assert client.protocol is not None
+    client.protocol.write(text)
+
+
+async def _envelope(
+    client: aiosmtplib.SMTP, sender: str, recipients: list[str], options: list[str], encoding: str
+) -> None:
+    """MAIL, each RCPT and DATA one at a time, each waiting for its reply (aiosmtplib's
+    public commands), up to the server's 354."""
     await client.mail(sender, options=options, encoding=encoding)
     refused = []
     for recipient in recipients:
@@ -154,8 +176,97 @@ async def _start_transaction(client: aiosmtplib.SMTP, mail: Email) -> None:
     start = await client.execute_command(b"DATA")
     if start.code != SMTPStatus.start_input:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
-    assert client.protocol is not None
-    client.protocol.write(text)
+
+
+async def _pipelined_envelope(
+    client: aiosmtplib.SMTP, sender: str, recipients: list[str], options: list[str], encoding: str
+) -> None:
+    """MAIL, every RCPT and DATA in one write (RFC 2920 PIPELINING), then their replies in
+    order, classified as `_envelope` classifies them (the same exceptions). Every reply is
+    read before an error is raised, so the connection stays in step with the server; one
+    that took DATA (354) although the envelope failed waits for a text: it is closed."""
+    commands = [
+        _command_line(
+            b"MAIL",
+            b"FROM:" + quote_address(sender).encode(encoding),
+            *(option.encode("ascii") for option in options),
+        ),
+        *(_command_line(b"RCPT", b"TO:" + quote_address(r).encode(encoding)) for r in recipients),
+        _command_line(b"DATA"),
+    ]
+    replies = await _pipeline(client, commands)
+
+    def reply(index: int) -> SMTPResponse:
+        # Missing after a 421, on which aiosmtplib closes the connection: a command sent
+        # one at a time would have found it closed.
+        if index >= len(replies):
+            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+        return replies[index]
+
+    try:
+        mail_from = reply(0)
+        if mail_from.code != SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(mail_from.code, mail_from.message, sender)
+        refused = []
+        for index, recipient in enumerate(recipients, start=1):
+            rcpt = reply(index)
+            if rcpt.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+                refused.append(aiosmtplib.SMTPRecipientRefused(rcpt.code, rcpt.message, recipient))
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(refused)
+        start = reply(len(recipients) + 1)
+        if start.code != SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+    except aiosmtplib.SMTPException:
+        if len(replies) == len(commands) and replies[-1].code == SMTPStatus.start_input:
+            client.close()
+        raise
+
+
+def _command_line(*args: bytes) -> bytes:
+    """A command as aiosmtplib's protocol writes it (`execute_command`)."""
+    if any(COMMAND_INJECTION_REGEX.search(arg) for arg in args):
+        raise ValueError("Command arg contains a prohibited control character")
+    return b" ".join(args) + b"\r\n"
+
+
+async def _pipeline(client: aiosmtplib.SMTP, commands: list[bytes]) -> list[SMTPResponse]:
+    """Write the command lines in one write and read their replies in order, up to a 421
+    (the server is closing; aiosmtplib closes the client on it too). The other step below
+    aiosmtplib's public API, since its protocol expects one reply per command written:
+    - it keeps the bytes that arrive only while a reply is due, so that is set before the
+      write (as in `_end_of_data`);
+    - it parses one reply per arrival and leaves the rest in its buffer, where replies that
+      came in one piece are taken from;
+    - a reply that arrives while the one before waits to be taken is dropped, so each is
+      awaited directly, under one deadline for all, without `read_response`'s own timeout:
+      its `wait_for` (Python 3.11) puts a step of the event loop between the reply and the
+      task, in which the socket may be read again; awaited directly, the task takes the
+      reply in the next step, before the loop reads the socket again.
+    Any failure leaves replies unread: the connection is closed."""
+    protocol = client.protocol
+    if protocol is None or not protocol.is_connected:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    replies: list[SMTPResponse] = []
+    try:
+        protocol._response_pending = True
+        protocol.write(b"".join(commands))
+        async with asyncio.timeout(client.timeout):
+            while len(replies) < len(commands):
+                reply = protocol._read_response_from_buffer()
+                if reply is None:
+                    reply = await protocol.read_response(timeout=None)
+                replies.append(reply)
+                if reply.code == SMTPStatus.domain_unavailable:
+                    client.close()
+                    break
+    except TimeoutError as exc:
+        client.close()
+        raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
+    except BaseException:
+        client.close()
+        raise
+    return replies
 
 
 def _data_text(data: bytes) -> bytes:
@@ -172,10 +283,10 @@ def _data_text(data: bytes) -> bytes:
 
 
 def _end_of_data(client: aiosmtplib.SMTP) -> Push:
-    """Write the end-of-data mark, corked. The one step below aiosmtplib's public API: its
-    protocol is told a reply is due before the write (what its own `execute_data_command`
-    does), since the reply may arrive before the send awaits it and would otherwise be
-    dropped."""
+    """Write the end-of-data mark, corked. One of the two steps below aiosmtplib's public API
+    (with `_pipeline`): its protocol is told a reply is due before the write (what its own
+    `execute_data_command` does), since the reply may arrive before the send awaits it and
+    would otherwise be dropped."""
     protocol = client.protocol
     if protocol is None or protocol.transport is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
