@@ -26,9 +26,12 @@ def free_port() -> int:
         return port
 
 
-def start_sink() -> tuple[subprocess.Popen[bytes], int]:
+def start_sink(
+    handler: str = "twoway_dev.localstack.mailsink.Discard",
+) -> tuple[subprocess.Popen[bytes], int]:
     """A discarding aiosmtpd server in its own process, so it does not share our GIL; it
-    offers PIPELINING, as real servers do."""
+    offers PIPELINING, as real servers do (aiosmtpd's own `aiosmtpd.handlers.Sink` does
+    not)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -39,7 +42,7 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
             "-l",
             f"127.0.0.1:{port}",
             "-c",
-            "twoway_dev.localstack.mailsink.Discard",
+            handler,
         ]
     )
     for _ in range(100):
