@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import asyncpg
 import httpx
 from pydantic import BaseModel
-from twoway_dev.localstack.mailsink import MailSink
+from twoway_dev.localstack.mailsink import MailSinkProcess
 from twoway_dev.localstack.stack import LocalStack
 from twoway_dev.testing.infra import Infra, unique_name
 from twoway_dev.testing.kafka import (
@@ -62,18 +62,20 @@ def infra_of(stack: LocalStack) -> Infra:
 
 class Mailboxes:
     """The SMTP server of a run; it can be taken away and brought back (a new folder each
-    time, so the second server's numbering cannot overwrite the first one's files)."""
+    time, so the second server's numbering cannot overwrite the first one's files). It runs
+    in a process of its own: in this one it shared the interpreter lock with the reading of
+    the run's topics, and capped the programme benchmark's email rate."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
         self._generation = 0
-        self._sink: MailSink | None = None
-        self._sinks: list[MailSink] = []
+        self._sink: MailSinkProcess | None = None
+        self._sinks: list[MailSinkProcess] = []
         self._read: dict[Path, tuple[str, str, str]] = {}
 
     def start(self) -> None:
-        self._sink = MailSink(self.root / f"mail-{self._generation}", port=self.port)
+        self._sink = MailSinkProcess(self.root / f"mail-{self._generation}", port=self.port)
         self._sink.start()
         self._sinks.append(self._sink)
         self._generation += 1
