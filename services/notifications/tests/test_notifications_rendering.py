@@ -22,6 +22,7 @@ from twoway_notifications.compose import (
     NotComposed,
     compose,
     compose_drafts,
+    compose_in_turn,
     compose_off_loop,
 )
 from twoway_notifications.domain.ids import notification_id
@@ -524,6 +525,14 @@ async def test_emails_built_in_worker_processes_are_the_ones_built_here_in_order
     drafts[6] = replace(drafts[6], recipient=replace(DANA, email=None))
     away = await compose_off_loop(drafts, SETTINGS, NOW)
     here = compose_drafts(drafts, SETTINGS, NOW)
+    # A chunk at a time, in draft order, each chunk's results as soon as it is built.
+    parts = [part async for part in compose_in_turn(drafts, SETTINGS, NOW, chunk=8)]
+    assert [len(part) for part in parts] == [8, 8, 4]
+    assert [
+        parsed(built)["Message-ID"] if isinstance(built, Email) else built
+        for part in parts
+        for built in part
+    ] == [f"<n{i}@twoway>" if i != 6 else NotComposed("AssertionError") for i in range(20)]
     assert len(away) == len(here) == 20
     assert away[6] == here[6] == NotComposed("AssertionError")
     for i, (a, h) in enumerate(zip(away, here, strict=True)):

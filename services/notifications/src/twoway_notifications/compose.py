@@ -9,7 +9,7 @@ import io
 import multiprocessing
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -454,7 +454,9 @@ consumed record of the instance; threads would share one core. A worker returns 
 as the bytes the SMTP client writes, so the event loop neither unpickles objects nor
 flattens them."""
 
-_MIN_PER_WORKER = 8  # smaller batches are not worth the trip to another process
+CHUNK = 16
+"""Drafts per trip to a worker: small enough that the first emails of a batch are built (and
+sent) while the workers build the rest, large enough that a trip costs little."""
 _pool: ProcessPoolExecutor | None = None
 
 
@@ -469,29 +471,39 @@ def _compose_pool() -> ProcessPoolExecutor:
     return _pool
 
 
+async def compose_in_turn(
+    drafts: Sequence[Draft], settings: MailSettings, now: datetime, chunk: int = CHUNK
+) -> AsyncIterator[list[Composed]]:
+    """`compose_drafts` in the worker processes, `chunk` drafts at a time, every chunk given
+    to the workers at once; yields each chunk's results, in draft order, as soon as it and
+    the chunks before it are built, so the first emails can go while the rest are built."""
+    global _pool
+    chunks = [drafts[i : i + chunk] for i in range(0, len(drafts), chunk)]
+    if COMPOSE_PROCESSES < 2 or len(drafts) < chunk:
+        for c in chunks:
+            yield compose_drafts(c, settings, now)
+        return
+    loop = asyncio.get_running_loop()
+    pool = _compose_pool()
+    futures = [loop.run_in_executor(pool, compose_drafts, c, settings, now) for c in chunks]
+    for n, future in enumerate(futures):
+        try:
+            part = await future
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): a new pool next time, the rest built here.
+            if _pool is pool:
+                _pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            for rest in futures[n:]:
+                rest.cancel()
+            for c in chunks[n:]:
+                yield compose_drafts(c, settings, now)
+            return
+        yield part
+
+
 async def compose_off_loop(
     drafts: Sequence[Draft], settings: MailSettings, now: datetime
 ) -> list[Composed]:
-    """`compose_drafts` in the worker processes, split evenly among them, in draft order."""
-    if len(drafts) < _MIN_PER_WORKER or COMPOSE_PROCESSES < 2:
-        chunks = [drafts] if drafts else []
-    else:
-        n = min(COMPOSE_PROCESSES, len(drafts) // _MIN_PER_WORKER)
-        size = -(-len(drafts) // n)
-        chunks = [drafts[i : i + size] for i in range(0, len(drafts), size)]
-    if not chunks:
-        return []
-    global _pool
-    loop = asyncio.get_running_loop()
-    pool = _compose_pool()
-    try:
-        parts = await asyncio.gather(
-            *(loop.run_in_executor(pool, compose_drafts, c, settings, now) for c in chunks)
-        )
-    except BrokenProcessPool:
-        # A worker died (killed, out of memory): a new pool next time, this batch built here.
-        if _pool is pool:
-            _pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
-        parts = [compose_drafts(drafts, settings, now)]
-    return [built for part in parts for built in part]
+    """`compose_drafts` in the worker processes, in draft order."""
+    return [built async for part in compose_in_turn(drafts, settings, now) for built in part]

@@ -24,7 +24,7 @@ from twoway_shared.platform.poller import Listener, Poller
 from twoway_shared.platform.runtime import Runtime, Worker
 from twoway_shared.platform.tracing import delivery_span, failed
 
-from twoway_notifications.compose import Draft, MailSettings, NotComposed, compose_off_loop
+from twoway_notifications.compose import Draft, MailSettings, NotComposed, compose_in_turn
 from twoway_notifications.config import NotificationsSettings
 from twoway_notifications.domain.ids import outcome_event_id
 from twoway_notifications.domain.model import Message
@@ -218,51 +218,62 @@ class Sender:
             store = Storage(conn)
             contacts = await store.contacts(p for m in batch for p in m.people)
             sessions = await store.sessions_of_pairs(m.pair_id for m in batch if m.pair_id)
-        done: list[Outcome] = []
-        ready: list[tuple[Message, Email]] = []
         drafts: list[Draft] = []
         for message in batch:
             partner = contacts.get(message.partner_id) if message.partner_id else None
             decision = decide(message, contacts.get(message.participant_id), partner)
             if decision.verdict is not Verdict.SEND:
-                done.append(Outcome(message, decision.verdict.value, decision.why))
+                recorder.add(Outcome(message, decision.verdict.value, decision.why))
                 continue
             named = {p: contacts[p] for p in message.people if p in contacts}
             pair_sessions = tuple(sessions.get(message.pair_id or "", []))
             recipient = contacts[message.participant_id]
             drafts.append(Draft(message, recipient, partner, pair_sessions, named))
-        # Built in worker processes (CPU-bound), so the loop keeps serving SMTP and records.
-        built = await compose_off_loop(drafts, self._mail, self._runtime.clock())
-        for message, mail in ((d.message, b) for d, b in zip(drafts, built, strict=True)):
-            if isinstance(mail, NotComposed):
-                # One message that cannot be built must not stop the others; the error names
-                # the kind of problem only (its text may quote personal data).
-                log.error("could not compose a message", extra={"id": message.notification_id})
-                error = f"message could not be composed ({mail.error})"
-                done.append(Outcome(message, Delivery.PERMANENT.value, error))
-            elif mail is None:
-                done.append(Outcome(message, Verdict.SKIP.value, "nothing left to tell"))
-            else:
-                ready.append((message, mail))
-        # Every message is built before any is sent: the lanes then do nothing but I/O, and
-        # no lane computes while another waits for its end-of-data mark to be written.
-        # Each lane keeps its own connection open across the burst, and each result is
-        # recorded as soon as the server's reply arrives.
-        for outcome in done:
-            recorder.add(outcome)
-        lanes = [ready[i :: len(self._mailers)] for i in range(len(self._mailers))]
+        # Built in worker processes (CPU-bound), so the loop keeps serving SMTP and records,
+        # a chunk at a time: the lanes send the first emails while the rest are built. The
+        # lanes do nothing but I/O, so no lane computes while another waits for its
+        # end-of-data mark to be written. Each lane keeps its own connection open across the
+        # burst, and each result is recorded as soon as the server's reply arrives.
+        ready: asyncio.Queue[tuple[Message, Email] | None] = asyncio.Queue()
+
+        async def build() -> None:
+            try:
+                built = compose_in_turn(drafts, self._mail, self._runtime.clock())
+                of = iter(drafts)
+                async for part in built:
+                    for message, mail in ((next(of).message, b) for b in part):
+                        if isinstance(mail, NotComposed):
+                            # One message that cannot be built must not stop the others; the
+                            # error names the kind of problem only (its text may quote
+                            # personal data).
+                            log.error(
+                                "could not compose a message", extra={"id": message.notification_id}
+                            )
+                            error = f"message could not be composed ({mail.error})"
+                            recorder.add(Outcome(message, Delivery.PERMANENT.value, error))
+                        elif mail is None:
+                            recorder.add(
+                                Outcome(message, Verdict.SKIP.value, "nothing left to tell")
+                            )
+                        else:
+                            ready.put_nowait((message, mail))
+            finally:
+                for _ in self._mailers:
+                    ready.put_nowait(None)  # no more: each lane stops when it takes one
+
         await asyncio.gather(
+            build(),
             *(
                 _send_lane(
                     mailer,
-                    lane,
+                    ready.get,
                     self.hand_over,
                     self._runtime.metrics,
                     self._runtime.clock,
                     recorder.add,
                 )
-                for mailer, lane in zip(self._mailers, lanes, strict=True)
-            )
+                for mailer in self._mailers
+            ),
         )
 
     async def _record_until_done(
@@ -462,13 +473,16 @@ class _HandOver:
 
 async def _send_lane(
     mailer: Mailer,
-    lane: Sequence[tuple[Message, Email]],
+    take: Callable[[], Awaitable[tuple[Message, Email] | None]],
     hand_over: Callable[[str, EndOfData], Awaitable[None]],
     metrics: Metrics,
     clock: Callable[[], datetime],
     record: Callable[[Outcome], None],
 ) -> None:
-    for message, mail in lane:
+    """Send what `take` gives, one message at a time on this lane's connection, until it
+    gives None."""
+    while (taken := await take()) is not None:
+        message, mail = taken
 
         async def handed_over(end_of_data: EndOfData, nid: str = message.notification_id) -> None:
             await hand_over(nid, end_of_data)
