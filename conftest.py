@@ -37,6 +37,16 @@ async def service_dsns(infra: Infra) -> dict[str, str]:
 
     The owners' DSNs are noted in MIGRATION_DSNS, so `running_service` migrates as the owner.
     """
+    return await _fresh_database(infra)
+
+
+@pytest.fixture
+async def twin_service_dsns(infra: Infra) -> dict[str, str]:
+    """A second database like `service_dsns`: the same records handled two ways, compared."""
+    return await _fresh_database(infra)
+
+
+async def _fresh_database(infra: Infra) -> dict[str, str]:
     database = unique_name("t_")
     dsns = await provision(infra.admin_dsn, database, role_prefix=f"{database}_")
     owners = migration_dsns(infra.admin_dsn, database, role_prefix=f"{database}_")

@@ -433,3 +433,74 @@ async def test_read_api_times_are_utc_with_z(matching: Matching) -> None:
     assert shown["proposed_at"].endswith("Z")
     assert shown["expires_at"].endswith("Z")
     assert "+00:00" not in json.dumps(shown)
+
+
+# ------------------------------------------------------------------ a run of profiles
+
+
+def updated(pid: str, role: str, **changes: Any) -> ParticipantUpdated:
+    return ParticipantUpdated.model_validate(profile(pid, role, **changes))
+
+
+async def stored_state(bench: HandlerBench) -> dict[str, list[dict[str, Any]]]:
+    """Everything a run of profiles can change, but the time of each write."""
+    participants = await bench.fetch(
+        "SELECT participant_id, programme_id, role, revision, active, profile,"
+        " paused_after_completion FROM matching.participants ORDER BY participant_id"
+    )
+    rounds = await bench.fetch(
+        "SELECT programme_id, due_at, requested, traceparent FROM matching.rounds"
+        " ORDER BY programme_id"
+    )
+    return {"participants": [dict(r) for r in participants], "rounds": [dict(r) for r in rounds]}
+
+
+async def test_a_run_of_profiles_stores_what_one_at_a_time_does(
+    service_dsns: dict[str, str], twin_service_dsns: dict[str, str]
+) -> None:
+    """New people, a newer and a stale update, one person twice, a withdrawn person and a
+    tombstone enrolling again, a paused person resuming, two programmes: as one run (one
+    batch handler call) and one record at a time (runs of one), the same rows and rounds."""
+    async with (
+        HandlerBench.open(create_spec(), service_dsns["matching"]) as alone,
+        HandlerBench.open(create_spec(), twin_service_dsns["matching"], alone.now) as run,
+    ):
+        for bench in (alone, run):
+            await bench.handle(configure(mode="continuous"))
+            for pid, role in (("X", "mentor"), ("W", "mentee"), ("P", "mentee")):
+                await bench.handle(enrolled(pid, role))
+            await bench.handle(ParticipantWithdrawn(participant_id="W", programme_id=PROGRAMME))
+            await bench.handle(ParticipantWithdrawn(participant_id="T", programme_id=PROGRAMME))
+            await bench.pool.execute(
+                "UPDATE matching.participants SET paused_after_completion = true"
+                " WHERE participant_id = 'P'"
+            )
+            await bench.pool.execute("UPDATE matching.rounds SET due_at = NULL")
+        records = [
+            enrolled("N1", "mentor"),
+            enrolled("N2", "mentee", programme_id="OTHER"),  # no settings: no round
+            updated("X", "mentor", revision=2, grade=5),
+            updated("X", "mentor", revision=1, grade=9),  # stale
+            updated("N1", "mentor", revision=3, capacity=2),  # the same person again
+            updated("W", "mentee", revision=4),  # withdrawn: only an enrolment counts
+            enrolled("W", "mentee", revision=1, grade=18),  # withdrawn, enrolling again
+            updated("T", "mentee", revision=2),  # a tombstone: ignored
+            enrolled("T", "mentee"),  # a tombstone enrolling: a new enrolment
+            enrolled("P", "mentee", revision=1),  # enrolling again ends the pause
+            enrolled("P", "mentee", revision=1, grade=19),  # the same revision again
+        ]
+        for record in records:
+            assert await alone.handle(record) == []
+        assert await run.handle_run(*records) == [[] for _ in records]
+        expected = await stored_state(alone)
+        assert await stored_state(run) == expected
+        assert await run.outbox() == await alone.outbox()
+    rows = {r["participant_id"]: r for r in expected["participants"]}
+    assert {pid: (r["revision"], r["active"]) for pid, r in rows.items()} == {
+        "N1": (3, True), "N2": (0, True), "P": (1, True), "T": (0, True), "W": (1, True),
+        "X": (2, True),
+    }  # fmt: skip
+    assert json.loads(rows["X"]["profile"])["grade"] == 5
+    assert json.loads(rows["P"]["profile"])["grade"] == 19
+    assert not rows["P"]["paused_after_completion"]
+    assert [r["programme_id"] for r in expected["rounds"] if r["due_at"]] == [PROGRAMME]

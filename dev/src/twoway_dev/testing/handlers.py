@@ -68,6 +68,14 @@ class HandlerBench:
             await handler(units)
         return [_emitted(uow.pending) for _, uow in units]
 
+    async def outbox(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every event written to the outbox (a bench has no relay): topic, key and the whole
+        event, envelope included (ids, causation, time), oldest first."""
+        rows = await self.pool.fetch(
+            f"SELECT topic, key, value FROM {self.spec.schema}.outbox ORDER BY id"
+        )
+        return [(r["topic"], bytes(r["key"]).decode(), orjson.loads(r["value"])) for r in rows]
+
     def _event(self, data: BaseModel) -> Event[Any]:
         self._counter += 1
         envelope = new_event(data, source="/test", event_id=f"bench-{self._counter}")

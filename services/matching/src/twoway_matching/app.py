@@ -28,12 +28,15 @@ def create_spec() -> ServiceSpec:
         handlers={
             ProgrammeConfigured: handlers.configure_programme,
             ProgrammeMatchingRequested: handlers.request_matching,
-            ParticipantEnrolled: handlers.enrol,
-            ParticipantUpdated: handlers.enrol,
             ParticipantWithdrawn: handlers.withdraw,
             PairResponseSubmitted: handlers.respond,
             PairRematchRequested: handlers.request_rematch,
             PairCompleted: handlers.complete,
+        },
+        # Set-based: a run of enrolments in a handful of statements.
+        batch_handlers={
+            ParticipantEnrolled: handlers.enrol,
+            ParticipantUpdated: handlers.enrol,
         },
         routes=read_api.routes,
         workers=(matching_worker,),

@@ -71,9 +71,32 @@ async def request_matching(event: Event[ProgrammeMatchingRequested], uow: UnitOf
 
 async def _pool_changed(uow: UnitOfWork, programme_id: str) -> None:
     """A round soon, only for a programme known to be continuous (contract 1.1)."""
-    settings = await storage.programme_settings(uow.conn, programme_id)
-    if round_follows_change(settings.matching.mode if settings else None):
-        await storage.request_round(uow.conn, programme_id, uow.now, at_once=False)
+    await _pools_changed([(programme_id, uow)])
+
+
+async def _pools_changed(changes: Sequence[tuple[str, UnitOfWork]]) -> None:
+    """`_pool_changed` for each (programme, unit of work) in order, in two statements per
+    programme at most: one request per programme asks for what the first asks (the earliest
+    due time) and carries the last one's trace, as the requests one after another would."""
+    if not changes:
+        return
+    first: dict[str, UnitOfWork] = {}
+    last: dict[str, UnitOfWork] = {}
+    for programme_id, uow in changes:
+        first.setdefault(programme_id, uow)
+        last[programme_id] = uow
+    conn = changes[0][1].conn
+    settings = await storage.settings_of(conn, list(first))
+    for programme_id, uow in first.items():
+        found = settings.get(programme_id)
+        if round_follows_change(found.matching.mode if found else None):
+            await storage.request_round(
+                conn,
+                programme_id,
+                uow.now,
+                at_once=False,
+                traceparent=last[programme_id].effects_traceparent(),
+            )
 
 
 # ------------------------------------------------------------------ enrolments
@@ -94,29 +117,54 @@ def matching_profile(profile: ParticipantProfile) -> dict[str, Any]:
     }
 
 
-async def enrol(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
-    """participant.enrolled and participant.updated: upserts ordered by revision."""
-    profile = event.data
-    stored = await storage.participant(uow.conn, profile.participant_id, lock=True)
-    if not profile_applies(None if stored is None else _enrolment(stored), event.type, profile):
-        return  # stale, or withdrawn until an enrolment with a higher revision
-    # Enrolling again with a higher revision ends the pause after a completed pair.
-    resumes = (
-        event.type == "participant.enrolled"
-        and stored is not None
-        and profile.revision > stored.revision
+async def enrol(items: Sequence[tuple[Event[ParticipantProfile], UnitOfWork]]) -> None:
+    """participant.enrolled and participant.updated, a run at once (a batch handler; a record
+    alone is a run of one): upserts ordered by revision, applied in record order.
+
+    A constant number of statements per run: the people's rows (locked), their new rows, the
+    programmes' settings, and at most one round request per programme.
+    """
+    conn = items[0][1].conn
+    known = dict(
+        await storage.participants(conn, {event.data.participant_id for event, _ in items})
     )
-    await storage.upsert_participant(
-        uow.conn,
-        participant_id=profile.participant_id,
-        programme_id=profile.programme_id,
-        role=profile.role,
-        revision=profile.revision,
-        active=True,
-        profile=matching_profile(profile),
-        resume=resumes,
-    )
-    await _pool_changed(uow, profile.programme_id)
+    rows: dict[str, storage.ProfileRow] = {}
+    changed: list[tuple[str, UnitOfWork]] = []
+    for event, uow in items:
+        profile = event.data
+        stored = known.get(profile.participant_id)
+        if not profile_applies(None if stored is None else _enrolment(stored), event.type, profile):
+            continue  # stale, or withdrawn until an enrolment with a higher revision
+        # Enrolling again with a higher revision ends the pause after a completed pair.
+        resumes = (
+            event.type == "participant.enrolled"
+            and stored is not None
+            and profile.revision > stored.revision
+        )
+        earlier = rows.get(profile.participant_id)
+        rows[profile.participant_id] = storage.ProfileRow(
+            participant_id=profile.participant_id,
+            programme_id=profile.programme_id,
+            role=profile.role,
+            revision=profile.revision,
+            profile=matching_profile(profile),
+            resume=resumes or (earlier is not None and earlier.resume),
+        )
+        known[profile.participant_id] = storage.StoredParticipant(
+            participant_id=profile.participant_id,
+            programme_id=profile.programme_id,
+            role=profile.role,
+            revision=profile.revision,
+            active=True,
+            erased=False,
+            paused_after_completion=stored is not None
+            and stored.paused_after_completion
+            and not resumes,
+        )
+        changed.append((profile.programme_id, uow))
+    if rows:
+        await storage.upsert_profiles(conn, list(rows.values()))
+    await _pools_changed(changed)
 
 
 def _enrolment(stored: storage.StoredParticipant) -> Enrolment:

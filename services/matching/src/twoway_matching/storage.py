@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -94,6 +94,18 @@ async def programme_settings(
     return None if raw is None else ProgrammeConfigured.model_validate_json(raw)
 
 
+async def settings_of(
+    conn: asyncpg.Connection, programme_ids: Collection[str]
+) -> dict[str, ProgrammeConfigured]:
+    """The settings of those of these programmes that have some."""
+    rows = await conn.fetch(
+        """SELECT programme_id, settings FROM matching.programmes
+           WHERE programme_id = ANY($1::text[])""",
+        list(programme_ids),
+    )
+    return {r["programme_id"]: ProgrammeConfigured.model_validate_json(r["settings"]) for r in rows}
+
+
 def rules_of(settings: ProgrammeConfigured | None, today: date) -> MatchingRules:
     if settings is None:
         return MatchingRules(starts_on=today)
@@ -122,35 +134,58 @@ async def participant(
     return None if row is None else StoredParticipant(**dict(row))
 
 
-async def upsert_participant(
-    conn: asyncpg.Connection,
-    *,
-    participant_id: str,
-    programme_id: str,
-    role: str,
-    revision: int,
-    active: bool,
-    profile: dict[str, Any],
-    resume: bool = False,
-) -> None:
-    """Insert or replace a profile; `resume` ends a pause after a completed pair."""
+@dataclass(frozen=True)
+class ProfileRow:
+    """A profile to store; `resume` ends a pause after a completed pair."""
+
+    participant_id: str
+    programme_id: str
+    role: str
+    revision: int
+    profile: dict[str, Any]
+    resume: bool
+
+
+async def participants(
+    conn: asyncpg.Connection, participant_ids: Collection[str]
+) -> dict[str, StoredParticipant]:
+    """The stored rows of these people, locked in id order (one order avoids deadlocks)."""
+    rows = await conn.fetch(
+        """SELECT participant_id, programme_id, role, revision, active, profile IS NULL AS erased,
+                  paused_after_completion
+           FROM matching.participants WHERE participant_id = ANY($1::text[])
+           ORDER BY participant_id FOR UPDATE""",
+        sorted(participant_ids),
+    )
+    return {r["participant_id"]: StoredParticipant(**dict(r)) for r in rows}
+
+
+async def upsert_profiles(conn: asyncpg.Connection, rows: Sequence[ProfileRow]) -> None:
+    """Insert or replace active profiles, one row per person, in one statement (two when a
+    pause after a completed pair ends)."""
+    ordered = sorted(rows, key=lambda r: r.participant_id)
     await conn.execute(
         """INSERT INTO matching.participants
                (participant_id, programme_id, role, revision, active, profile)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+           SELECT n.participant_id, n.programme_id, n.role, n.revision, true, n.profile::jsonb
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+               AS n(participant_id, programme_id, role, revision, profile)
+           ORDER BY n.participant_id
            ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role,
-               revision = EXCLUDED.revision, active = EXCLUDED.active,
-               profile = EXCLUDED.profile, updated_at = now(),
-               paused_after_completion =
-                   matching.participants.paused_after_completion AND NOT $7""",
-        participant_id,
-        programme_id,
-        role,
-        revision,
-        active,
-        json.dumps(profile),
-        resume,
+               revision = EXCLUDED.revision, active = true,
+               profile = EXCLUDED.profile, updated_at = now()""",
+        [r.participant_id for r in ordered],
+        [r.programme_id for r in ordered],
+        [r.role for r in ordered],
+        [r.revision for r in ordered],
+        [json.dumps(r.profile) for r in ordered],
     )
+    if resumed := [r.participant_id for r in ordered if r.resume]:
+        await conn.execute(
+            """UPDATE matching.participants SET paused_after_completion = false
+               WHERE participant_id = ANY($1::text[]) AND paused_after_completion""",
+            resumed,
+        )
 
 
 async def pause_after_completion(conn: asyncpg.Connection, participant_ids: list[str]) -> None:
@@ -363,12 +398,18 @@ async def claim_expired(conn: asyncpg.Connection, now: datetime, limit: int = 50
 
 
 async def request_round(
-    conn: asyncpg.Connection, programme_id: str, now: datetime, *, at_once: bool
+    conn: asyncpg.Connection,
+    programme_id: str,
+    now: datetime,
+    *,
+    at_once: bool,
+    traceparent: str | None = None,
 ) -> None:
     """Ask for a round; a round already due keeps its earlier time, so changes batch together.
 
     `at_once` is programme.matching_requested: the round is due now and marked requested, so
-    it runs whatever the programme's mode.
+    it runs whatever the programme's mode. `traceparent`: the trace the round continues
+    (by default the current span's).
     """
     due = now if at_once else now + ROUND_DEBOUNCE
     await conn.execute(
@@ -388,7 +429,7 @@ async def request_round(
         due,
         at_once,
         ROUND_MIN_INTERVAL,
-        current_traceparent(),
+        traceparent or current_traceparent(),
     )
 
 
