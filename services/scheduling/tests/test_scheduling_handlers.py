@@ -15,6 +15,7 @@ from twoway_scheduling.handlers import session_id_for
 from twoway_shared.contract import (
     PairConfirmed,
     ParticipantEnrolled,
+    ParticipantUpdated,
     ParticipantWithdrawn,
     ProgrammeConfigured,
     SessionAttendanceRecorded,
@@ -188,3 +189,81 @@ async def test_a_run_mixing_waiting_ended_and_bookable_pairs(bench: HandlerBench
     assert [s for _, s, _ in times(late)] == ["2027-01-11T10:00:00Z", "2027-01-18T10:00:00Z"]
     rows = await bench.fetch("SELECT status FROM scheduling.pairs WHERE pair_id = 'P2'")
     assert rows[0]["status"] == "booked"
+
+
+# ---------------------------------------------------------------- a run of profiles
+
+
+def updated(participant_id: str, role: str, **changes: Any) -> ParticipantUpdated:
+    return ParticipantUpdated.model_validate(person(participant_id, role, **changes).model_dump())
+
+
+TUESDAYS = [{"day": "tue", "start": "09:00", "end": "10:30"}]
+
+
+async def scheduling_state(bench: HandlerBench) -> dict[str, list[dict[str, Any]]]:
+    """The people, pairs and sessions, as stored."""
+    return {
+        table: [dict(r) for r in await bench.fetch(f"SELECT * FROM scheduling.{table} ORDER BY 1")]
+        for table in ("participants", "pairs", "sessions")
+    }
+
+
+async def test_a_run_of_profiles_books_and_refits_as_one_at_a_time(
+    service_dsns: dict[str, str], twin_service_dsns: dict[str, str]
+) -> None:
+    """New people completing waiting pairs, one person twice, a newer and a stale update, a
+    withdrawn person enrolling again, and a booked mentor's new times (refitted sessions)
+    before a pair of theirs is booked: as one run and one record at a time, the same rows and
+    the same events (ids, causes and all) from the same records."""
+    async with (
+        HandlerBench.open(create_spec(), service_dsns["scheduling"], NOW) as alone,
+        HandlerBench.open(create_spec(), twin_service_dsns["scheduling"], NOW) as run,
+    ):
+        for bench in (alone, run):
+            await bench.handle(
+                ProgrammeConfigured(
+                    programme_id="RM", sessions=2, starts_on=date(2027, 1, 5), min_notice_hours=0
+                )
+            )
+            await bench.handle(person("M1", "mentor", availability=NARROW))
+            for who in ("X", "W", "E0"):
+                await bench.handle(person(who, "mentee"))
+            await bench.handle(person("B", "mentor", availability=NARROW))
+            await bench.handle(ParticipantWithdrawn(participant_id="W", programme_id="RM"))
+            await bench.handle(confirmed("PB", "B", "E0"))  # booked on Mondays
+            await bench.handle(confirmed("P1", "M1", "N1"))  # waits for N1
+            await bench.handle(confirmed("P2", "N2", "N3"))  # waits for both
+            await bench.handle(confirmed("P5", "B", "N4"))  # waits for N4
+            await bench.handle(confirmed("P3", "N5", "N6"))  # waits for both
+        records = [
+            person("N5", "mentor", availability=NARROW),
+            person("N1", "mentee"),  # books P1
+            person("N6", "mentee"),  # books P3, whose mentor came first in the run
+            person("N2", "mentor", availability=NARROW),
+            updated("N2", "mentor", revision=1, availability=TUESDAYS),  # the same person again
+            person("N3", "mentee"),  # books P2 on N2's Tuesdays
+            updated("X", "mentee", revision=2, timezone="Europe/Paris"),
+            updated("X", "mentee", revision=1, timezone="Asia/Tokyo"),  # stale
+            person("W", "mentee", revision=1),  # withdrawn, enrolling again
+            updated("B", "mentor", revision=1, availability=TUESDAYS),  # PB's sessions move
+            person("N4", "mentee"),  # books P5 on B's new Tuesdays
+        ]
+        one_by_one = [await alone.handle(record) for record in records]
+        assert await run.handle_run(*records) == one_by_one
+        assert await run.outbox() == await alone.outbox()
+        stored = await scheduling_state(alone)
+        assert await scheduling_state(run) == stored
+    assert [[t for t, _ in e] for e in one_by_one] == [
+        [], ["session.scheduled"] * 2, ["session.scheduled"] * 2, [], [],
+        ["session.scheduled"] * 2, [], [], [],
+        ["session.rescheduled"] * 2, ["session.scheduled"] * 2,
+    ]  # fmt: skip
+    assert {p["pair_id"]: p["status"] for p in stored["pairs"]} == {
+        "PB": "booked", "P1": "booked", "P2": "booked", "P3": "booked", "P5": "booked",
+    }  # fmt: skip
+    people = {p["participant_id"]: p for p in stored["participants"]}
+    assert (people["X"]["revision"], people["X"]["timezone"]) == (2, "Europe/Paris")
+    assert (people["W"]["revision"], people["W"]["withdrawn"]) == (1, False)
+    tuesdays = [d["starts_at"] for _, d in one_by_one[5] + one_by_one[9] + one_by_one[10]]
+    assert all(datetime.fromisoformat(t).weekday() == 1 for t in tuesdays)

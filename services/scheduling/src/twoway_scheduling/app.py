@@ -29,16 +29,16 @@ from twoway_scheduling.read_api import read_routes
 
 HANDLERS: dict[type[BaseModel], Handler] = {
     ProgrammeConfigured: handlers.on_programme_configured,
-    ParticipantEnrolled: handlers.on_profile,
-    ParticipantUpdated: handlers.on_profile,
     ParticipantWithdrawn: handlers.on_withdrawn,
     PairEnded: handlers.on_pair_ended,
     SessionRescheduleRequested: handlers.on_reschedule_requested,
     SessionAttendanceRecorded: handlers.on_attendance_recorded,
 }
-# Booked set-based: a run of confirmed pairs in a handful of statements.
+# Set-based: a run of confirmed pairs, or of profiles, in a handful of statements.
 BATCH_HANDLERS: dict[type[BaseModel], BatchHandler] = {
     PairConfirmed: handlers.on_pairs_confirmed,
+    ParticipantEnrolled: handlers.on_profiles,
+    ParticipantUpdated: handlers.on_profiles,
 }
 # Only confirmed pairs are booked, and matching rounds are matching's business.
 IGNORES = (ProgrammeMatchingRequested, PairProposed, PairDeclined, PairResponseRejected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -77,20 +78,96 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
 # ---------------------------------------------------------------- enrolments
 
 
-async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
-    """`participant.enrolled` and `participant.updated`: upsert, refit, book waiting pairs."""
-    data, store = event.data, Storage(uow.conn)
-    existing = (await store.lock_participants([data.participant_id])).get(data.participant_id)
-    if not profile_applies(None if existing is None else _enrolment(existing), event.type, data):
-        return  # stale, or withdrawn until a newer enrolment
-    person = person_of(data)
-    await store.save_participant(
-        data.participant_id, data.programme_id, data.role, person, data.revision, False
+@dataclass(frozen=True)
+class _Applied:
+    """A profile record that applies: its unit of work, and the person before and after it."""
+
+    uow: UnitOfWork
+    before: Participant | None
+    after: Participant
+
+
+async def on_profiles(items: Sequence[tuple[Event[ParticipantProfile], UnitOfWork]]) -> None:
+    """`participant.enrolled` and `participant.updated`, a run at once (a batch handler; a
+    record alone is a run of one): upsert, refit, book waiting pairs, in record order.
+
+    The rule is applied to the run's records in memory, one after another, from the people's
+    rows read and locked in one statement; then one upsert of the final rows and one booking
+    of the pairs the run makes bookable, each booked by the record that made it bookable with
+    the people as they were then. A record that changes the times of a person with future
+    sessions (or pairs waiting to be booked) is applied on its own, its sessions refitted as
+    they would be one record at a time.
+    """
+    store = Storage(items[0][1].conn)
+    known = dict(
+        await store.lock_participants(sorted({event.data.participant_id for event, _ in items}))
     )
-    if existing is not None and existing.person is not None and existing.person != person:
-        await _refit_future_sessions(store, uow, data.participant_id)
-    pairs = await store.active_pairs_of(data.participant_id)
-    await _book(store, [(pair, uow) for pair in pairs if pair.status == "waiting"])
+    applied: list[_Applied] = []
+    booked: set[str] | None = None  # people who have or may get sessions to refit
+    for event, uow in items:
+        data = event.data
+        existing = known.get(data.participant_id)
+        if not profile_applies(
+            None if existing is None else _enrolment(existing), event.type, data
+        ):
+            continue  # stale, or withdrawn until a newer enrolment
+        person = person_of(data)
+        after = Participant(
+            data.participant_id, data.programme_id, data.role, data.revision, False, person
+        )
+        known[data.participant_id] = after
+        moved = existing is not None and existing.person is not None and existing.person != person
+        if moved and booked is None:  # read once, when a run first changes someone's times
+            booked = await store.may_have_sessions(sorted(known), min(uow.now for _, uow in items))
+        if moved and booked is not None and data.participant_id in booked:
+            await _apply_profiles(store, applied)
+            await _apply_profiles(store, [_Applied(uow, existing, after)], refit=True)
+            applied = []
+        else:
+            applied.append(_Applied(uow, existing, after))
+    await _apply_profiles(store, applied)
+
+
+async def _apply_profiles(
+    store: Storage, applied: Sequence[_Applied], *, refit: bool = False
+) -> None:
+    """Store the profiles (the last of each person), refit the sessions of a lone `refit`
+    record, then book the waiting pairs of their people that became bookable."""
+    if not applied:
+        return
+    await store.save_participants(list({a.after.participant_id: a.after for a in applied}.values()))
+    if refit:
+        (only,) = applied
+        await _refit_future_sessions(store, only.uow, only.after.participant_id)
+    waiting = await store.waiting_pairs_of(sorted({a.after.participant_id for a in applied}))
+    if not waiting:
+        return
+    stored = await store.lock_participants(
+        sorted({who for pair in waiting for who in (pair.mentor_id, pair.mentee_id)})
+    )
+    of_person: dict[str, list[Pair]] = {}
+    for pair in waiting:
+        for who in (pair.mentor_id, pair.mentee_id):
+            of_person.setdefault(who, []).append(pair)
+    # The people of the records as they were before the first of them, then record by record.
+    as_of: dict[str, Participant | None] = {}
+    for a in applied:
+        as_of.setdefault(a.after.participant_id, a.before)
+    settled: set[str] = set()
+    bookable: list[_Bookable] = []
+    for a in applied:
+        as_of[a.after.participant_id] = a.after
+        for pair in of_person.get(a.after.participant_id, ()):
+            if pair.pair_id in settled:
+                continue
+            mentor, mentee = (
+                as_of[who] if who in as_of else stored.get(who)
+                for who in (pair.mentor_id, pair.mentee_id)
+            )
+            if booking_of(mentor, mentee) != "wait":
+                settled.add(pair.pair_id)
+                bookable.append((pair, a.uow, mentor, mentee))
+    await _settle(store, bookable)
 
 
 def _enrolment(p: Participant) -> Enrolment:
@@ -143,30 +220,62 @@ async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
         await _end_pair(store, uow, pair, "pair_ended")
 
 
+_Bookable = tuple[Pair, UnitOfWork, Participant | None, Participant | None]
+"""A waiting pair, the unit of work it is booked in, and its two people as stored then."""
+
+
+def booking_of(
+    mentor: Participant | None, mentee: Participant | None
+) -> Literal["wait", "end"] | tuple[Person, Person]:
+    """What becomes of a waiting pair with these two people: it waits, ends, or is booked
+    around the two persons given."""
+    if mentor is None or mentee is None:
+        return "wait"  # the other profile arrives on another topic
+    if mentor.withdrawn or mentee.withdrawn:
+        return "end"
+    if mentor.person is not None and mentee.person is not None:
+        return (mentor.person, mentee.person)
+    return "wait"
+
+
 async def _book(store: Storage, pairs: Sequence[tuple[Pair, UnitOfWork]]) -> None:
     """Book the series of waiting pairs whose both profiles are known, in the given order.
 
-    Four round trips however many pairs: their people (locked, in id order, so instances
-    never deadlock), the programmes' rules, the people's busy times (read once the locks are
-    held), then all sessions and the pairs' new statuses. Each planned series is added to
-    both people's busy times, so a mentor with several new pairs is never double-booked.
+    Their people are locked in id order, so instances never deadlock.
     """
     if not pairs:
         return
     people = await store.lock_participants(
         sorted({who for pair, _ in pairs for who in (pair.mentor_id, pair.mentee_id)})
     )
-    rules_of = await store.rules_of({pair.programme_id for pair, _ in pairs})
+    await _settle(
+        store,
+        [
+            (pair, uow, people.get(pair.mentor_id), people.get(pair.mentee_id))
+            for pair, uow in pairs
+        ],
+    )
+
+
+async def _settle(store: Storage, pairs: Sequence[_Bookable]) -> None:
+    """Book or end waiting pairs, in the given order, with the people given.
+
+    Three round trips however many pairs: the programmes' rules, the people's busy times
+    (read once their locks are held), then all sessions and the pairs' new statuses. Each
+    planned series is added to both people's busy times, so a mentor with several new pairs
+    is never double-booked.
+    """
+    if not pairs:
+        return
+    rules_of = await store.rules_of({pair.programme_id for pair, *_ in pairs})
     statuses: dict[str, str] = {}
     ready: list[tuple[Pair, UnitOfWork, Person, Person]] = []
-    for pair, uow in pairs:
-        mentor, mentee = people.get(pair.mentor_id), people.get(pair.mentee_id)
-        if mentor is None or mentee is None:
-            continue  # kept waiting: the other profile arrives on another topic
-        if mentor.withdrawn or mentee.withdrawn:
+    for pair, uow, mentor, mentee in pairs:
+        verdict = booking_of(mentor, mentee)
+        if isinstance(verdict, tuple):
+            ready.append((pair, uow, *verdict))
+        elif verdict == "end":
             statuses[pair.pair_id] = "ended"
-        elif mentor.person is not None and mentee.person is not None:
-            ready.append((pair, uow, mentor.person, mentee.person))
     busy: dict[str, list[tuple[datetime, datetime]]] = {}
     if ready:
         busy = await store.busy_of(

@@ -122,6 +122,12 @@ _INSERT_SESSIONS = (
 """Sessions from eleven parallel arrays ($1-$11, see `_columns`); new ones' ids returned."""
 
 
+def _known(participant: Participant) -> Person:
+    if participant.person is None:
+        raise ValueError(f"participant {participant.participant_id} has no times to store")
+    return participant.person
+
+
 def _participant(row: asyncpg.Record) -> Participant:
     return from_row(Participant, row, person=_person(row))
 
@@ -197,29 +203,27 @@ class Storage:
         )
         return erased is False
 
-    async def save_participant(
-        self,
-        participant_id: str,
-        programme_id: str,
-        role: str,
-        person: Person,
-        revision: int,
-        withdrawn: bool,
-    ) -> None:
+    async def save_participants(self, people: Sequence[Participant]) -> None:
+        """Insert or replace enrolled people (each with a person, none withdrawn), one row
+        each, in one statement."""
+        ordered = sorted(people, key=lambda p: p.participant_id)
         await self._conn.execute(
             "INSERT INTO scheduling.participants (participant_id, programme_id, role, timezone,"
             " availability, revision, withdrawn, erased)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, false)"
+            " SELECT n.participant_id, n.programme_id, n.role, n.timezone, n.availability::jsonb,"
+            " n.revision, false, false"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])"
+            " AS n(participant_id, programme_id, role, timezone, availability, revision)"
+            " ORDER BY n.participant_id"
             " ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role,"
             " timezone = EXCLUDED.timezone, availability = EXCLUDED.availability,"
-            " revision = EXCLUDED.revision, withdrawn = EXCLUDED.withdrawn, erased = false",
-            participant_id,
-            programme_id,
-            role,
-            person.timezone,
-            windows_json(person.windows),
-            revision,
-            withdrawn,
+            " revision = EXCLUDED.revision, withdrawn = false, erased = false",
+            [p.participant_id for p in ordered],
+            [p.programme_id for p in ordered],
+            [p.role for p in ordered],
+            [_known(p).timezone for p in ordered],
+            [windows_json(_known(p).windows) for p in ordered],
+            [p.revision for p in ordered],
         )
 
     async def withdraw_participant(self, participant_id: str, programme_id: str) -> None:
@@ -287,6 +291,33 @@ class Storage:
         await self._conn.execute(
             "UPDATE scheduling.pairs SET status = $2 WHERE pair_id = $1", pair_id, status
         )
+
+    async def waiting_pairs_of(self, participant_ids: Sequence[str]) -> list[Pair]:
+        """Waiting pairs of any of these people, locked, in id order."""
+        rows = await self._conn.fetch(
+            "SELECT pair_id, programme_id, mentor_id, mentee_id, status FROM scheduling.pairs"
+            " WHERE (mentor_id = ANY($1::text[]) OR mentee_id = ANY($1::text[]))"
+            " AND status = 'waiting' ORDER BY pair_id FOR UPDATE",
+            list(participant_ids),
+        )
+        return [Pair(**dict(r)) for r in rows]
+
+    async def may_have_sessions(self, participant_ids: Sequence[str], after: datetime) -> set[str]:
+        """Those of these people with sessions to come after `after` or pairs waiting to be
+        booked: the only ones whose sessions a change of times may have to move."""
+        rows = await self._conn.fetch(
+            "SELECT mentor_id AS participant_id FROM scheduling.sessions"
+            " WHERE mentor_id = ANY($1::text[]) AND status = 'scheduled' AND starts_at > $2"
+            " UNION SELECT mentee_id FROM scheduling.sessions"
+            " WHERE mentee_id = ANY($1::text[]) AND status = 'scheduled' AND starts_at > $2"
+            " UNION SELECT mentor_id FROM scheduling.pairs"
+            " WHERE mentor_id = ANY($1::text[]) AND status = 'waiting'"
+            " UNION SELECT mentee_id FROM scheduling.pairs"
+            " WHERE mentee_id = ANY($1::text[]) AND status = 'waiting'",
+            list(participant_ids),
+            after,
+        )
+        return {r["participant_id"] for r in rows}
 
     async def active_pairs_of(self, participant_id: str) -> list[Pair]:
         """Waiting and booked pairs of a participant, locked, in id order."""
