@@ -476,6 +476,7 @@ async def test_a_run_of_profiles_stores_what_one_at_a_time_does(
                 " WHERE participant_id = 'P'"
             )
             await bench.pool.execute("UPDATE matching.rounds SET due_at = NULL")
+        started = alone.now
         records = [
             enrolled("N1", "mentor"),
             enrolled("N2", "mentee", programme_id="OTHER"),  # no settings: no round
@@ -489,9 +490,11 @@ async def test_a_run_of_profiles_stores_what_one_at_a_time_does(
             enrolled("P", "mentee", revision=1),  # enrolling again ends the pause
             enrolled("P", "mentee", revision=1, grade=19),  # the same revision again
         ]
+        tick = timedelta(seconds=1)
         for record in records:
             assert await alone.handle(record) == []
-        assert await run.handle_run(*records) == [[] for _ in records]
+            alone.now += tick
+        assert await run.handle_run(*records, tick=tick) == [[] for _ in records]
         expected = await stored_state(alone)
         assert await stored_state(run) == expected
         assert await run.outbox() == await alone.outbox()
@@ -503,4 +506,7 @@ async def test_a_run_of_profiles_stores_what_one_at_a_time_does(
     assert json.loads(rows["X"]["profile"])["grade"] == 5
     assert json.loads(rows["P"]["profile"])["grade"] == 19
     assert not rows["P"]["paused_after_completion"]
-    assert [r["programme_id"] for r in expected["rounds"] if r["due_at"]] == [PROGRAMME]
+    # Due after the debounce from the first enrolment of the programme that asked for it.
+    assert [(r["programme_id"], r["due_at"]) for r in expected["rounds"] if r["due_at"]] == [
+        (PROGRAMME, started + storage.ROUND_DEBOUNCE)
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -249,8 +249,11 @@ async def test_a_run_of_profiles_books_and_refits_as_one_at_a_time(
             updated("B", "mentor", revision=1, availability=TUESDAYS),  # PB's sessions move
             person("N4", "mentee"),  # books P5 on B's new Tuesdays
         ]
-        one_by_one = [await alone.handle(record) for record in records]
-        assert await run.handle_run(*records) == one_by_one
+        tick, one_by_one = timedelta(seconds=1), []
+        for record in records:
+            one_by_one.append(await alone.handle(record))
+            alone.now += tick
+        assert await run.handle_run(*records, tick=tick) == one_by_one
         assert await run.outbox() == await alone.outbox()
         stored = await scheduling_state(alone)
         assert await scheduling_state(run) == stored

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -58,13 +58,20 @@ class HandlerBench:
             emitted = uow.pending
         return _emitted(emitted)
 
-    async def handle_run(self, *data: BaseModel) -> list[list[tuple[str, dict[str, Any]]]]:
+    async def handle_run(
+        self, *data: BaseModel, tick: timedelta | None = None
+    ) -> list[list[tuple[str, dict[str, Any]]]]:
         """Run the batch handler of one event type on a run of events in one transaction, as
-        the consumer does with a batch; what each event's unit of work emitted."""
+        the consumer does with a batch; what each event's unit of work emitted. With `tick`,
+        the clock moves on by it after each event's unit of work is opened (each reads it)."""
         events = [self._event(d) for d in data]
         handler = self.spec.batch_dispatch[events[0].type]
         async with self._database.batch_of_work() as batch:
-            units = [(event, batch.unit_of_work(event)) for event in events]
+            units = []
+            for event in events:
+                units.append((event, batch.unit_of_work(event)))
+                if tick is not None:
+                    self.now += tick
             await handler(units)
         return [_emitted(uow.pending) for _, uow in units]
 
