@@ -17,6 +17,7 @@ from twoway_shared.contract import (
     PairConfirmed,
     PairEnded,
     ParticipantEnrolled,
+    ParticipantUpdated,
     ParticipantWithdrawn,
     SessionScheduled,
 )
@@ -188,3 +189,81 @@ async def test_a_run_of_sessions_records_what_one_at_a_time_does(bench: HandlerB
     templates = Counter(r[1] for r in run)
     assert templates["feedback_request"] == 12
     assert templates["booking"] == 2
+
+
+# ---------------------------------------------------------------- a run of profiles
+
+
+def updated(participant_id: str, role: str, **changes: Any) -> ParticipantUpdated:
+    return ParticipantUpdated.model_validate(person(participant_id, role, **changes).model_dump())
+
+
+async def notifications_state(bench: HandlerBench) -> dict[str, list[dict[str, Any]]]:
+    """The people and the messages, as stored."""
+    people = await bench.fetch("SELECT * FROM notifications.participants ORDER BY 1")
+    messages = await bench.fetch("SELECT * FROM notifications.messages ORDER BY 1")
+    return {
+        "participants": [dict(r) for r in people],
+        "messages": [dict(r) for r in messages],
+    }
+
+
+async def test_a_run_of_profiles_records_what_one_at_a_time_does(
+    service_dsns: dict[str, str], twin_service_dsns: dict[str, str]
+) -> None:
+    """New people whose messages were waiting for them, one person twice, a newer and a stale
+    update, a withdrawn person and a tombstone enrolling again, an erased person updated: as
+    one run and one record at a time, the same people and the same messages, released when
+    one at a time would release them."""
+    async with (
+        HandlerBench.open(create_spec(), service_dsns["notifications"], NOW) as alone,
+        HandlerBench.open(create_spec(), twin_service_dsns["notifications"], NOW) as run,
+    ):
+        for bench in (alone, run):
+            for who, role in (("M1", "mentor"), ("X", "mentee"), ("W", "mentee")):
+                await bench.handle(person(who, role))
+            await bench.handle(person("Z", "mentee"))
+            await bench.handle(ParticipantWithdrawn(participant_id="W", programme_id="RM"))
+            await bench.handle(
+                ParticipantWithdrawn(participant_id="Z", programme_id="RM", erase=True)
+            )
+            await bench.handle(ParticipantWithdrawn(participant_id="T", programme_id="RM"))
+            await bench.handle(PairConfirmed(**{**PAIR, "mentee_id": "N1"}))
+            await bench.handle(PairConfirmed(**{**PAIR, "pair_id": "P2", "mentor_id": "N2",
+                                                "mentee_id": "N3"}))  # fmt: skip
+            # What the sender would do: wait for the people not known yet.
+            await bench.pool.execute("UPDATE notifications.messages SET status = 'waiting'")
+            bench.now = NOW + timedelta(minutes=5)
+        records = [
+            person("N1", "mentee"),  # releases P1's two messages
+            person("N2", "mentor"),  # releases P2's two messages, though N3 is still unknown
+            updated("N2", "mentor", revision=1, display_name="Nina"),  # the same person again
+            person("N3", "mentee"),
+            updated("X", "mentee", revision=2, locale="fr"),
+            updated("X", "mentee", revision=1, locale="de"),  # stale
+            updated("W", "mentee", revision=3),  # withdrawn: only an enrolment counts
+            person("W", "mentee", revision=1, display_name="Wanda"),  # withdrawn, enrolling
+            updated("Z", "mentee", revision=5),  # erased with the withdrawal: ignored
+            person("T", "mentee"),  # a tombstone enrolling: a new enrolment
+        ]
+        for record in records:  # a second between records
+            assert await alone.handle(record) == []
+            alone.now += timedelta(seconds=1)
+        tick = timedelta(seconds=1)
+        assert await run.handle_run(*records, tick=tick) == [[] for _ in records]
+        assert await run.outbox() == await alone.outbox()
+        stored = await notifications_state(alone)
+        assert await notifications_state(run) == stored
+    people = {p["participant_id"]: p for p in stored["participants"]}
+    assert (people["N2"]["revision"], people["N2"]["display_name"]) == (1, "Nina")
+    assert (people["X"]["revision"], people["X"]["locale"]) == (2, "fr")
+    assert (people["W"]["display_name"], people["W"]["withdrawn"]) == ("Wanda", False)
+    assert (people["Z"]["erased"], people["Z"]["email"]) == (True, None)
+    assert (people["T"]["revision"], people["T"]["role"]) == (0, "mentee")
+    assert {(m["participant_id"], m["status"]) for m in stored["messages"]} == {
+        ("M1", "pending"), ("N1", "pending"), ("N2", "pending"), ("N3", "pending"),
+    }  # fmt: skip
+    # Released by the first of the two people to arrive: P1's by N1, P2's by N2, a second on.
+    assert {(m["pair_id"], m["due_at"] - NOW) for m in stored["messages"]} == {
+        ("P1", timedelta(minutes=5)), ("P2", timedelta(minutes=5, seconds=1)),
+    }  # fmt: skip

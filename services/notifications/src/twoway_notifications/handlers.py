@@ -36,7 +36,7 @@ from twoway_shared.contract.events import (
     PairRematchRequested,
 )
 from twoway_shared.contract.values import pair_members
-from twoway_shared.enrolment import decide_withdrawal, profile_applies
+from twoway_shared.enrolment import Enrolment, decide_withdrawal, profile_applies
 from twoway_shared.platform.consumer import BatchHandler, Handler
 from twoway_shared.platform.uow import UnitOfWork
 
@@ -52,7 +52,7 @@ from twoway_notifications.domain.rules import (
     feedback_request_time,
     reminder_times,
 )
-from twoway_notifications.storage import NewMessage, SessionRow, Storage
+from twoway_notifications.storage import NewMessage, ProfileRow, SessionRow, Storage
 
 # Messages about a session that its time, cancellation or outcome make obsolete.
 SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
@@ -129,27 +129,41 @@ async def _add(store: Storage, uow: UnitOfWork, message: NewMessage) -> str:
 # ---------------------------------------------------------------- enrolments.v1
 
 
-async def on_profile(event: Event[ParticipantProfile], uow: UnitOfWork) -> None:
-    """Enrolled or updated: new contact details apply to every message not yet sent."""
-    p = event.data
-    store = Storage(uow.conn)
-    if not profile_applies(await store.enrolment(p.participant_id), event.type, p):
-        return  # stale, or withdrawn (maybe erased) until a newer enrolment
-    applied = await store.upsert_participant(
-        participant_id=p.participant_id,
-        programme_id=p.programme_id,
-        role=p.role,
-        display_name=p.display_name,
-        email=str(p.email),
-        timezone=p.timezone,
-        locale=p.locale,
-        notify_email=p.notify.email,
-        notify_reminders=p.notify.reminders,
-        revision=p.revision,
-        now=uow.now,
-    )
-    if applied:
-        await store.release_waiting(p.participant_id, uow.now)
+async def on_profiles(items: Sequence[tuple[Event[ParticipantProfile], UnitOfWork]]) -> None:
+    """Enrolled or updated, a run at once (a batch handler; a record alone is a run of one):
+    new contact details apply to every message not yet sent.
+
+    The rule is applied to the run's records in memory, in record order, from the people's
+    enrolments read and locked in one statement; then one upsert of each person's last
+    applied profile and one release of the messages that waited for any of them.
+    """
+    store = Storage(items[0][1].conn)
+    known = await store.enrolments(event.data.participant_id for event, _ in items)
+    latest: dict[str, ProfileRow] = {}
+    arrived: dict[str, datetime] = {}  # when each person's first applied profile came
+    for event, uow in items:
+        p = event.data
+        if not profile_applies(known.get(p.participant_id), event.type, p):
+            continue  # stale, or withdrawn (maybe erased) until a newer enrolment
+        known[p.participant_id] = Enrolment(p.programme_id, p.role, p.revision, withdrawn=False)
+        latest[p.participant_id] = ProfileRow(
+            participant_id=p.participant_id,
+            programme_id=p.programme_id,
+            role=p.role,
+            display_name=p.display_name,
+            email=str(p.email),
+            timezone=p.timezone,
+            locale=p.locale,
+            notify_email=p.notify.email,
+            notify_reminders=p.notify.reminders,
+            revision=p.revision,
+            updated_at=uow.now,
+        )
+        arrived.setdefault(p.participant_id, uow.now)
+    if not latest:
+        return
+    applied = await store.upsert_profiles(list(latest.values()))
+    await store.release_waiting_of([(who, at) for who, at in arrived.items() if who in applied])
 
 
 async def on_withdrawn(event: Event[ParticipantWithdrawn], uow: UnitOfWork) -> None:
@@ -598,13 +612,13 @@ async def on_credit_awarded(event: Event[CreditAwarded], uow: UnitOfWork) -> Non
 
 
 # Recorded set-based: a run of scheduled sessions (a pair's series arrives as one) in four
-# statements.
+# statements, a run of profiles (an enrolment wave) in three.
 BATCH_HANDLERS: dict[type[BaseModel], BatchHandler] = {
     SessionScheduled: on_sessions_scheduled,
+    ParticipantEnrolled: on_profiles,
+    ParticipantUpdated: on_profiles,
 }
 HANDLERS: dict[type[BaseModel], Handler] = {
-    ParticipantEnrolled: on_profile,
-    ParticipantUpdated: on_profile,
     ParticipantWithdrawn: on_withdrawn,
     ProgrammeConfigured: on_programme_configured,
     PairProposed: on_pair_proposed,

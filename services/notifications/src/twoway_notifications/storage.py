@@ -89,6 +89,23 @@ def _fields(row: Any) -> tuple[Any, ...]:
     return tuple(getattr(row, f.name) for f in fields(row))
 
 
+@dataclass(frozen=True)
+class ProfileRow:
+    """A person's contact details and preferences, as stored (the columns, in order)."""
+
+    participant_id: str
+    programme_id: str
+    role: str
+    display_name: str
+    email: str
+    timezone: str
+    locale: str
+    notify_email: bool
+    notify_reminders: bool
+    revision: int
+    updated_at: datetime
+
+
 class Storage:
     """The service's tables, on one connection (usually a unit of work's transaction)."""
 
@@ -97,27 +114,23 @@ class Storage:
 
     # ------------------------------------------------------------------ participants
 
-    async def upsert_participant(
-        self,
-        *,
-        participant_id: str,
-        programme_id: str,
-        role: str,
-        display_name: str,
-        email: str,
-        timezone: str,
-        locale: str,
-        notify_email: bool,
-        notify_reminders: bool,
-        revision: int,
-        now: datetime,
-    ) -> bool:
-        """Store a profile unless a later revision is stored; True when it was applied."""
-        applied = await self._conn.fetchval(
+    async def upsert_profiles(self, profiles: Sequence[ProfileRow]) -> set[str]:
+        """Store profiles (one per person) unless a later revision is stored, in one
+        statement; the ids of those applied."""
+        ordered = sorted(profiles, key=lambda p: p.participant_id)
+        rows = await self._conn.fetch(
             """INSERT INTO notifications.participants AS p (participant_id, programme_id, role,
                    display_name, email, timezone, locale, notify_email, notify_reminders,
                    revision, withdrawn, erased, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false, false, $11)
+               SELECT n.participant_id, n.programme_id, n.role, n.display_name, n.email,
+                   n.timezone, n.locale, n.notify_email, n.notify_reminders, n.revision,
+                   false, false, n.updated_at
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                   $6::text[], $7::text[], $8::bool[], $9::bool[], $10::int[],
+                   $11::timestamptz[])
+                   AS n(participant_id, programme_id, role, display_name, email, timezone,
+                   locale, notify_email, notify_reminders, revision, updated_at)
+               ORDER BY n.participant_id
                ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role,
                    display_name = EXCLUDED.display_name, email = EXCLUDED.email,
                    timezone = EXCLUDED.timezone, locale = EXCLUDED.locale,
@@ -126,34 +139,31 @@ class Storage:
                    revision = EXCLUDED.revision, withdrawn = false, erased = false,
                    updated_at = EXCLUDED.updated_at
                WHERE p.revision <= EXCLUDED.revision
-               RETURNING true""",
-            participant_id,
-            programme_id,
-            role,
-            display_name,
-            email,
-            timezone,
-            locale,
-            notify_email,
-            notify_reminders,
-            revision,
-            now,
+               RETURNING participant_id""",
+            *([getattr(p, f.name) for p in ordered] for f in fields(ProfileRow)),
         )
-        return bool(applied)
+        return {r["participant_id"] for r in rows}
+
+    async def enrolments(self, participant_ids: Iterable[str]) -> dict[str, Enrolment]:
+        """What is stored of these people's enrolments, locked in id order for this
+        transaction; the unknown are left out. Role "unknown" (revision -1) marks a
+        withdrawal seen before any enrolment."""
+        rows = await self._conn.fetch(
+            """SELECT participant_id, programme_id, role, revision, withdrawn
+               FROM notifications.participants WHERE participant_id = ANY($1::text[])
+               ORDER BY participant_id FOR UPDATE""",
+            sorted(set(participant_ids)),
+        )
+        return {
+            r["participant_id"]: Enrolment.stored(
+                r["programme_id"], r["role"], r["revision"], r["withdrawn"]
+            )
+            for r in rows
+        }
 
     async def enrolment(self, participant_id: str) -> Enrolment | None:
-        """What is stored of a person's enrolment, locked for this transaction; None if unknown.
-
-        Role "unknown" (revision -1) marks a withdrawal seen before any enrolment.
-        """
-        row = await self._conn.fetchrow(
-            """SELECT programme_id, role, revision, withdrawn FROM notifications.participants
-               WHERE participant_id = $1 FOR UPDATE""",
-            participant_id,
-        )
-        if row is None:
-            return None
-        return Enrolment.stored(row["programme_id"], row["role"], row["revision"], row["withdrawn"])
+        """What is stored of a person's enrolment, locked for this transaction; None if unknown."""
+        return (await self.enrolments([participant_id])).get(participant_id)
 
     async def withdraw(self, participant_id: str, programme_id: str, *, erase: bool) -> None:
         """Mark a person withdrawn; with `erase`, forget their name and address."""
@@ -518,14 +528,36 @@ class Storage:
 
     async def release_waiting(self, participant_id: str, now: datetime) -> None:
         """Messages waiting for this person's details become due again."""
-        released = await self._conn.execute(
-            """UPDATE notifications.messages SET status = 'pending',
-                   due_at = GREATEST(due_at, $2)
-               WHERE status = 'waiting' AND (participant_id = $1 OR partner_id = $1)""",
-            participant_id,
-            now,
+        await self.release_waiting_of([(participant_id, now)])
+
+    async def release_waiting_of(self, arrivals: Sequence[tuple[str, datetime]]) -> None:
+        """Messages waiting for the details of any of these people become due again, each
+        no earlier than the first of its two people's arrivals (person, when) in the list."""
+        if not arrivals:
+            return
+        released = await self._conn.fetchval(
+            """WITH arrived AS (
+                   SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS a(participant_id, at)),
+               due AS (
+                   SELECT notification_id, min(at) AS at FROM (
+                       SELECT m.notification_id, a.at FROM notifications.messages m
+                       JOIN arrived a ON a.participant_id = m.participant_id
+                       WHERE m.status = 'waiting'
+                       UNION ALL
+                       SELECT m.notification_id, a.at FROM notifications.messages m
+                       JOIN arrived a ON a.participant_id = m.partner_id
+                       WHERE m.status = 'waiting') AS w
+                   GROUP BY notification_id),
+               released AS (
+                   UPDATE notifications.messages m SET status = 'pending',
+                       due_at = GREATEST(m.due_at, due.at)
+                   FROM due WHERE m.notification_id = due.notification_id
+                   RETURNING 1)
+               SELECT count(*) FROM released""",
+            [who for who, _ in arrivals],
+            [at for _, at in arrivals],
         )
-        if released != "UPDATE 0":
+        if released:
             await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
     async def release_resolved_waiting(self, now: datetime, limit: int = 500) -> None:
