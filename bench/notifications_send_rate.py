@@ -17,17 +17,26 @@ from notifications_support import notifications_bench, seed_messages, sent_count
 from twoway_dev.testing.infra import Infra
 
 
-async def run(infra: Infra, count: int) -> float:
-    """Emails/s from the burst's insertion to the last one recorded sent."""
+MIXES = ("programme", "pair_confirmed")
+
+
+async def run(infra: Infra, count: int, mix: str = "programme") -> float:
+    """Emails/s from the burst's insertion to the last one recorded sent.
+
+    `mix`: "programme", the programme's (half pair_confirmed, half bookings with the pair's
+    six-session calendar, as a pair's four emails), or "pair_confirmed" alone (no calendar).
+    """
     now = datetime.now(UTC) - timedelta(seconds=1)
     async with notifications_bench(infra, now + timedelta(days=2)) as (runtime, conn):
         rows = [
             (str(uuid.uuid4()), f"u{i % 1000}", f"u{(i + 1) % 1000}", now) for i in range(count)
         ]
+        bookings = rows[1::2] if mix == "programme" else []
         await runtime.start()
         await asyncio.sleep(2)  # let the consumer join its group first
         started = time.perf_counter()
-        await seed_messages(conn, rows, "pair_confirmed")
+        await seed_messages(conn, rows[::2] if bookings else rows, "pair_confirmed")
+        await seed_messages(conn, bookings, "booking", session_id=None)
         await conn.execute("SELECT pg_notify('twoway_notifications_due', '')")
         # A deadline and a progress line: a slow run shows how far it got instead of looking
         # like a hang (10,000 emails at an overloaded machine's 15/s take over ten minutes).
@@ -44,7 +53,7 @@ async def run(infra: Infra, count: int) -> float:
         elapsed = time.perf_counter() - started
     rate = count / elapsed
     print(
-        f"notifications: {count} emails delivered and recorded sent (notification.sent in "
+        f"notifications: {count} emails ({mix} mix) delivered and recorded sent (notification.sent in "
         f"the outbox) in {elapsed:.2f} s = {rate:.0f} emails/s"
     )
     return rate
@@ -53,5 +62,7 @@ async def run(infra: Infra, count: int) -> float:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--mix", choices=MIXES, default="programme")
+    args = parser.parse_args()
     with bench_infra() as found:
-        asyncio.run(run(found, parser.parse_args().count))
+        asyncio.run(run(found, args.count, args.mix))

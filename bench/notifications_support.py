@@ -87,9 +87,12 @@ async def seed_people(conn: asyncpg.Connection, n: int) -> None:
 
 
 async def seed_messages(
-    conn: asyncpg.Connection, rows: list[tuple[str, str, str, datetime]], template: str
+    conn: asyncpg.Connection,
+    rows: list[tuple[str, str, str, datetime]],
+    template: str,
+    session_id: str | None = "s1",
 ) -> None:
-    """(notification_id, recipient, partner, due_at) rows about pair p1 / session s1."""
+    """(notification_id, recipient, partner, due_at) rows about pair p1 (and `session_id`)."""
     await conn.copy_records_to_table(
         "messages",
         schema_name="notifications",
@@ -106,7 +109,7 @@ async def seed_messages(
             "created_at",
         ],
         records=[
-            (nid, who, partner, True, template, "p1", "s1", "bench", due, due)
+            (nid, who, partner, True, template, "p1", session_id, "bench", due, due)
             for nid, who, partner, due in rows
         ],
     )
@@ -122,7 +125,8 @@ async def notifications_bench(
     infra: Infra, session_starts: datetime
 ) -> AsyncIterator[tuple[Runtime, asyncpg.Connection]]:
     """A notifications service (not yet started) on a fresh database with 1,000 people and
-    one session of theirs, a discarding SMTP sink, and a connection to seed and watch it."""
+    the weekly series of six sessions of their pair p1 (s1 first), a discarding SMTP sink,
+    and a connection to seed and watch it."""
     sink, port = start_sink()
     try:
         async with fresh_place(infra) as place:
@@ -130,11 +134,18 @@ async def notifications_bench(
             conn = await asyncpg.connect(dsn)
             try:
                 await seed_people(conn, 1000)
-                await conn.execute(
-                    """INSERT INTO notifications.sessions VALUES ('s1', 'p1', 'P', 'u1', 'u0',
-                       1, 1, $1, $2, 0, 'scheduled', 'bench')""",
-                    session_starts,
-                    session_starts + timedelta(minutes=30),
+                await conn.executemany(
+                    """INSERT INTO notifications.sessions VALUES ($1, 'p1', 'P', 'u1', 'u0',
+                       $2, 6, $3, $4, 0, 'scheduled', 'bench')""",
+                    [
+                        (
+                            f"s{n}",
+                            n,
+                            session_starts + timedelta(weeks=n - 1),
+                            session_starts + timedelta(weeks=n - 1, minutes=30),
+                        )
+                        for n in range(1, 7)
+                    ],
                 )
                 yield runtime, conn
             finally:

@@ -67,8 +67,13 @@ async def measure(infra: Infra, quick: bool, skip: set[str]) -> list[str]:
         return f"{pairs:,.0f} pairs/s, about {pairs * 12:,.0f} session events/s{ratio(pairs * 12)}"
 
     async def notifications() -> str:
-        emails = await notifications_send_rate.run(infra, 1_000 if quick else 10_000)
-        return f"{emails:,.0f} emails/s{ratio(emails)}"
+        count = 1_000 if quick else 10_000
+        mixed = await notifications_send_rate.run(infra, count, "programme")
+        plain = await notifications_send_rate.run(infra, count, "pair_confirmed")
+        return (
+            f"{mixed:,.0f} emails/s of the programme's mix{ratio(mixed)}; "
+            f"{plain:,.0f} emails/s of pair_confirmed alone"
+        )
 
     async def reminders() -> str:
         p99 = await notifications_reminder_lateness.run(
