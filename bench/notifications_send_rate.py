@@ -16,7 +16,6 @@ from bench_support import bench_infra
 from notifications_support import notifications_bench, seed_messages, sent_count
 from twoway_dev.testing.infra import Infra
 
-
 MIXES = ("programme", "pair_confirmed")
 
 
@@ -53,8 +52,8 @@ async def run(infra: Infra, count: int, mix: str = "programme") -> float:
         elapsed = time.perf_counter() - started
     rate = count / elapsed
     print(
-        f"notifications: {count} emails ({mix} mix) delivered and recorded sent (notification.sent in "
-        f"the outbox) in {elapsed:.2f} s = {rate:.0f} emails/s"
+        f"notifications: {count} emails ({mix} mix) delivered and recorded sent "
+        f"(notification.sent in the outbox) in {elapsed:.2f} s = {rate:.0f} emails/s"
     )
     return rate
 
