@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -16,6 +18,7 @@ import vobject
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from icalendar import Calendar
 from twoway_dev.testing.calendar_client import CalendarClient, Meeting
+from twoway_notifications import compose as compose_module
 from twoway_notifications.compose import (
     Draft,
     MailSettings,
@@ -504,6 +507,28 @@ def test_notification_ids_are_pinned() -> None:
     nid = notification_id(Template.BOOKING, "E1", "P1", 0)
     assert nid == "3929f697-c4ca-52ac-9a74-577d20f6ccd2"
     assert outcome_event_id(nid, "sent") == "4a8fa781-944f-5dd2-9047-8f17a7167e13"
+
+
+async def test_a_compose_worker_that_died_while_idle_costs_no_email() -> None:
+    drafts = [
+        Draft(message(Template.PAIR_CONFIRMED, notification_id=f"n{i}"), DANA, SAM, ())
+        for i in range(40)
+    ]
+    assert len(await compose_off_loop(drafts, SETTINGS, NOW)) == 40  # the pool is up
+    pool = compose_module._pool
+    assert pool is not None
+    next(iter(pool._processes.values())).kill()
+    deadline = time.monotonic() + 20
+    while not pool._broken:
+        assert time.monotonic() < deadline, "the pool never noticed its dead worker"
+        await asyncio.sleep(0.05)
+    # The broken pool refuses new work at once: the batch is built here, a new pool next time.
+    built = await compose_off_loop(drafts, SETTINGS, NOW)
+    assert [parsed(b)["Message-ID"] for b in built if isinstance(b, Email)] == [
+        f"<n{i}@twoway>" for i in range(40)
+    ]
+    assert compose_module._pool is not pool
+    assert len(await compose_off_loop(drafts, SETTINGS, NOW)) == 40
 
 
 async def test_emails_built_in_worker_processes_are_the_ones_built_here_in_order() -> None:

@@ -485,21 +485,23 @@ async def compose_in_turn(
         return
     loop = asyncio.get_running_loop()
     pool = _compose_pool()
-    futures = [loop.run_in_executor(pool, compose_drafts, c, settings, now) for c in chunks]
-    for n, future in enumerate(futures):
-        try:
-            part = await future
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): a new pool next time, the rest built here.
-            if _pool is pool:
-                _pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            for rest in futures[n:]:
-                rest.cancel()
-            for c in chunks[n:]:
-                yield compose_drafts(c, settings, now)
-            return
-        yield part
+    futures: list[asyncio.Future[list[Composed]]] = []
+    n = 0  # chunks yielded
+    try:
+        # Given to the pool inside the try: a pool whose idle worker died refuses at once.
+        futures = [loop.run_in_executor(pool, compose_drafts, c, settings, now) for c in chunks]
+        for future in futures:
+            yield await future
+            n += 1
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): a new pool next time, the rest built here.
+        if _pool is pool:
+            _pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+        for rest in futures[n:]:
+            rest.cancel()
+        for c in chunks[n:]:
+            yield compose_drafts(c, settings, now)
 
 
 async def compose_off_loop(

@@ -231,8 +231,8 @@ def _command_line(*args: bytes) -> bytes:
 
 
 async def _pipeline(client: aiosmtplib.SMTP, commands: list[bytes]) -> list[SMTPResponse]:
-    """Write the command lines in one write and read their replies in order, up to a 421
-    (the server is closing; aiosmtplib closes the client on it too). The other step below
+    """Write the command lines in one write and read their replies in order, up to a 421 or
+    the connection's end (aiosmtplib closes the client on a 421 too). The other step below
     aiosmtplib's public API, since its protocol expects one reply per command written:
     - it keeps the bytes that arrive only while a reply is due, so that is set before the
       write (as in `_end_of_data`);
@@ -263,6 +263,12 @@ async def _pipeline(client: aiosmtplib.SMTP, commands: list[bytes]) -> list[SMTP
     except TimeoutError as exc:
         client.close()
         raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
+    except aiosmtplib.SMTPServerDisconnected:
+        client.close()
+        if not replies:
+            raise
+        # Closed after answering some: those answers are classified (a refused MAIL stays a
+        # refusal), the missing ones count as the connection lost.
     except BaseException:
         client.close()
         raise

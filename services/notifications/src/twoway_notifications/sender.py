@@ -261,7 +261,10 @@ class Sender:
                 for _ in self._mailers:
                     ready.put_nowait(None)  # no more: each lane stops when it takes one
 
-        await asyncio.gather(
+        # Every lane runs to its end before an error is raised: a lane left running would
+        # share its connection with the next batch's. What was not sent stays claimed, and
+        # is sent again once its lease ends.
+        ended = await asyncio.gather(
             build(),
             *(
                 _send_lane(
@@ -274,7 +277,11 @@ class Sender:
                 )
                 for mailer in self._mailers
             ),
+            return_exceptions=True,
         )
+        for error in ended:
+            if isinstance(error, BaseException):
+                raise error
 
     async def _record_until_done(
         self, outcomes: Sequence[Outcome], stopping: asyncio.Event | None
