@@ -270,3 +270,44 @@ async def test_a_run_of_profiles_books_and_refits_as_one_at_a_time(
     assert (people["W"]["revision"], people["W"]["withdrawn"]) == (1, False)
     tuesdays = [d["starts_at"] for _, d in one_by_one[5] + one_by_one[9] + one_by_one[10]]
     assert all(datetime.fromisoformat(t).weekday() == 1 for t in tuesdays)
+
+
+async def test_someone_new_who_completes_a_pair_then_moves_in_the_same_run_is_refitted(
+    service_dsns: dict[str, str], twin_service_dsns: dict[str, str]
+) -> None:
+    """A booked mentor moves first (the run then asks who may have sessions to refit); later
+    in the run a new mentee completes a waiting pair and then changes their times: the pair
+    is booked and then refitted, as one record at a time does."""
+    thursdays = [{"day": "thu", "start": "14:00", "end": "15:30"}]
+    async with (
+        HandlerBench.open(create_spec(), service_dsns["scheduling"], NOW) as alone,
+        HandlerBench.open(create_spec(), twin_service_dsns["scheduling"], NOW) as run,
+    ):
+        for bench in (alone, run):
+            await bench.handle(
+                ProgrammeConfigured(
+                    programme_id="RM", sessions=2, starts_on=date(2027, 1, 5), min_notice_hours=0
+                )
+            )
+            await bench.handle(person("M1", "mentor"))
+            await bench.handle(person("B", "mentor", availability=NARROW))
+            await bench.handle(person("E0", "mentee"))
+            await bench.handle(confirmed("PB", "B", "E0"))  # booked on Mondays
+            await bench.handle(confirmed("P1", "M1", "N1"))  # waits for N1
+        records = [
+            updated("B", "mentor", revision=1, availability=TUESDAYS),  # PB's sessions move
+            person("N1", "mentee"),  # books P1
+            updated("N1", "mentee", revision=1, availability=thursdays),  # P1's sessions move
+        ]
+        tick, one_by_one = timedelta(seconds=1), []
+        for record in records:
+            one_by_one.append(await alone.handle(record))
+            alone.now += tick
+        assert await run.handle_run(*records, tick=tick) == one_by_one
+        assert await run.outbox() == await alone.outbox()
+        assert await scheduling_state(run) == await scheduling_state(alone)
+    assert [[t for t, _ in e] for e in one_by_one] == [
+        ["session.rescheduled"] * 2, ["session.scheduled"] * 2, ["session.rescheduled"] * 2,
+    ]  # fmt: skip
+    refitted = [datetime.fromisoformat(d["starts_at"]) for _, d in one_by_one[2]]
+    assert [t.weekday() for t in refitted] == [3, 3]

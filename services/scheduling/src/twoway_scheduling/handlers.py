@@ -118,7 +118,12 @@ async def on_profiles(items: Sequence[tuple[Event[ParticipantProfile], UnitOfWor
         known[data.participant_id] = after
         moved = existing is not None and existing.person is not None and existing.person != person
         if moved and booked is None:  # read once, when a run first changes someone's times
-            booked = await store.may_have_sessions(sorted(known), min(uow.now for _, uow in items))
+            # Everyone in the run, not only those known so far: someone new later in the run
+            # may complete a waiting pair and then change their times, as one at a time would
+            # book and then refit.
+            booked = await store.may_have_sessions(
+                sorted({e.data.participant_id for e, _ in items}), min(u.now for _, u in items)
+            )
         if moved and booked is not None and data.participant_id in booked:
             await _apply_profiles(store, applied)
             await _apply_profiles(store, [_Applied(uow, existing, after)], refit=True)
