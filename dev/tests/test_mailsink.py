@@ -72,3 +72,16 @@ def test_a_sink_process_that_cannot_listen_says_why(tmp_path: Path) -> None:
         sink = MailSinkProcess(tmp_path, port=taken.getsockname()[1])
         with pytest.raises(RuntimeError, match="exited at start"):
             sink.start()
+
+
+def test_a_sink_process_stops_when_its_parent_goes(tmp_path: Path) -> None:
+    sink = MailSinkProcess(tmp_path, port=_free_port())
+    sink.start()
+    process = sink._process
+    assert process is not None
+    assert process.stdin is not None
+    try:
+        process.stdin.close()  # what the kernel does for a parent that dies
+        assert process.wait(timeout=20) == 0
+    finally:
+        sink.stop()

@@ -127,6 +127,8 @@ class MailSinkProcess:
                     "--host",
                     self.host,
                 ],
+                # Its stdin ends when this process does, however it ends: then it stops too.
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
@@ -157,8 +159,9 @@ class MailSinkProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
 
     def messages(self) -> list[Path]:
         return sorted(self.folder.glob("*.eml"))
@@ -187,6 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     sink = MailSink(args.folder, port=args.port, host=args.host, index=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+
+    def orphaned() -> None:  # the parent closed our stdin, or died
+        sys.stdin.buffer.read()
+        stopped.set()
+
+    threading.Thread(target=orphaned, daemon=True).start()
     sink.start()
     sys.stdout.buffer.write(READY)
     sys.stdout.flush()
