@@ -248,3 +248,31 @@ async def test_refusals_give_the_same_results_and_the_next_message_goes(
     ]
     if pipelined(server):
         assert [b"MAIL", b"RCPT", b"RCPT", b"DATA"] in server.command_reads()
+
+
+async def test_a_server_that_refuses_the_sender_and_closes_mid_pipeline_is_a_refusal() -> None:
+    """A server that offers PIPELINING, answers MAIL with 550 and closes without a 421 (or an
+    answer to RCPT and DATA): the refusal it gave is what counts, not the closed connection."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 blunt.test ESMTP\r\n")
+        await writer.drain()
+        await reader.readline()  # EHLO
+        writer.write(b"250-blunt.test\r\n250 PIPELINING\r\n")
+        await writer.drain()
+        seen.append(await reader.readline())  # MAIL (RCPT and DATA follow in the same write)
+        writer.write(b"550 5.7.1 sender not allowed\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    mailer = Mailer(SmtpConfig("127.0.0.1", port, tls="off", timeout=10))
+    try:
+        async with server:
+            result = await mailer.send(email(A, "refused"))
+    finally:
+        await mailer.close()
+    assert seen == [b"MAIL FROM:<no-reply@twoway.test>\r\n"]
+    assert result == Result(Delivery.PERMANENT, "SMTP 550 5.7.1 sender not allowed")
