@@ -491,9 +491,7 @@ async def test_a_run_of_profiles_stores_what_one_at_a_time_does(
             enrolled("P", "mentee", revision=1, grade=19),  # the same revision again
         ]
         tick = timedelta(seconds=1)
-        for record in records:
-            assert await alone.handle(record) == []
-            alone.now += tick
+        assert await alone.handle_each(*records, tick=tick) == [[] for _ in records]
         assert await run.handle_run(*records, tick=tick) == [[] for _ in records]
         expected = await stored_state(alone)
         assert await stored_state(run) == expected

@@ -246,10 +246,8 @@ async def test_a_run_of_profiles_records_what_one_at_a_time_does(
             updated("Z", "mentee", revision=5),  # erased with the withdrawal: ignored
             person("T", "mentee"),  # a tombstone enrolling: a new enrolment
         ]
-        for record in records:  # a second between records
-            assert await alone.handle(record) == []
-            alone.now += timedelta(seconds=1)
-        tick = timedelta(seconds=1)
+        tick = timedelta(seconds=1)  # between records
+        assert await alone.handle_each(*records, tick=tick) == [[] for _ in records]
         assert await run.handle_run(*records, tick=tick) == [[] for _ in records]
         assert await run.outbox() == await alone.outbox()
         stored = await notifications_state(alone)

@@ -249,10 +249,8 @@ async def test_a_run_of_profiles_books_and_refits_as_one_at_a_time(
             updated("B", "mentor", revision=1, availability=TUESDAYS),  # PB's sessions move
             person("N4", "mentee"),  # books P5 on B's new Tuesdays
         ]
-        tick, one_by_one = timedelta(seconds=1), []
-        for record in records:
-            one_by_one.append(await alone.handle(record))
-            alone.now += tick
+        tick = timedelta(seconds=1)
+        one_by_one = await alone.handle_each(*records, tick=tick)
         assert await run.handle_run(*records, tick=tick) == one_by_one
         assert await run.outbox() == await alone.outbox()
         stored = await scheduling_state(alone)
@@ -299,10 +297,8 @@ async def test_someone_new_who_completes_a_pair_then_moves_in_the_same_run_is_re
             person("N1", "mentee"),  # books P1
             updated("N1", "mentee", revision=1, availability=thursdays),  # P1's sessions move
         ]
-        tick, one_by_one = timedelta(seconds=1), []
-        for record in records:
-            one_by_one.append(await alone.handle(record))
-            alone.now += tick
+        tick = timedelta(seconds=1)
+        one_by_one = await alone.handle_each(*records, tick=tick)
         assert await run.handle_run(*records, tick=tick) == one_by_one
         assert await run.outbox() == await alone.outbox()
         assert await scheduling_state(run) == await scheduling_state(alone)

@@ -58,6 +58,18 @@ class HandlerBench:
             emitted = uow.pending
         return _emitted(emitted)
 
+    async def handle_each(
+        self, *data: BaseModel, tick: timedelta | None = None
+    ) -> list[list[tuple[str, dict[str, Any]]]]:
+        """`handle` each event alone, in order (what `handle_run` is compared with); with
+        `tick`, the clock moves on by it after each, as `handle_run` moves it."""
+        emitted = []
+        for d in data:
+            emitted.append(await self.handle(d))
+            if tick is not None:
+                self.now += tick
+        return emitted
+
     async def handle_run(
         self, *data: BaseModel, tick: timedelta | None = None
     ) -> list[list[tuple[str, dict[str, Any]]]]:
