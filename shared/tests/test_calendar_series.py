@@ -417,3 +417,32 @@ def test_a_feed_holds_one_timezone_per_zone_before_its_events() -> None:
     ]
     assert data.index(b"BEGIN:VTIMEZONE") < data.index(b"BEGIN:VEVENT")
     assert data.rindex(b"END:VTIMEZONE") < data.index(b"BEGIN:VEVENT")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        TEXT,
+        SeriesText(
+            summary="Mentorat inversé avec Zoë Ångström-Łukasiewicz, équipe données et IA",
+            description="Zoë apprend : l'IA générative, la cybersécurité\n" * 4,
+            url="https://portal.example/pairs/" + "p" * 90,
+            organizer=Person("mentoring@example.com", "Twoway"),
+            attendees=(Person("zoe@example.com", "Zoë Ångström" * 6), Person("a@b.c", "Sam")),
+        ),
+        SeriesText(summary="é" * 36 + "x", description="a" * 61 + "é"),
+    ],
+)
+def test_a_calendar_is_written_byte_for_byte_as_icalendar_writes_it(text: SeriesText) -> None:
+    """Short lines are written without icalendar's folding: lines at and around the 75-octet
+    limit, ASCII or not, come out exactly as icalendar itself folds them."""
+    from twoway_shared.calendar import _written
+
+    plan = plan_series("p1", booked(at(3, 3, 10, 0), at(17, 3, 11, 0)), "Europe/London")
+    assert plan is not None
+    calendar = Calendar()
+    calendar.add("prodid", "-//Twoway//Reverse mentoring//EN")
+    for event in series_events(plan, text, NOW):
+        calendar.add_component(event)
+    assert _written(calendar) == calendar.to_ical()
+    assert any(len(line.encode()) > 74 for line in calendar.content_lines())  # some fold

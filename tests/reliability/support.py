@@ -498,7 +498,8 @@ class Run:
                 shown = time.monotonic()
                 print(
                     f"  +{shown - self.started:6.1f}s {len(outcome.pairs)} pairs, "
-                    f"{len(outcome.sessions)} sessions, {sum(outcome.emails.values())} emails",
+                    f"{len(outcome.sessions)} sessions, {sum(outcome.emails.values())} emails; "
+                    f"notifications' due emails: {await due_emails(dsns['notifications'])}",
                     flush=True,
                 )
             faults_done = injector is None or injector.done()
@@ -526,6 +527,23 @@ class Run:
                 [topic_name(prefix, t) for t in CONSUMES[name]],
                 timeout=max(60.0, self.people / 20),
             )
+
+
+async def due_emails(dsn: str) -> str:
+    """The booking and pair_confirmed messages notifications holds, by status: whether the
+    emails wait on the sender or on the messages being made (the events being consumed)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"database unavailable ({type(exc).__name__})"
+    try:
+        rows = await conn.fetch(
+            """SELECT status, count(*) AS n FROM notifications.messages
+               WHERE template IN ('booking', 'pair_confirmed') GROUP BY status ORDER BY status"""
+        )
+    finally:
+        await conn.close()
+    return ", ".join(f"{r['n']} {r['status']}" for r in rows) or "none yet"
 
 
 async def unsettled(dsns: dict[str, str]) -> list[str]:

@@ -20,7 +20,7 @@ from email.headerregistry import Address
 from email.message import Message as MimeMessage
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,21 +205,38 @@ def _attachment(
     return cancellation(plan, [s.session_id for s in sessions], text, now)
 
 
-def _session_view(s: Session, zone: str, partner: Contact | None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "sequence": s.sequence,
-        "total": s.total,
-        "starts": local_time(s.starts_at, zone) if s.starts_at else "",
-        "ends": local_time(s.ends_at, zone) if s.ends_at else "",
-        "span": local_span(s.starts_at, s.ends_at, zone) if s.starts_at and s.ends_at else "",
-        "partner_span": "",
-        "revision": s.revision,
-        "session_id": s.session_id,
-    }
-    other = partner.timezone if partner is not None else None
-    if other and other != zone and s.starts_at and s.ends_at:
-        view["partner_span"] = local_span(s.starts_at, s.ends_at, other)
-    return view
+class _SessionView:
+    """A session as the templates show it, each text made only if a template asks for it."""
+
+    def __init__(self, s: Session, zone: str, partner: Contact | None) -> None:
+        self._s = s
+        self._zone = zone
+        self._other = partner.timezone if partner is not None else None
+        self.sequence = s.sequence
+        self.total = s.total
+        self.revision = s.revision
+        self.session_id = s.session_id
+
+    @cached_property
+    def starts(self) -> str:
+        return local_time(self._s.starts_at, self._zone) if self._s.starts_at else ""
+
+    @cached_property
+    def ends(self) -> str:
+        return local_time(self._s.ends_at, self._zone) if self._s.ends_at else ""
+
+    @cached_property
+    def span(self) -> str:
+        s = self._s
+        return local_span(s.starts_at, s.ends_at, self._zone) if s.starts_at and s.ends_at else ""
+
+    @cached_property
+    def partner_span(self) -> str:
+        """The session in the partner's zone, when it differs from the recipient's."""
+        s, other = self._s, self._other
+        if other and other != self._zone and s.starts_at and s.ends_at:
+            return local_span(s.starts_at, s.ends_at, other)
+        return ""
 
 
 _METHODS: dict[Template, str] = {
@@ -261,7 +278,7 @@ def compose(
         "portal_url": portal,
         "pair_id": message.pair_id,
         "details": details,
-        "sessions": [_session_view(s, zone, known_partner) for s in sessions],
+        "sessions": [_SessionView(s, zone, known_partner) for s in sessions],
         "calendar_url": settings.calendar_url(recipient.participant_id)
         if message.template is Template.BOOKING
         else None,

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from twoway_notifications.domain.model import NEEDS_PARTNER, Contact, Message, Template
@@ -75,6 +76,7 @@ def decide(message: Message, recipient: Contact | None, partner: Contact | None)
     return Decision(Verdict.SEND)
 
 
+@lru_cache(maxsize=4096)  # a pair's two emails show the same times, each in both zones
 def local_time(at: datetime, timezone: str | None) -> str:
     """`Wednesday 3 March 2027, 10:30 (Europe/London)`: the recipient's wall clock, zone named."""
     zone = timezone or "UTC"
@@ -82,6 +84,7 @@ def local_time(at: datetime, timezone: str | None) -> str:
     return f"{local:%A} {local.day} {local:%B %Y, %H:%M} ({zone})"
 
 
+@lru_cache(maxsize=4096)
 def local_span(starts_at: datetime, ends_at: datetime, timezone: str | None) -> str:
     """`Wednesday 3 March 2027, 10:30-11:00 (Europe/London)`; the end's date if it differs."""
     zone = timezone or "UTC"
