@@ -563,18 +563,21 @@ class Run:
 
 async def due_emails(dsn: str) -> str:
     """The booking and pair_confirmed messages notifications holds, by status: whether the
-    emails wait on the sender or on the messages being made (the events being consumed)."""
+    emails wait on the sender or on the messages being made (the events being consumed).
+    Only a progress line: a database that does not answer is said so, never raised."""
     try:
-        conn = await asyncpg.connect(dsn)
-    except (OSError, asyncpg.PostgresError) as exc:
-        return f"database unavailable ({type(exc).__name__})"
-    try:
-        rows = await conn.fetch(
-            """SELECT status, count(*) AS n FROM notifications.messages
-               WHERE template IN ('booking', 'pair_confirmed') GROUP BY status ORDER BY status"""
-        )
-    finally:
-        await conn.close()
+        conn = await asyncpg.connect(dsn, timeout=2)
+        try:
+            rows = await conn.fetch(
+                """SELECT status, count(*) AS n FROM notifications.messages
+                   WHERE template IN ('booking', 'pair_confirmed')
+                   GROUP BY status ORDER BY status""",
+                timeout=2,
+            )
+        finally:
+            await conn.close(timeout=2)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"not known ({type(exc).__name__})"
     return ", ".join(f"{r['n']} {r['status']}" for r in rows) or "none yet"
 
 

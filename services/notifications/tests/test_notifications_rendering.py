@@ -35,6 +35,7 @@ from twoway_notifications.domain.rules import (
     backoff,
     decide,
     gives_up,
+    local_span,
     local_time,
     reminder_times,
     smtp_error,
@@ -123,6 +124,21 @@ def test_local_time_names_the_zone() -> None:
     at = datetime(2027, 3, 3, 10, 30, tzinfo=UTC)
     assert local_time(at, "Europe/London") == "Wednesday 3 March 2027, 10:30 (Europe/London)"
     assert local_time(at, "America/New_York") == "Wednesday 3 March 2027, 05:30 (America/New_York)"
+
+
+def test_the_two_half_past_ones_of_a_night_the_clocks_go_back_are_told_apart() -> None:
+    """They compare equal as wall-clock times an hour apart; the texts are kept by instant."""
+    first = datetime(2027, 10, 31, 1, 30, tzinfo=ZoneInfo("Europe/London"))
+    second = first.replace(fold=1)
+    assert first == second  # Python's rule for times in the same zone
+    assert local_time(first, "UTC") == "Sunday 31 October 2027, 00:30 (UTC)"
+    assert local_time(second, "UTC") == "Sunday 31 October 2027, 01:30 (UTC)"
+    assert local_span(first, first + timedelta(minutes=30), "UTC").startswith(
+        "Sunday 31 October 2027, 00:30"
+    )
+    assert local_span(second, second + timedelta(minutes=30), "UTC").startswith(
+        "Sunday 31 October 2027, 01:30"
+    )
 
 
 def test_smtp_error_holds_no_address() -> None:

@@ -366,32 +366,43 @@ class _Recorder:
     last one was committed and for up to `record_linger` more (a group commit), so a
     delivered message is recorded within about one commit and a linger of the server's
     reply, not when its whole batch is done, and a burst costs a few transactions a second
-    rather than one per email."""
+    rather than one per email.
+
+    Only deliveries linger. Any other result (a refusal after the end of data, say) is
+    recorded at once: a message left `sending` by a process that dies is recorded as sent,
+    which for a refusal would be wrong, so its window stays one commit."""
 
     def __init__(self, sender: Sender, stopping: asyncio.Event | None) -> None:
         self._sender = sender
         self._stopping = stopping
         self._waiting: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._draining = False
+        self._now = asyncio.Event()  # stop lingering: a result that may not wait, or the end
+        self._ended = False
 
     def add(self, outcome: Outcome) -> None:
         self._sender._metrics.observe([outcome], self._sender._runtime.clock())
         self._waiting.append(outcome)
+        if outcome.verdict != Delivery.SENT or len(self._waiting) >= RECORD_GROUP:
+            self._now.set()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         linger = self._sender._options.record_linger.total_seconds()
         while self._waiting:
-            if linger > 0 and not self._draining and len(self._waiting) < RECORD_GROUP:
-                await asyncio.sleep(linger)
+            if linger > 0 and not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), linger)
             batch, self._waiting = self._waiting, []
+            if not self._ended:
+                self._now.clear()
             await self._sender._record_until_done(batch, self._stopping)
 
     async def drain(self) -> None:
         """Until everything added so far is recorded (no more lingering: nothing else comes)."""
-        self._draining = True
+        self._ended = True
+        self._now.set()
         while self._flushing is not None and not self._flushing.done():
             await self._flushing
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -76,18 +76,26 @@ def decide(message: Message, recipient: Contact | None, partner: Contact | None)
     return Decision(Verdict.SEND)
 
 
-@lru_cache(maxsize=4096)  # a pair's two emails show the same times, each in both zones
 def local_time(at: datetime, timezone: str | None) -> str:
     """`Wednesday 3 March 2027, 10:30 (Europe/London)`: the recipient's wall clock, zone named."""
-    zone = timezone or "UTC"
+    return _local_time(at.astimezone(UTC), timezone or "UTC")
+
+
+def local_span(starts_at: datetime, ends_at: datetime, timezone: str | None) -> str:
+    """`Wednesday 3 March 2027, 10:30-11:00 (Europe/London)`; the end's date if it differs."""
+    return _local_span(starts_at.astimezone(UTC), ends_at.astimezone(UTC), timezone or "UTC")
+
+
+# Kept by instant (in UTC: two wall-clock times an hour apart when clocks go back compare
+# equal), as a pair's two emails show the same times, each in both zones.
+@lru_cache(maxsize=4096)
+def _local_time(at: datetime, zone: str) -> str:
     local = at.astimezone(ZoneInfo(zone))
     return f"{local:%A} {local.day} {local:%B %Y, %H:%M} ({zone})"
 
 
 @lru_cache(maxsize=4096)
-def local_span(starts_at: datetime, ends_at: datetime, timezone: str | None) -> str:
-    """`Wednesday 3 March 2027, 10:30-11:00 (Europe/London)`; the end's date if it differs."""
-    zone = timezone or "UTC"
+def _local_span(starts_at: datetime, ends_at: datetime, zone: str) -> str:
     start = starts_at.astimezone(ZoneInfo(zone))
     end = ends_at.astimezone(ZoneInfo(zone))
     until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%A} {end.day} {end:%B, %H:%M}"
