@@ -28,8 +28,8 @@ SAM = Contact("E2", "mentor", "Sam Okafor", "sam@example.com", "America/New_York
 DETAILS = {"mentee_learns": ["generative-ai"], "mentor_learns": ["leadership"]}
 
 
-def weekly(first: datetime, n: int, pair: str = "p1") -> list[Session]:
-    """n sessions a week apart at `first`'s wall-clock time in its zone."""
+def weekly(first: datetime, n: int, pair: str) -> list[Session]:
+    """`pair`'s n sessions a week apart at `first`'s wall-clock time in its zone."""
     starts = [first + timedelta(weeks=i) for i in range(n)]
     return [
         Session(

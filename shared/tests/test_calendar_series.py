@@ -17,6 +17,7 @@ from twoway_shared.calendar import (
     SeriesPlan,
     SeriesSession,
     SeriesText,
+    _written,
     cancellation,
     feed,
     invitation,
@@ -436,8 +437,6 @@ def test_a_feed_holds_one_timezone_per_zone_before_its_events() -> None:
 def test_a_calendar_is_written_byte_for_byte_as_icalendar_writes_it(text: SeriesText) -> None:
     """Short lines are written without icalendar's folding: lines at and around the 75-octet
     limit, ASCII or not, come out exactly as icalendar itself folds them."""
-    from twoway_shared.calendar import _written
-
     plan = plan_series("p1", booked(at(3, 3, 10, 0), at(17, 3, 11, 0)), "Europe/London")
     assert plan is not None
     calendar = Calendar()
