@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import murmur2
@@ -36,6 +38,7 @@ from twoway_shared.contract import (
     encode,
     new_event,
 )
+from twoway_shared.platform import kafka as platform_kafka
 from twoway_shared.platform.consumer import Handler, Rejected
 from twoway_shared.platform.kafka import ensure_topics
 from twoway_shared.platform.migrations import MigrationError, migrate
@@ -359,11 +362,57 @@ async def test_outbox_relay_delivers_in_order_per_key(
         ids = [json.loads(r.value or b"")["id"] for r in seen if r.key == f"{key}-echo".encode()]
         assert ids == [f"{key}-{n:03d}" for n in range(40)], key
     assert seen[0].headers["content-type"] == CONTENT_TYPE.encode()
+    # Each key on the partition every Kafka client's default partitioner gives it.
+    partitions = runtime.settings.topic_partitions
+    for r in seen:
+        assert r.key is not None
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % partitions, r.key
     await eventually(
         lambda: runtime.pool.fetchval("SELECT count(*) FROM matching.outbox"),
         lambda n: n == 0,
         what="an empty outbox",
     )
+
+
+async def test_outbox_relay_keeps_order_across_full_batches(
+    infra: Infra,
+    service_dsns: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches of 1 KiB: one relay step fills many per partition, sent in turn, in order."""
+    monkeypatch.setattr(platform_kafka, "PRODUCER_BATCH_BYTES", 1024)
+    batches: list[tuple[str, int]] = []
+    send_batch = AIOKafkaProducer.send_batch
+
+    async def counted(producer: AIOKafkaProducer, batch: Any, topic: str, *, partition: int) -> Any:
+        batches.append((topic, partition))
+        return await send_batch(producer, batch, topic, partition=partition)
+
+    monkeypatch.setattr(AIOKafkaProducer, "send_batch", counted)
+    spec = make_spec(tmp_path, Recorder())
+    settings = settings_for(infra, service_dsns["matching"], topic_prefix)
+    await run_migrations(spec, settings)
+    runtime = Runtime(spec, settings)
+    await runtime.start()
+    try:
+        keys = [f"big-{i}" for i in range(4)]
+        async with runtime.db.unit_of_work() as uow:  # one step of the relay: 200 records
+            for n in range(50):
+                for key in keys:
+                    data = ProgrammeMatchingRequested(programme_id=f"{key}-echo")
+                    uow.emit(Topic.PROGRAMMES, data, event_id=f"{key}-{n:03d}")
+        topic = runtime.topic(Topic.PROGRAMMES)
+        async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
+            seen = await reader.wait_for(lambda r: len(r) >= 200, what="200 outbox events")
+    finally:
+        await runtime.stop()
+    assert len(seen) == 200
+    for key in keys:
+        ids = [json.loads(r.value or b"")["id"] for r in seen if r.key == f"{key}-echo".encode()]
+        assert ids == [f"{key}-{n:03d}" for n in range(50)], key
+    assert max(Counter(batches).values()) > 10  # many batches a partition, not one
 
 
 async def test_handler_effects_carry_causation(
