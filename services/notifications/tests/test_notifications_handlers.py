@@ -16,6 +16,7 @@ from twoway_notifications.storage import Storage
 from twoway_shared.contract import (
     PairConfirmed,
     PairEnded,
+    PairProposed,
     ParticipantEnrolled,
     ParticipantUpdated,
     ParticipantWithdrawn,
@@ -265,3 +266,56 @@ async def test_a_run_of_profiles_records_what_one_at_a_time_does(
     assert {(m["pair_id"], m["due_at"] - NOW) for m in stored["messages"]} == {
         ("P1", timedelta(minutes=5)), ("P2", timedelta(minutes=5, seconds=1)),
     }  # fmt: skip
+
+
+# ---------------------------------------------------------------- a run of pairs
+
+
+def proposed(pair: dict[str, str], learns: list[str], *, expires: bool) -> PairProposed:
+    reasons = {"mentee_learns": learns, "mentor_learns": ["leadership", "finance"]}
+    return example(
+        PairProposed,
+        **pair,
+        reasons=example(PairProposed).reasons.model_copy(update=reasons),
+        expires_at=NOW + timedelta(days=3) if expires else None,
+    )
+
+
+async def test_a_run_of_pairs_records_what_one_at_a_time_does(
+    service_dsns: dict[str, str], twin_service_dsns: dict[str, str]
+) -> None:
+    """Proposals with and without an expiry, one pair proposed twice with other reasons,
+    confirmations with one replayed: as runs and one record at a time, the same pairs (the
+    last proposal's tags, in their order) and the same messages."""
+    p2 = {**PAIR, "pair_id": "P2", "mentee_id": "E2"}
+    proposals = [
+        proposed(PAIR, ["cloud", "ai"], expires=True),
+        proposed(p2, ["video"], expires=False),
+        proposed(PAIR, ["security", "ai", "blogging"], expires=True),  # the same pair again
+    ]
+    confirmations = [PairConfirmed(**PAIR), PairConfirmed(**p2), PairConfirmed(**PAIR)]
+    async with (
+        HandlerBench.open(create_spec(), service_dsns["notifications"], NOW) as alone,
+        HandlerBench.open(create_spec(), twin_service_dsns["notifications"], NOW) as run,
+    ):
+        await alone.handle_each(*proposals, *confirmations)
+        await run.handle_run(*proposals)
+        await run.handle_run(*confirmations)
+        assert await run.outbox() == await alone.outbox()
+        query = "SELECT pair_id, mentee_learns, mentor_learns FROM notifications.pairs ORDER BY 1"
+        pairs = [tuple(r) for r in await alone.fetch(query)]
+        assert [tuple(r) for r in await run.fetch(query)] == pairs
+        stored = await notifications_state(alone)
+        assert await notifications_state(run) == stored
+    assert pairs == [
+        ("P1", ["security", "ai", "blogging"], ["leadership", "finance"]),
+        ("P2", ["video"], ["leadership", "finance"]),
+    ]
+    templates = Counter((m["participant_id"], m["template"]) for m in stored["messages"])
+    assert templates == {
+        ("M1", "pair_proposed"): 1,  # P1's proposal: it needs an answer
+        ("E1", "pair_proposed"): 1,
+        ("M1", "pair_confirmed"): 2,  # P1 and P2
+        ("E1", "pair_confirmed"): 1,
+        ("E2", "pair_confirmed"): 1,
+    }

@@ -52,7 +52,7 @@ from twoway_notifications.domain.rules import (
     feedback_request_time,
     reminder_times,
 )
-from twoway_notifications.storage import NewMessage, ProfileRow, SessionRow, Storage
+from twoway_notifications.storage import NewMessage, PairRow, ProfileRow, SessionRow, Storage
 
 # Messages about a session that its time, cancellation or outcome make obsolete.
 SESSION_TIMED = (Template.REMINDER, Template.SESSION_RESCHEDULED, Template.FEEDBACK_REQUEST)
@@ -206,47 +206,59 @@ async def on_programme_configured(event: Event[ProgrammeConfigured], uow: UnitOf
 # ---------------------------------------------------------------- pairs.v1
 
 
-async def on_pair_proposed(event: Event[PairProposed], uow: UnitOfWork) -> None:
-    """Only a proposal that needs acceptance (it has an expiry) asks people to respond."""
-    pair = event.data
-    store = Storage(uow.conn)
-    await store.save_pair(
-        **pair_members(pair),
-        mentee_learns=list(pair.reasons.mentee_learns),
-        mentor_learns=list(pair.reasons.mentor_learns),
+async def on_pairs_proposed(items: Sequence[tuple[Event[PairProposed], UnitOfWork]]) -> None:
+    """A run of `pair.proposed` (a batch handler): keep what each side learns; only a proposal
+    that needs acceptance (it has an expiry) asks people to respond."""
+    store = Storage(items[0][1].conn)
+    # A pair proposed twice in the run keeps its last proposal, as one upsert after another.
+    latest = {event.data.pair_id: event.data for event, _ in items}
+    await store.save_pairs(
+        [
+            PairRow(
+                **pair_members(pair),
+                mentee_learns=list(pair.reasons.mentee_learns),
+                mentor_learns=list(pair.reasons.mentor_learns),
+            )
+            for pair in latest.values()
+        ]
     )
-    if pair.expires_at is None:
-        return
-    details = {
-        "mentee_learns": list(pair.reasons.mentee_learns),
-        "mentor_learns": list(pair.reasons.mentor_learns),
-        "languages": list(pair.reasons.languages),
-        "expires_at": pair.expires_at.isoformat(),
-    }
-    messages = _both(
-        uow,
-        Template.PAIR_PROPOSED,
-        pair.pair_id,
-        pair.mentor_id,
-        pair.mentee_id,
-        cause_id=event.id,
-        details=details,
-    )
-    await store.add_messages(messages, uow.now)
+    messages: list[NewMessage] = []
+    for event, uow in items:
+        pair = event.data
+        if pair.expires_at is None:
+            continue
+        details = {
+            "mentee_learns": list(pair.reasons.mentee_learns),
+            "mentor_learns": list(pair.reasons.mentor_learns),
+            "languages": list(pair.reasons.languages),
+            "expires_at": pair.expires_at.isoformat(),
+        }
+        messages += _both(
+            uow,
+            Template.PAIR_PROPOSED,
+            pair.pair_id,
+            pair.mentor_id,
+            pair.mentee_id,
+            cause_id=event.id,
+            details=details,
+        )
+    await store.add_messages(messages, items[0][1].now)
 
 
-async def on_pair_confirmed(event: Event[PairConfirmed], uow: UnitOfWork) -> None:
-    pair = event.data
-    store = Storage(uow.conn)
-    messages = _both(
-        uow,
-        Template.PAIR_CONFIRMED,
-        pair.pair_id,
-        pair.mentor_id,
-        pair.mentee_id,
-        cause_id=event.id,
-    )
-    await store.add_messages(messages, uow.now)
+async def on_pairs_confirmed(items: Sequence[tuple[Event[PairConfirmed], UnitOfWork]]) -> None:
+    """A run of `pair.confirmed` (a batch handler): both people's emails, one statement."""
+    messages: list[NewMessage] = []
+    for event, uow in items:
+        pair = event.data
+        messages += _both(
+            uow,
+            Template.PAIR_CONFIRMED,
+            pair.pair_id,
+            pair.mentor_id,
+            pair.mentee_id,
+            cause_id=event.id,
+        )
+    await Storage(items[0][1].conn).add_messages(messages, items[0][1].now)
 
 
 async def on_pair_ended(event: Event[PairEnded], uow: UnitOfWork) -> None:
@@ -615,14 +627,14 @@ async def on_credit_awarded(event: Event[CreditAwarded], uow: UnitOfWork) -> Non
 # statements, a run of profiles (an enrolment wave) in three.
 BATCH_HANDLERS: dict[type[BaseModel], BatchHandler] = {
     SessionScheduled: on_sessions_scheduled,
+    PairProposed: on_pairs_proposed,
+    PairConfirmed: on_pairs_confirmed,
     ParticipantEnrolled: on_profiles,
     ParticipantUpdated: on_profiles,
 }
 HANDLERS: dict[type[BaseModel], Handler] = {
     ParticipantWithdrawn: on_withdrawn,
     ProgrammeConfigured: on_programme_configured,
-    PairProposed: on_pair_proposed,
-    PairConfirmed: on_pair_confirmed,
     PairEnded: on_pair_ended,
     SessionRescheduled: on_session_rescheduled,
     SessionCancelled: on_session_cancelled,

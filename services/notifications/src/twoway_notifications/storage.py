@@ -57,6 +57,17 @@ class NewMessage(NamedTuple):
     traceparent: str | None = None  # of the record that caused it, for the sender's span
 
 
+class PairRow(NamedTuple):
+    """A pair and what each side learns, as `save_pairs` keeps it."""
+
+    pair_id: str
+    programme_id: str
+    mentor_id: str
+    mentee_id: str
+    mentee_learns: list[str]
+    mentor_learns: list[str]
+
+
 class SessionRow(NamedTuple):
     """A session as `save_sessions` keeps it (the fields in the order of its columns)."""
 
@@ -244,28 +255,29 @@ class Storage:
 
     # ------------------------------------------------------------------ pairs
 
-    async def save_pair(
-        self,
-        *,
-        pair_id: str,
-        programme_id: str,
-        mentor_id: str,
-        mentee_id: str,
-        mentee_learns: list[str],
-        mentor_learns: list[str],
-    ) -> None:
+    async def save_pairs(self, pairs: Sequence[PairRow]) -> None:
+        """Keep what each side of these pairs learns, in one statement (at most one row a pair:
+        a statement may not change a row twice)."""
+        if not pairs:
+            return
+        columns = list(zip(*pairs, strict=True))
         await self._conn.execute(
             """INSERT INTO notifications.pairs (pair_id, programme_id, mentor_id, mentee_id,
                    mentee_learns, mentor_learns)
-               VALUES ($1, $2, $3, $4, $5, $6)
+               SELECT p.pair_id, p.programme_id, p.mentor_id, p.mentee_id,
+                      ARRAY(SELECT t FROM jsonb_array_elements_text(p.mentee_learns::jsonb)
+                            WITH ORDINALITY AS e(t, n) ORDER BY n),
+                      ARRAY(SELECT t FROM jsonb_array_elements_text(p.mentor_learns::jsonb)
+                            WITH ORDINALITY AS e(t, n) ORDER BY n)
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::text[])
+                    AS p(pair_id, programme_id, mentor_id, mentee_id, mentee_learns,
+                         mentor_learns)
                ON CONFLICT (pair_id) DO UPDATE SET mentee_learns = EXCLUDED.mentee_learns,
                    mentor_learns = EXCLUDED.mentor_learns""",
-            pair_id,
-            programme_id,
-            mentor_id,
-            mentee_id,
-            mentee_learns,
-            mentor_learns,
+            *columns[:4],
+            [json.dumps(learns) for learns in columns[4]],
+            [json.dumps(learns) for learns in columns[5]],
         )
 
     async def learning_of_pair(self, pair_id: str) -> dict[str, list[str]]:
