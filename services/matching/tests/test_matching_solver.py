@@ -6,6 +6,7 @@ import random
 from datetime import date
 
 import pytest
+from twoway_matching.domain import solver
 from twoway_matching.domain.model import MatchingRules, Participant, RoundInput
 from twoway_matching.domain.rules import evaluate
 from twoway_matching.domain.solver import eligible_edges, run_round
@@ -31,6 +32,10 @@ def random_person(rng: random.Random, pid: str, role: str) -> Participant:
         offers=frozenset(rng.sample(TAGS, rng.randint(0, 3))),
         wants=frozenset(rng.sample(TAGS, rng.randint(0, 3))),
         capacity=rng.randint(1, 3) if role == "mentor" else 1,
+        # Now and then one of the other side (of the first few) is their manager.
+        manager_id=f"{'e' if role == 'mentor' else 'm'}{rng.randrange(4)}"
+        if rng.random() < 0.2
+        else None,
     )
 
 
@@ -93,9 +98,14 @@ def test_solver_matches_brute_force(seed: int) -> None:
     assert len({p.mentee_id for p in proposals}) == len(proposals)
 
 
-@pytest.mark.parametrize("method", ["auto", "windows"])
+@pytest.mark.parametrize("method", ["auto", "windows", "blocks of 3 mentees"])
 @pytest.mark.parametrize("seed", range(30))
-def test_vectorised_edges_agree_with_reference_rules(seed: int, method: str) -> None:
+def test_vectorised_edges_agree_with_reference_rules(
+    seed: int, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if method == "blocks of 3 mentees":  # rules struck out block by block, as in large pools
+        monkeypatch.setattr(solver._SegmentOverlap, "rows_per_block", lambda *_: 3)
+        method = "auto"
     rng = random.Random(1000 + seed)
     mentors = tuple(random_person(rng, f"m{k}", "mentor") for k in range(8))
     mentees = tuple(random_person(rng, f"e{k}", "mentee") for k in range(8))
@@ -124,3 +134,39 @@ def test_equal_input_gives_equal_output() -> None:
     first = run_round(RoundInput(rules, mentors, mentees)).proposals
     shuffled = run_round(RoundInput(rules, mentors[::-1], mentees[::-1])).proposals
     assert first == shuffled
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 100])
+def test_managers_and_past_pairs_are_struck_out_in_every_block(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everyone suits everyone but for managers and past pairs: the edges are every pair
+    but those, however the mentees are cut into blocks."""
+    monkeypatch.setattr(solver._SegmentOverlap, "rows_per_block", lambda *_: rows)
+    week = tuple(Window(day, 9 * 60, 17 * 60) for day in range(5))
+
+    def one(pid: str, role: str, department: str, manager_id: str | None) -> Participant:
+        return Participant(
+            participant_id=pid,
+            role=role,  # type: ignore[arg-type]
+            grade=3 if role == "mentor" else 20,
+            department=department,
+            timezone="Europe/London",
+            languages=frozenset({"en"}),
+            availability=week,
+            offers=frozenset({"ai"}),
+            wants=frozenset({"ai"}),
+            manager_id=manager_id,
+            capacity=3,
+        )
+
+    mentors = tuple(one(f"m{j}", "mentor", "IT", f"e{j + 2}" if j < 2 else None) for j in range(4))
+    mentees = tuple(one(f"e{i}", "mentee", "HR", f"m{i % 4}" if i in (0, 3, 5) else None)
+                    for i in range(7))  # fmt: skip
+    never = frozenset({("m3", "e6"), ("m2", "e1")})
+    edges = eligible_edges(
+        RoundInput(MatchingRules(starts_on=date(2027, 3, 1)), mentors, mentees, never)
+    )
+    struck = {(0, 0), (3, 3), (5, 1), (2, 0), (3, 1), (6, 3), (1, 2)}  # (mentee, mentor)
+    everyone = {(i, j) for i in range(7) for j in range(4)}
+    assert set(zip(edges.mentee.tolist(), edges.mentor.tolist(), strict=True)) == everyone - struck

@@ -121,10 +121,11 @@ class _SegmentOverlap:
 
     def _rows(self, lists: list[list[Interval]]) -> FloatArray:
         edges = np.zeros((len(lists), max(1, self.size)), dtype=np.float32)
-        for row, intervals in enumerate(lists):
-            for start, end in intervals:
-                edges[row, np.searchsorted(self._points, start)] += 1
-                edges[row, np.searchsorted(self._points, end)] -= 1
+        rows = np.array([row for row, x in enumerate(lists) for _ in x], dtype=np.int64)
+        starts = np.array([i[0] for x in lists for i in x], dtype=np.int64)
+        ends = np.array([i[1] for x in lists for i in x], dtype=np.int64)
+        np.add.at(edges, (rows, np.searchsorted(self._points, starts)), 1)
+        np.add.at(edges, (rows, np.searchsorted(self._points, ends)), -1)
         return np.cumsum(edges, axis=1)[:, :-1]
 
     def rows_per_block(self, n_mentors: int) -> int:
@@ -201,6 +202,8 @@ def eligible_edges(round_input: RoundInput, method: str = "auto") -> Edges:
         if mentor_id in mentor_index and mentee_id in mentee_index:
             forbidden.append((mentee_index[mentee_id], mentor_index[mentor_id]))
 
+    # Struck out block by block (sorted by mentee), before the pairs are listed.
+    banned = np.array(sorted(set(forbidden)), dtype=np.int64).reshape(-1, 2)
     block = time_overlap.rows_per_block(n_m)
     parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
     for lo in range(0, n_e, block):
@@ -209,6 +212,8 @@ def eligible_edges(round_input: RoundInput, method: str = "auto") -> Edges:
         if rules.cross_department:
             ok &= dept_m[None, :] != dept_e[lo:hi, None]
         ok &= (lang_e[lo:hi] @ lang_m.T) > 0
+        first, last = np.searchsorted(banned[:, 0], (lo, hi))
+        ok[banned[first:last, 0] - lo, banned[first:last, 1]] = False
         if not ok.any():
             continue
         overlap, fits = time_overlap.block(lo, hi, session)
@@ -247,11 +252,6 @@ def eligible_edges(round_input: RoundInput, method: str = "auto") -> Edges:
     mentor_idx = np.concatenate([p[1] for p in parts])
     scores = np.concatenate([p[2] for p in parts])
     overlaps = np.concatenate([p[3] for p in parts])
-    if forbidden:
-        banned = {i * n_m + j for i, j in forbidden}
-        keep = ~np.isin(mentee_idx * n_m + mentor_idx, np.fromiter(banned, dtype=np.int64))
-        mentee_idx, mentor_idx = mentee_idx[keep], mentor_idx[keep]
-        scores, overlaps = scores[keep], overlaps[keep]
     return Edges(mentee_idx, mentor_idx, scores, overlaps)
 
 
