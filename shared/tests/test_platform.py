@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -413,6 +416,51 @@ async def test_outbox_relay_keeps_order_across_full_batches(
         ids = [json.loads(r.value or b"")["id"] for r in seen if r.key == f"{key}-echo".encode()]
         assert ids == [f"{key}-{n:03d}" for n in range(50)], key
     assert max(Counter(batches).values()) > 10  # many batches a partition, not one
+
+
+async def test_a_record_too_large_to_send_stays_and_its_partition_goes_on_after_it(
+    running: tuple[Runtime, Recorder], infra: Infra, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 3 MiB record is refused before anything of its step is sent: it stays in the outbox
+    (holding what follows), nothing goes out twice, and once an operator removes it the same
+    partition publishes again without a restart."""
+    caplog.set_level(logging.WARNING, logger="twoway_shared.platform.poller")
+    runtime, _ = running
+    topic = runtime.topic(Topic.PROGRAMMES)
+    key = b"prog-after-echo"  # the one partition of everything here
+    noise = base64.b64encode(os.urandom(3 * 1024 * 1024 // 4 * 3))  # gzip cannot shrink it
+    await runtime.pool.execute(
+        "INSERT INTO matching.outbox (topic, key, value, headers, event_type)"
+        " VALUES ($1, $2, $3, '[]', 'programme.matching_requested')",
+        topic,
+        key,
+        b'{"id":"too-large","noise":"' + noise + b'"}',
+    )
+    async with runtime.db.unit_of_work() as uow:  # wakes the relay
+        uow.emit(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id="prog-after-echo"))
+
+    async def refusals() -> list[str]:
+        return [
+            str(getattr(r, "error", ""))
+            for r in caplog.records
+            if "MessageSizeTooLargeError" in str(getattr(r, "error", ""))
+        ]
+
+    await eventually(refusals, bool, what="the relay refusing the large record")
+    assert await runtime.pool.fetchval("SELECT count(*) FROM matching.outbox") == 2
+    await runtime.pool.execute("DELETE FROM matching.outbox WHERE length(value) > 1000000")
+    async with runtime.db.unit_of_work() as uow:
+        uow.emit(Topic.PROGRAMMES, ProgrammeMatchingRequested(programme_id="prog-after-echo"))
+    await eventually(
+        lambda: runtime.pool.fetchval("SELECT count(*) FROM matching.outbox"),
+        lambda n: n == 0,
+        what="an empty outbox",
+    )
+    async with TopicReader(infra.kafka_bootstrap, [topic]) as reader:
+        seen = await reader.wait_for(lambda r: len(r) >= 2, what="the two later events")
+    ids = [json.loads(r.value or b"")["id"] for r in seen]
+    assert len(ids) == len(set(ids)) == 2  # each once: nothing of a refused step went out
+    assert [r.key for r in seen] == [key, key]
 
 
 async def test_handler_effects_carry_causation(

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from twoway_shared.platform.db import schema_identifier
+from twoway_shared.platform.kafka import MAX_REQUEST_BYTES
 from twoway_shared.platform.metrics import Metrics
 from twoway_shared.platform.poller import Backoff, Poller
 from twoway_shared.platform.tracing import publish_span
@@ -179,21 +182,36 @@ class OutboxRelay:
             # The partition `send` would choose: murmur2 of the key, any one for no key.
             partition = int(_PARTITIONER(key, partitions[topic], partitions[topic]))
             headers = [(name, text.encode()) for name, text in orjson.loads(row["headers"])]
+            _check_size(key, value, headers)
             with publish_span(topic, traceparent_in(value)):
                 builders = batches.setdefault((topic, partition), [])
                 if not builders or not _append(builders[-1], key, value, headers):
                     builders.append(self._producer.create_batch())
                     _append(builders[-1], key, value, headers)
+        # Every partition's first batch, then the seconds...: a partition's next batch waits
+        # until its last is taken, so the others are queued first.
         futures = [
-            await self._producer.send_batch(builder, topic, partition=partition)
+            await self._producer.send_batch(builders[n], topic, partition=partition)
+            for n in range(max(len(b) for b in batches.values()))
             for (topic, partition), builders in batches.items()
-            for builder in builders
+            if n < len(builders)
         ]
         await asyncio.gather(*futures)
         await conn.execute(self._delete, [row["id"] for row in rows])
         for topic, count in Counter(row["topic"] for row in rows).items():
             self._metrics.produced.labels(topic).inc(count)
         return len(rows)
+
+
+def _check_size(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    """Refuse a record larger than a request may be, as `send` does (before it takes a
+    sequence number of its partition)."""
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    if size > MAX_REQUEST_BYTES:
+        raise MessageSizeTooLargeError(
+            f"an outbox record of {size} bytes is larger than a request may be "
+            f"({MAX_REQUEST_BYTES} bytes)"
+        )
 
 
 def _append(
