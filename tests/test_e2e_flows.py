@@ -804,6 +804,16 @@ async def test_acceptance_accept_and_decline(stack: Stack, view: View) -> None:
     assert not view.sessions(pair_id=two)
     assert len(view.pairs("pair.proposed", programme_id=programme_id)) == 2, "never repeated"
 
+    def told(template: str) -> set[str]:
+        return {e["data"]["participant_id"] for e in view.sent(template=template)}
+
+    await view.until(
+        lambda: (
+            told("pair_proposed") >= {p["participant_id"] for p in (m1, e1, m2, e2)}
+            and told("pair_confirmed") >= {"A-M1", "A-E1"}
+        ),
+        "the four pair_proposed and the two pair_confirmed emails",
+    )
     for who, pair_id in ((m1, one), (e1, one), (m2, two), (e2, two)):
         proposed = [m for m in mails(stack.mail, [who["email"]]) if m.template == "pair_proposed"]
         assert len(proposed) == 1, who["participant_id"]
@@ -864,6 +874,16 @@ async def test_replay_from_offset_zero_changes_nothing(stack: Stack, view: View)
     pair = await confirmed_pair(view, "P-M1", "P-E1")
     await booked(view, pair["pair_id"])
     await quiescent(stack)
+    # The snapshot must be whole: the pair's introductions are out too, and every email the
+    # server holds has its notification.sent read back (it is published after the send).
+    await view.until(
+        lambda: (
+            {e["data"]["participant_id"] for e in view.sent(template="pair_confirmed")}
+            >= {"P-M1", "P-E1"}
+            and len(view.sent()) == len(stack.mail.messages())
+        ),
+        "every email sent and reported",
+    )
     outputs = [stack.topic(t) for t in (Topic.PAIRS, Topic.SESSIONS, Topic.NOTIFICATIONS)]
     outputs.append(stack.topic(Topic.DEADLETTER))
     before = Counter(r.topic for r in view.reader.records if r.topic in outputs)

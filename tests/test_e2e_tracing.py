@@ -173,7 +173,9 @@ async def test_an_enrolments_trace_reaches_the_booking_emails_smtp_send(
             interval=0.5,
             what="both booking emails' SMTP send spans in the enrolment's trace",
         )
-
+    # Each service exports on its own timer, so the snapshot above may lack another's last
+    # spans; every service has now exited and flushed its exporter: read the whole trace.
+    spans = collector.of_trace(TRACE_ID)
     services = {s.service for s in spans}
     assert services >= {"twoway-matching", "twoway-scheduling", "twoway-notifications"}
     names = {(s.service, s.name) for s in spans}

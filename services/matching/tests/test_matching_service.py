@@ -56,11 +56,12 @@ async def test_a_cohort_flows_in_and_explained_pairs_come_out(
     harness: Harness, oidc: TestProvider
 ) -> None:
     await configure_programme(harness)
-    for k in range(3):
-        await enrol(harness, f"M{k}", "mentor")
-        await enrol(harness, f"E{k}", "mentee")
-    await enrol(
-        harness, "E-LATE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
+    # One publish, so the round (due a second after the first enrolment) weighs them all.
+    await harness.send(
+        *(enrolled(f"{p}{k}", r) for k in range(3) for p, r in (("M", "mentor"), ("E", "mentee"))),
+        enrolled(
+            "E-LATE", "mentee", availability=[{"day": "sun", "start": "20:00", "end": "21:00"}]
+        ),
     )
     confirmed = await harness.wait("pair.confirmed", 3)
     proposed = harness.data("pair.proposed")
@@ -81,10 +82,19 @@ async def test_a_cohort_flows_in_and_explained_pairs_come_out(
     base_url = f"http://127.0.0.1:{harness.runtime.http_port}"
     reader = {"Authorization": f"Bearer {oidc.token()}"}
     async with httpx.AsyncClient(base_url=base_url, headers=reader) as http:
-        listing = (await http.get(f"/programmes/{PROGRAMME}/pairs")).json()
+
+        def unmatched_late(body: dict[str, Any]) -> list[dict[str, Any]]:
+            unmatched = (body["last_round"] or {}).get("unmatched", [])
+            return [u for u in unmatched if u["participant_id"] == "E-LATE"]
+
+        async def get_listing() -> dict[str, Any]:
+            return dict((await http.get(f"/programmes/{PROGRAMME}/pairs")).json())
+
+        listing = await eventually(
+            get_listing, lambda b: bool(unmatched_late(b)), what="a round that weighed E-LATE"
+        )
         assert len(listing["pairs"]) == 3
-        late = [u for u in listing["last_round"]["unmatched"] if u["participant_id"] == "E-LATE"]
-        assert late
+        late = unmatched_late(listing)
         assert late[0]["reason"] == "no eligible partner"
         # Every mentor the last round weighed was ruled out by time alone; how many it weighed
         # depends on how the debounced rounds fell (mentors already at capacity are not).
