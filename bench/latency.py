@@ -58,11 +58,15 @@ async def echo(event: Event[Any], uow: UnitOfWork) -> None:
 async def run(infra: Infra, rate: int, seconds: int) -> float:
     """The p99 latency in seconds."""
     async with fresh_place(infra) as place:
-        return await _measure(infra, place.settings(Settings, "matching"), rate, seconds)
+        with tempfile.TemporaryDirectory(prefix="twoway-latency-") as folder:
+            settings = place.settings(Settings, "matching")
+            return await _measure(infra, settings, rate, seconds, Path(folder))
 
 
-async def _measure(infra: Infra, settings: Settings, rate: int, seconds: int) -> float:
-    migrations = Path(tempfile.mkdtemp()) / "migrations"
+async def _measure(
+    infra: Infra, settings: Settings, rate: int, seconds: int, folder: Path
+) -> float:
+    migrations = folder / "migrations"
     migrations.mkdir()
     (migrations / "0001_effects.sql").write_text(EFFECTS_SQL)
     spec = ServiceSpec(
