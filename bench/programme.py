@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,10 +31,11 @@ from tests.reliability.support import Run
 
 async def run(infra: Infra, people: int) -> float:
     """Seconds from the first enrolment to the last email."""
-    # The run's emails and logs (about 120 MB at 10,000 people) are removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="twoway-bench-") as root:
-        programme = Run(infra, Path(root), people=people, progress=True)
-        outcome, seconds, _ = await programme.execute(None, timeout=1800)
+    # The run's emails and the services' logs (about 120 MB at 10,000 people) are removed
+    # once it has settled; a run that failed or left work in flight keeps them.
+    root = Path(tempfile.mkdtemp(prefix="twoway-bench-"))
+    programme = Run(infra, root, people=people, progress=True)
+    outcome, seconds, _ = await programme.execute(None, timeout=1800)
     emails = sum(outcome.emails.values())
     print(
         f"programme: {people} people: {len(outcome.pairs)} pairs, "
@@ -43,6 +45,9 @@ async def run(infra: Infra, people: int) -> float:
     print(f"programme: matching requested to last email: {seconds:.1f} s")
     if programme.unsettled:
         print("left in flight:", *programme.unsettled[:10], sep="\n  ")
+        print(f"the run's emails and logs are kept in {root}")
+    else:
+        shutil.rmtree(root)
     return programme.from_first_enrolment
 
 

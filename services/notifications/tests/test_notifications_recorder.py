@@ -53,7 +53,7 @@ async def until(condition: Any, deadline: float = 5.0) -> None:
 
 
 async def test_deliveries_arriving_within_the_linger_share_one_transaction() -> None:
-    # A linger long enough that a stalled machine cannot split the three adds.
+    # A linger long enough that a stalled machine is unlikely to split the three adds.
     recording = Recording(timedelta(seconds=1))
     recorder = _Recorder(recording.sender(), None)
     for n in range(3):
