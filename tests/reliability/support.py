@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import functools
 import json
 import signal
 import time
@@ -427,10 +428,32 @@ class Run:
     from_first_enrolment: float = 0.0  # seconds from the first enrolment to the end
     progress: bool = False  # print the pairs, sessions and emails so far every 5 s
     last_change: float = 0.0  # when the outcome last grew (monotonic)
+    # Whether the run still lacked part of the clean run's outcome when the first fault
+    # took effect (None: no fault, or no clean run to compare with): a fault that comes
+    # once everything is out tests nothing.
+    first_fault_mid_run: bool | None = None
+    _so_far: Callable[[], Outcome] | None = field(default=None, repr=False)
+    _expected: Outcome | None = field(default=None, repr=False)
 
     def note(self, what: str) -> None:
+        """Log a fault (or its end) once it has taken effect."""
+        if self.first_fault_mid_run is None and self._so_far and self._expected:
+            self.first_fault_mid_run = not self._so_far().complete(self._expected)
         self.fault_log.append((time.monotonic() - self.started, what))
         print(f"  +{time.monotonic() - self.started:6.1f}s {what}", flush=True)
+
+    async def reached(
+        self, condition: Callable[[Outcome], bool], what: str, timeout: float = 60.0
+    ) -> None:
+        """Wait until the outcome so far satisfies `condition`: a moment in the run for a
+        fault, the same on a fast machine and a slow one (a fixed delay came after the end
+        of the run on a fast one)."""
+        assert self._so_far is not None, "only while the run executes"
+        deadline = time.monotonic() + timeout
+        while not condition(self._so_far()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the run did not reach {what} in {timeout:.0f} s")
+            await asyncio.sleep(0.02)
 
     def fault_ended(self) -> None:
         self.last_fault_end = time.monotonic()
@@ -481,9 +504,11 @@ class Run:
             )
             async with TopicReader(self.infra.kafka_bootstrap, outputs) as reader:
                 self.started = time.monotonic()
+                tally = Tally(self.mail)
+                self._so_far = functools.partial(tally.current, reader.records)
+                self._expected = expected
                 await self._publish([ProgrammeMatchingRequested(programme_id=PROGRAMME)], prefix)
                 injector = asyncio.create_task(faults(self)) if faults else None
-                tally = Tally(self.mail)
                 outcome = await self._settle(tally, reader, expected, timeout, injector, dsns)
                 if injector is not None:
                     await injector

@@ -40,8 +40,15 @@ async def check(
     for line in figures.detail[:20] + run.unsettled[:20]:
         print("   ", line)
     assert figures.crashed == [], f"a service exited on its own: {figures.crashed}"
+    assert run.first_fault_mid_run, "the first fault came once everything was out"
     assert figures.lost == 0, figures.detail[:20]
     assert figures.duplicated == 0, figures.detail[:20]
+
+
+async def first_pair(r: Run) -> None:
+    """The moment every fault starts at: the first pair is out, its sessions and every
+    email still to come."""
+    await r.reached(lambda so_far: bool(so_far.pairs), "the first pair")
 
 
 async def test_random_sigkills_of_every_service(run: Run, clean: Outcome) -> None:
@@ -49,8 +56,10 @@ async def test_random_sigkills_of_every_service(run: Run, clean: Outcome) -> Non
 
     async def faults(r: Run) -> None:
         assert r.cluster is not None
-        for _ in range(8):
-            await asyncio.sleep(rng.uniform(0.5, 2.0))
+        await first_pair(r)
+        for n in range(8):
+            if n:
+                await asyncio.sleep(rng.uniform(0.5, 2.0))
             service = rng.choice(SERVICES)
             await r.cluster.kill(service, 0)
             r.note(f"SIGKILL {service}")
@@ -63,7 +72,7 @@ async def test_random_sigkills_of_every_service(run: Run, clean: Outcome) -> Non
 
 async def test_broker_killed_and_restarted(run: Run, clean: Outcome, own_stack: LocalStack) -> None:
     async def faults(r: Run) -> None:
-        await asyncio.sleep(1.5)
+        await first_pair(r)
         await asyncio.to_thread(own_stack.kill_kafka)
         r.note("SIGKILL Kafka")
         await asyncio.sleep(10)
@@ -76,7 +85,7 @@ async def test_broker_killed_and_restarted(run: Run, clean: Outcome, own_stack: 
 
 async def test_postgres_restarted(run: Run, clean: Outcome, own_stack: LocalStack) -> None:
     async def faults(r: Run) -> None:
-        await asyncio.sleep(2.0)
+        await first_pair(r)
         await asyncio.to_thread(own_stack.stop_postgres)
         r.note("pg_ctl stop -m fast")
         await asyncio.sleep(5)
@@ -93,7 +102,7 @@ async def test_several_instances_with_one_killed(run: Run, clean: Outcome, insta
 
     async def faults(r: Run) -> None:
         assert r.cluster is not None
-        await asyncio.sleep(1.0)
+        await first_pair(r)
         for service in SERVICES:
             await r.cluster.kill(service, instances - 1)
             r.note(f"SIGKILL {service} instance {instances - 1} of {instances}")
@@ -108,7 +117,7 @@ async def test_smtp_outage(run: Run, clean: Outcome) -> None:
     # emails refused at the start go out about 105 s after it, with what was due meanwhile.
     async def faults(r: Run) -> None:
         assert r.mail is not None
-        await asyncio.sleep(1.0)
+        await first_pair(r)
         r.mail.stop()
         r.note("SMTP server stopped")
         await asyncio.sleep(60)
