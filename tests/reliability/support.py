@@ -432,13 +432,17 @@ class Run:
     # took effect (None: no fault, or no clean run to compare with): a fault that comes
     # once everything is out tests nothing.
     first_fault_mid_run: bool | None = None
-    _so_far: Callable[[], Outcome] | None = field(default=None, repr=False)
-    _expected: Outcome | None = field(default=None, repr=False)
+    _outcome_now: Callable[[], Outcome] | None = field(default=None, init=False, repr=False)
+    _expected: Outcome | None = field(default=None, init=False, repr=False)
 
     def note(self, what: str) -> None:
         """Log a fault (or its end) once it has taken effect."""
-        if self.first_fault_mid_run is None and self._so_far and self._expected:
-            self.first_fault_mid_run = not self._so_far().complete(self._expected)
+        if (
+            self.first_fault_mid_run is None
+            and self._outcome_now is not None
+            and self._expected is not None
+        ):
+            self.first_fault_mid_run = not self._outcome_now().complete(self._expected)
         self.fault_log.append((time.monotonic() - self.started, what))
         print(f"  +{time.monotonic() - self.started:6.1f}s {what}", flush=True)
 
@@ -448,9 +452,9 @@ class Run:
         """Wait until the outcome so far satisfies `condition`: a moment in the run for a
         fault, the same on a fast machine and a slow one (a fixed delay came after the end
         of the run on a fast one)."""
-        assert self._so_far is not None, "only while the run executes"
+        assert self._outcome_now is not None, "only while the run executes"
         deadline = time.monotonic() + timeout
-        while not condition(self._so_far()):
+        while not condition(self._outcome_now()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the run did not reach {what} in {timeout:.0f} s")
             await asyncio.sleep(0.02)
@@ -505,7 +509,7 @@ class Run:
             async with TopicReader(self.infra.kafka_bootstrap, outputs) as reader:
                 self.started = time.monotonic()
                 tally = Tally(self.mail)
-                self._so_far = functools.partial(tally.current, reader.records)
+                self._outcome_now = functools.partial(tally.current, reader.records)
                 self._expected = expected
                 await self._publish([ProgrammeMatchingRequested(programme_id=PROGRAMME)], prefix)
                 injector = asyncio.create_task(faults(self)) if faults else None
@@ -527,6 +531,7 @@ class Run:
                 self.unsettled = await unsettled(dsns)
             return outcome, seconds, recovery
         finally:
+            self._outcome_now = None  # the reader is closed: nothing to poll after the run
             await cluster.stop()
             self.mail.stop()
 

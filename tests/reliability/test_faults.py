@@ -40,6 +40,7 @@ async def check(
     for line in figures.detail[:20] + run.unsettled[:20]:
         print("   ", line)
     assert figures.crashed == [], f"a service exited on its own: {figures.crashed}"
+    assert run.first_fault_mid_run is not None, "no fault was noted"
     assert run.first_fault_mid_run, "the first fault came once everything was out"
     assert figures.lost == 0, figures.detail[:20]
     assert figures.duplicated == 0, figures.detail[:20]
@@ -58,8 +59,9 @@ async def test_random_sigkills_of_every_service(run: Run, clean: Outcome) -> Non
         assert r.cluster is not None
         await first_pair(r)
         for n in range(8):
+            pause = rng.uniform(0.5, 2.0)  # drawn every time: the seed's sequence as before
             if n:
-                await asyncio.sleep(rng.uniform(0.5, 2.0))
+                await asyncio.sleep(pause)
             service = rng.choice(SERVICES)
             await r.cluster.kill(service, 0)
             r.note(f"SIGKILL {service}")

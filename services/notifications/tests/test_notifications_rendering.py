@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -602,3 +604,38 @@ def test_the_data_text_is_what_aiosmtplib_would_write() -> None:
     cases.append(booking.data)
     for data in cases:
         assert _data_text(data) == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))
+
+
+_POOL_HOLDER = """
+import os, sys, time
+from twoway_notifications import compose
+pool = compose._compose_pool()
+print(*sorted({pool.submit(os.getpid).result() for _ in range(20)}), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie has ended; its new parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_compose_workers_leave_when_the_service_is_killed() -> None:
+    """A SIGKILLed service cannot shut its pool down; its workers must not outlive it."""
+    holder = subprocess.Popen([sys.executable, "-c", _POOL_HOLDER], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        workers = [int(pid) for pid in holder.stdout.readline().split()]
+        assert workers
+        assert all(_running(pid) for pid in workers)
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived their service"
+        time.sleep(0.1)

@@ -9,6 +9,8 @@ import io
 import multiprocessing
 import os
 import secrets
+import threading
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -477,13 +479,29 @@ sent) while the workers build the rest, large enough that a trip costs little.""
 _pool: ProcessPoolExecutor | None = None
 
 
+def _exit_with(parent: int) -> None:
+    """A worker's initializer: the worker leaves once `parent` (the service) is gone. A
+    service killed with SIGKILL cannot shut its pool down, and its idle workers would wait
+    on their queue for ever, one pair more with each kill."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-service", daemon=True).start()
+
+
 def _compose_pool() -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
         # Spawned, not forked: a fork of a process running an event loop and threads may
         # inherit a lock some other thread held.
         _pool = ProcessPoolExecutor(
-            COMPOSE_PROCESSES, mp_context=multiprocessing.get_context("spawn")
+            COMPOSE_PROCESSES,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with,
+            initargs=(os.getpid(),),
         )
     return _pool
 
