@@ -98,7 +98,7 @@ def test_a_zombie_pid_counts_as_stopped(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the child never became a zombie"
             time.sleep(0.05)
         os.kill(zombie, 0)  # still "there" for kill(0) ...
-        assert not stack._process_alive(zombie)  # ... but not alive
+        assert not stack.process_alive(zombie)  # ... but not alive
         assert stack._cmdline(zombie) == []
 
         # A broker pid file naming the zombie: status says stopped, down does not hang.

@@ -452,12 +452,13 @@ class Run:
         """Wait until the outcome so far satisfies `condition`: a moment in the run for a
         fault, the same on a fast machine and a slow one (a fixed delay came after the end
         of the run on a fast one)."""
-        assert self._outcome_now is not None, "only while the run executes"
-        deadline = time.monotonic() + timeout
-        while not condition(self._outcome_now()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the run did not reach {what} in {timeout:.0f} s")
-            await asyncio.sleep(0.02)
+        outcome_now = self._outcome_now
+        assert outcome_now is not None, "only while the run executes"
+
+        async def probe() -> Outcome:
+            return outcome_now()
+
+        await eventually(probe, condition, timeout=timeout, interval=0.02, what=what)
 
     def fault_ended(self) -> None:
         self.last_fault_end = time.monotonic()

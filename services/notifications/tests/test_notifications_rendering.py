@@ -19,6 +19,7 @@ import pytest
 import vobject
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from icalendar import Calendar
+from twoway_dev.localstack.stack import process_alive
 from twoway_dev.testing.calendar_client import CalendarClient, Meeting
 from twoway_notifications import compose as compose_module
 from twoway_notifications.compose import (
@@ -615,15 +616,6 @@ time.sleep(600)
 """
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie has ended; its new parent reaps it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_compose_workers_leave_when_the_service_is_killed() -> None:
     """A SIGKILLed service cannot shut its pool down; its workers must not outlive it."""
     holder = subprocess.Popen([sys.executable, "-c", _POOL_HOLDER], stdout=subprocess.PIPE)
@@ -631,11 +623,11 @@ def test_compose_workers_leave_when_the_service_is_killed() -> None:
         assert holder.stdout is not None
         workers = [int(pid) for pid in holder.stdout.readline().split()]
         assert workers
-        assert all(_running(pid) for pid in workers)
+        assert all(process_alive(pid) for pid in workers)
     finally:
         holder.kill()
         holder.wait()
     deadline = time.monotonic() + 20
-    while any(_running(pid) for pid in workers):
+    while any(process_alive(pid) for pid in workers):
         assert time.monotonic() < deadline, f"workers {workers} outlived their service"
         time.sleep(0.1)

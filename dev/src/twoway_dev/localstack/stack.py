@@ -413,7 +413,8 @@ def _write_private(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether the process `pid` runs (a zombie has ended)."""
     # Reap it first if it is our own exited child, or it would linger as a zombie "alive".
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
@@ -667,7 +668,7 @@ class LocalStack:
             pid = int(self.kafka_pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return None
         cmdline = _cmdline(pid)
         # After a reboot the pid may belong to something else: only trust our own command.
@@ -817,7 +818,7 @@ class LocalStack:
                     return True
                 except subprocess.TimeoutExpired:
                     continue
-            if not _process_alive(pid):
+            if not process_alive(pid):
                 return True
             time.sleep(_POLL)
         return False
